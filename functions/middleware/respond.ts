@@ -1,0 +1,112 @@
+import type { Logger } from '@aws-lambda-powertools/logger'
+import type middy from '@middy/core'
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
+import { AttestationError, ProvisionerError, UpstreamUnavailableError } from '../../lib/errors.js'
+
+/** What a handler returns: the status and a flat body, written as JSON or as text lines by `respond`. */
+export interface HandlerResult {
+  statusCode: number
+  body: Record<string, string | number | boolean>
+  /** Fields for the request's log line (never a secret). */
+  log?: Record<string, unknown>
+}
+
+type Request = middy.Request<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context>
+
+/**
+ * The one place that turns results and errors into HTTP: JSON by default, `key=value` lines for
+ * `Accept: text/plain`, `Cache-Control: no-store` always (responses carry credentials), and one
+ * structured log line per request. Unknown errors become a 500 that says nothing more.
+ */
+export function respond(options: { logger: Logger; classifyError?: (error: unknown) => ProvisionerError | undefined; now?: () => number }): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context> {
+  const now = options.now ?? Date.now
+  let startedMs = 0
+
+  return {
+    before: () => {
+      startedMs = now()
+    },
+    after: (request: Request) => {
+      const result = request.response as HandlerResult
+      request.response = toHttp(request, result.statusCode, result.body)
+      options.logger.info('provision', { ...result.log, statusCode: result.statusCode, durationMs: now() - startedMs, requestId: request.context.awsRequestId })
+    },
+    onError: (request: Request) => {
+      const error = (request.error instanceof ProvisionerError ? request.error : options.classifyError?.(request.error)) ?? undefined
+      const known = error ?? new ProvisionerError('internal_error', 'internal error')
+      const body: HandlerResult['body'] = { code: known.code, message: known.message, retryable: known.retryable }
+      if (known instanceof AttestationError && known.serverTime !== undefined) body.serverTime = known.serverTime
+      if (known instanceof UpstreamUnavailableError) body.retryAfter = jitter(known.retryAfterSeconds)
+      const response = toHttp(request, known.statusCode, body, true)
+      if (body.retryAfter !== undefined) response.headers['retry-after'] = String(body.retryAfter)
+      request.response = response
+      const device = parsedDevice(request.event)
+      const log = {
+        outcome: known.statusCode >= 500 ? 'failed' : 'refused',
+        code: known.code,
+        ...(device === undefined ? {} : { device }),
+        statusCode: known.statusCode,
+        durationMs: now() - startedMs,
+        requestId: request.context.awsRequestId,
+        ...(known.detail === undefined ? {} : { detail: known.detail }),
+        ...(error === undefined ? { errorName: request.error?.name, errorMessage: request.error?.message } : {}),
+      }
+      if (known.statusCode >= 500) options.logger.error('provision', log)
+      else options.logger.info('provision', log)
+    },
+  }
+}
+
+function toHttp(request: Request, statusCode: number, fields: HandlerResult['body'], isError = false): APIGatewayProxyResultV2 & { headers: Record<string, string> } {
+  const requestId = request.context.awsRequestId
+  const headers: Record<string, string> = { 'cache-control': 'no-store' }
+  if (prefersText(request.event.headers?.accept)) {
+    headers['content-type'] = 'text/plain; charset=utf-8'
+    return { statusCode, headers, body: toTextLines(fields, isError, requestId) }
+  }
+  headers['content-type'] = 'application/json'
+  const body = isError ? { error: fields, requestId } : fields
+  return { statusCode, headers, body: JSON.stringify(body) }
+}
+
+function toTextLines(fields: HandlerResult['body'], isError: boolean, requestId: string): string {
+  if (!isError) {
+    return `${Object.entries(fields).map(([key, value]) => `${key}=${value}`).join('\n')}\n`
+  }
+  let text = `error=${fields.code}\n`
+  if (fields.retryAfter !== undefined) text += `retry_after=${fields.retryAfter}\n`
+  if (fields.serverTime !== undefined) text += `server_time=${fields.serverTime}\n`
+  return `${text}request_id=${requestId}\n`
+}
+
+/** True when the client ranks `text/plain` above `application/json` in its Accept header. */
+export function prefersText(accept: string | undefined): boolean {
+  if (!accept) return false
+  let textQ = 0
+  let jsonQ = 0
+  for (const part of accept.split(',')) {
+    const [type = '', ...params] = part.trim().toLowerCase().split(';')
+    const qParam = params.map((p) => p.trim()).find((p) => p.startsWith('q='))
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2))
+    if (!Number.isFinite(q)) continue
+    const mediaType = type.trim()
+    if (mediaType === 'text/plain') textQ = Math.max(textQ, q)
+    else if (mediaType === 'application/json') jsonQ = Math.max(jsonQ, q)
+    else if (mediaType === 'application/*') jsonQ = Math.max(jsonQ, q * 0.99)
+    else if (mediaType === 'text/*') textQ = Math.max(textQ, q * 0.99)
+  }
+  return textQ > 0 && textQ > jsonQ
+}
+
+/** The device ID, once the body has been parsed and validated (never a raw, unchecked string). */
+function parsedDevice(event: APIGatewayProxyEventV2): string | undefined {
+  const body = event.body as unknown
+  if (typeof body !== 'object' || body === null) return undefined
+  const device = (body as { device?: unknown }).device
+  return typeof device === 'string' ? device : undefined
+}
+
+function jitter(seconds: number): number {
+  // Spread a boot storm's retries over twice the advised wait instead of bringing them back together.
+  return Math.max(1, Math.round(seconds * (1 + Math.random())))
+}

@@ -1,0 +1,117 @@
+import { Logger } from '@aws-lambda-powertools/logger'
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware'
+import { SSMClient } from '@aws-sdk/client-ssm'
+import middy from '@middy/core'
+import httpHeaderNormalizer from '@middy/http-header-normalizer'
+import ssm from '@middy/ssm'
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda'
+import { checkClock, decodeFleetKey, verifySignature } from '../lib/attestation/keys.js'
+import { checkDeviceAllowed, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
+import { type Config, loadConfig } from '../lib/config.js'
+import { ConfigError } from '../lib/errors.js'
+import { provisionDevice } from '../lib/provisioning/provision.js'
+import { ThingerClient, type ThingerCallRecord } from '../lib/thinger/client.js'
+import { jsonBody } from './middleware/json-body.js'
+import { type HandlerResult, respond } from './middleware/respond.js'
+import { classifySsmError } from './middleware/ssm-errors.js'
+
+const MAX_BODY_BYTES = 4096
+const DEADLINE_MARGIN_MS = 500
+const SSM_REQUEST_TIMEOUT_MS = 2000
+const SSM_CONNECTION_TIMEOUT_MS = 1000
+
+/** Everything a test or another entry point may replace. */
+export interface ProvisionHandlerOptions {
+  env?: NodeJS.ProcessEnv
+  logger?: Logger
+  ssmClient?: SSMClient
+  fetch?: typeof globalThis.fetch
+  now?: () => number
+}
+
+type ProvisionEvent = Omit<APIGatewayProxyEventV2, 'body'> & { body: ProvisionRequest }
+interface Secrets {
+  thingerToken?: unknown
+  fleetKey?: unknown
+}
+
+let handlerCount = 0
+
+/**
+ * Builds the `POST /v1/provision` handler: the middy chain around one call into `lib/`.
+ * Invalid settings do not throw here: every request then answers `internal_error` and logs the setting.
+ */
+export function createProvisionHandler(options: ProvisionHandlerOptions = {}) {
+  const logger = options.logger ?? new Logger({ serviceName: 'thinger-provisioner' })
+  const now = options.now ?? Date.now
+  let config: Config | undefined
+  let configError: ConfigError | undefined
+  try {
+    config = loadConfig(options.env ?? process.env)
+  } catch (error) {
+    configError = error as ConfigError
+    logger.error('invalid configuration', { detail: configError.detail })
+  }
+
+  const chain = middy<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(httpHeaderNormalizer())
+    .use(respond({ logger, now, classifyError: config && ((error) => classifySsmError(error, config)) }))
+
+  if (config === undefined) {
+    return chain.handler(async () => {
+      throw configError
+    })
+  }
+  const settings = config
+  const deviceIdPattern = settings.deviceIdPattern
+
+  return chain
+    .use(
+      jsonBody({
+        maxBytes: MAX_BODY_BYTES,
+        parse: (body) => {
+          const parsed = parseProvisionRequest(body)
+          checkDeviceAllowed(parsed.device, deviceIdPattern)
+          return parsed
+        },
+      }) as middy.MiddlewareObj<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>,
+    )
+    .use(
+      ssm({
+        AwsClient: (options.ssmClient ? function InjectedClient() { return options.ssmClient } : SSMClient) as typeof SSMClient,
+        awsClientOptions: { requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS } },
+        fetchData: { thingerToken: settings.thingerTokenParam, fleetKey: settings.fleetKeyParam },
+        cacheKey: `thinger-provisioner-ssm-${++handlerCount}`,
+        cacheExpiry: settings.ssmCacheSeconds * 1000,
+        setToContext: true,
+      }),
+    )
+    .handler(async (event, context) => {
+      const { device, timestamp, signature } = (event as unknown as ProvisionEvent).body
+      const fleetKey = decodeFleetKey(context.fleetKey, 'FLEET_KEY_PARAM')
+      verifySignature(fleetKey, device, timestamp, signature)
+      checkClock(timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
+      const token = context.thingerToken
+      if (typeof token !== 'string' || token.trim() === '') throw new ConfigError('THINGER_TOKEN_PARAM', 'the parameter value is empty')
+
+      const calls: ThingerCallRecord[] = []
+      const thinger = new ThingerClient({
+        baseUrl: settings.thingerApiUrl,
+        username: settings.thingerUsername,
+        token: token.trim(),
+        timeoutMs: settings.thingerTimeoutMs,
+        deadlineMs: now() + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
+        onCall: (record) => calls.push(record),
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      })
+      const result = await provisionDevice(device, { thinger, username: settings.thingerUsername, host: settings.thingerDeviceHost })
+      return {
+        statusCode: result.created ? 201 : 200,
+        body: { ...result },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, created: result.created, thingerCalls: calls.length },
+      }
+    })
+}
+
+export const handler = createProvisionHandler()

@@ -1,0 +1,69 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { AttestationError, ConfigError } from '../errors.js'
+
+const MIN_FLEET_KEY_BYTES = 32
+const SIGNATURE_BYTES = 32
+const PROTOCOL_VERSION = 'v1'
+const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/**
+ * Decodes the fleet key as stored in SSM (base64 of at least 32 random bytes).
+ * @throws ConfigError when the stored value is not such a key; the value itself is never quoted.
+ */
+export function decodeFleetKey(storedValue: unknown, setting: string): Buffer {
+  if (typeof storedValue !== 'string' || !BASE64_PATTERN.test(storedValue.trim())) {
+    throw new ConfigError(setting, 'the parameter value is not base64')
+  }
+  const key = Buffer.from(storedValue.trim(), 'base64')
+  if (key.length < MIN_FLEET_KEY_BYTES) {
+    throw new ConfigError(setting, `the fleet key must be at least ${MIN_FLEET_KEY_BYTES} bytes`)
+  }
+  return key
+}
+
+/**
+ * Derives a device's key from the fleet key: HMAC-SHA256(fleetKey, UTF-8 device ID), the scheme of
+ * Azure DPS symmetric-key enrollment groups. The factory flashes its base64 form into the device.
+ */
+export function deriveDeviceKey(fleetKey: Buffer, device: string): Buffer {
+  return createHmac('sha256', fleetKey).update(device, 'utf8').digest()
+}
+
+/** The exact bytes a device signs: `"v1\n" + device + "\n" + timestamp`. */
+export function signedMessage(device: string, timestamp: number): string {
+  return `${PROTOCOL_VERSION}\n${device}\n${timestamp}`
+}
+
+/** Signs a provisioning request with a device key; returns the base64 signature a device sends. */
+export function signRequest(deviceKey: Buffer, device: string, timestamp: number): string {
+  return createHmac('sha256', deviceKey).update(signedMessage(device, timestamp), 'utf8').digest('base64')
+}
+
+/**
+ * Checks a request's signature against the key derived for its device, in constant time.
+ * @throws AttestationError `invalid_signature` when it does not match.
+ */
+export function verifySignature(fleetKey: Buffer, device: string, timestamp: number, signature: string): void {
+  const expected = createHmac('sha256', deriveDeviceKey(fleetKey, device))
+    .update(signedMessage(device, timestamp), 'utf8')
+    .digest()
+  const given = Buffer.from(signature, 'base64')
+  // Length is not secret (always 32 for a well-formed signature); the comparison of contents is.
+  if (given.length !== SIGNATURE_BYTES || !timingSafeEqual(given, expected)) {
+    throw new AttestationError('invalid_signature', 'the signature does not match the device key')
+  }
+}
+
+/**
+ * Refuses a timestamp further than `skewSeconds` from the server's clock.
+ * @throws AttestationError `clock_skew`, carrying the server time so a device without a clock can retry.
+ */
+export function checkClock(timestamp: number, nowSeconds: number, skewSeconds: number): void {
+  if (Math.abs(timestamp - nowSeconds) > skewSeconds) {
+    throw new AttestationError('clock_skew', `the timestamp is more than ${skewSeconds} s from the server clock`, {
+      serverTime: nowSeconds,
+    })
+  }
+}
+
+export { BASE64_PATTERN }

@@ -1,0 +1,97 @@
+import { ConfigError } from './errors.js'
+
+const DEFAULT_THINGER_API_URL = 'https://backend.thinger.io'
+const DEFAULT_STAGE = 'dev'
+const DEFAULT_DEVICE_ID_PATTERN = '^[A-Za-z0-9_-]{1,32}$'
+const DEFAULT_CLOCK_SKEW_SECONDS = 300
+const DEFAULT_SSM_CACHE_SECONDS = 300
+const DEFAULT_THINGER_TIMEOUT_MS = 5000
+const THINGER_USERNAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
+const SSM_PARAMETER_NAME_PATTERN = /^\/[A-Za-z0-9_.\-/]{1,2047}$/
+const HOST_PATTERN = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/
+
+/** Everything the service is told by its operator, validated. */
+export interface Config {
+  thingerApiUrl: string
+  thingerUsername: string
+  thingerDeviceHost: string
+  thingerTokenParam: string
+  fleetKeyParam: string
+  deviceIdPattern: RegExp
+  clockSkewSeconds: number
+  ssmCacheSeconds: number
+  thingerTimeoutMs: number
+}
+
+/**
+ * Reads and validates the settings from the environment. This is the only reader of
+ * `process.env` in `lib/`.
+ * @throws ConfigError naming the first setting that is missing or invalid.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const stage = env.STAGE || DEFAULT_STAGE
+  const thingerApiUrl = readUrl(env, 'THINGER_API_URL', DEFAULT_THINGER_API_URL)
+  const thingerUsername = env.THINGER_USERNAME ?? ''
+  if (!THINGER_USERNAME_PATTERN.test(thingerUsername)) {
+    throw new ConfigError('THINGER_USERNAME', thingerUsername ? 'must match ^[A-Za-z0-9_-]{1,32}$' : 'is required')
+  }
+  const thingerDeviceHost = env.THINGER_DEVICE_HOST || new URL(thingerApiUrl).host
+  if (!HOST_PATTERN.test(thingerDeviceHost)) {
+    throw new ConfigError('THINGER_DEVICE_HOST', 'must be a host name, optionally with :port')
+  }
+  return {
+    thingerApiUrl,
+    thingerUsername,
+    thingerDeviceHost,
+    thingerTokenParam: readParamName(env, 'THINGER_TOKEN_PARAM', `/thinger-provisioner/${stage}/thinger-token`),
+    fleetKeyParam: readParamName(env, 'FLEET_KEY_PARAM', `/thinger-provisioner/${stage}/fleet-key`),
+    deviceIdPattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
+    clockSkewSeconds: readInteger(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_SECONDS, 1, 86_400),
+    ssmCacheSeconds: readInteger(env, 'SSM_CACHE_SECONDS', DEFAULT_SSM_CACHE_SECONDS, 1, 86_400),
+    thingerTimeoutMs: readInteger(env, 'THINGER_TIMEOUT_MS', DEFAULT_THINGER_TIMEOUT_MS, 100, 25_000),
+  }
+}
+
+function readUrl(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const raw = env[name] || fallback
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError(name, 'must be an absolute http(s) URL')
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(name, 'must be an absolute http(s) URL')
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new ConfigError(name, 'must not carry credentials, a query or a fragment')
+  }
+  return url.href.replace(/\/+$/, '')
+}
+
+function readParamName(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = env[name] || fallback
+  if (!SSM_PARAMETER_NAME_PATTERN.test(value)) {
+    throw new ConfigError(name, 'must be an SSM parameter path starting with /')
+  }
+  return value
+}
+
+function readPattern(env: NodeJS.ProcessEnv, name: string, fallback: string): RegExp {
+  const source = env[name] || fallback
+  try {
+    // Anchored as a whole, so `esp32_[0-9a-f]{12}` cannot be satisfied by a longer ID that merely contains it.
+    return new RegExp(`^(?:${source})$`)
+  } catch {
+    throw new ConfigError(name, 'must be a valid regular expression')
+  }
+}
+
+function readInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number from ${min} to ${max}`)
+  const value = Number(raw)
+  if (value < min || value > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}`)
+  return value
+}

@@ -1,0 +1,123 @@
+/** Stable machine codes of every refusal or failure a device can see. Firmware depends on them. */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'unsupported_media_type'
+  | 'payload_too_large'
+  | 'invalid_signature'
+  | 'clock_skew'
+  | 'device_not_allowed'
+  | 'device_disabled'
+  | 'device_conflict'
+  | 'upstream_unavailable'
+  | 'upstream_error'
+  | 'internal_error'
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unsupported_media_type: 415,
+  payload_too_large: 413,
+  invalid_signature: 401,
+  clock_skew: 401,
+  device_not_allowed: 403,
+  device_disabled: 403,
+  device_conflict: 409,
+  upstream_unavailable: 503,
+  upstream_error: 502,
+  internal_error: 500,
+}
+
+/**
+ * Base of every error `lib/` throws on purpose. Its `message` is written for the device and is
+ * safe to return; `detail` is for operators' logs only and never holds a secret.
+ */
+export class ProvisionerError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly retryable: boolean
+  readonly detail: string | undefined
+
+  constructor(code: ErrorCode, message: string, options: { detail?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.statusCode = STATUS_BY_CODE[code]
+    this.retryable = code === 'upstream_unavailable'
+    this.detail = options.detail
+  }
+}
+
+/** The request body or headers are malformed. */
+export class ValidationError extends ProvisionerError {
+  constructor(message: string) {
+    super('invalid_request', message)
+  }
+}
+
+/** The request is not JSON. */
+export class UnsupportedMediaTypeError extends ProvisionerError {
+  constructor() {
+    super('unsupported_media_type', 'Content-Type must be application/json')
+  }
+}
+
+/** The request body is larger than the protocol allows. */
+export class PayloadTooLargeError extends ProvisionerError {
+  constructor(maxBytes: number) {
+    super('payload_too_large', `request body must be at most ${maxBytes} bytes`)
+  }
+}
+
+/** The device failed to prove who it is, or is not allowed here. */
+export class AttestationError extends ProvisionerError {
+  /** Set for `clock_skew`: the server's clock in Unix seconds, so a device without a clock can retry. */
+  readonly serverTime: number | undefined
+
+  constructor(
+    code: 'invalid_signature' | 'clock_skew' | 'device_not_allowed',
+    message: string,
+    options: { serverTime?: number } = {},
+  ) {
+    super(code, message)
+    this.serverTime = options.serverTime
+  }
+}
+
+/** The device exists on Thinger.io in a state this service must not change. */
+export class DeviceStateError extends ProvisionerError {
+  constructor(code: 'device_disabled' | 'device_conflict', message: string, detail?: string) {
+    super(code, message, detail === undefined ? {} : { detail })
+  }
+}
+
+/** Thinger.io or SSM could not be reached or asked to come back later; the device should retry. */
+export class UpstreamUnavailableError extends ProvisionerError {
+  readonly retryAfterSeconds: number
+
+  constructor(detail: string, options: { retryAfterSeconds?: number; cause?: unknown } = {}) {
+    super('upstream_unavailable', 'the service is temporarily unavailable, retry later', {
+      detail,
+      cause: options.cause,
+    })
+    this.retryAfterSeconds = options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS
+  }
+}
+
+/** Thinger.io refused a request in a way a retry will not fix (bad token, missing permission, limits). */
+export class UpstreamError extends ProvisionerError {
+  constructor(detail: string, options: { cause?: unknown } = {}) {
+    super('upstream_error', 'Thinger.io refused the request', { detail, cause: options.cause })
+  }
+}
+
+/** A setting or SSM parameter is missing or invalid: every request fails until an operator fixes it. */
+export class ConfigError extends ProvisionerError {
+  readonly setting: string
+
+  constructor(setting: string, reason: string) {
+    super('internal_error', 'internal error', { detail: `setting ${setting}: ${reason}` })
+    this.setting = setting
+  }
+}
+
+/** Seconds a device waits before retrying when no upstream said how long. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 5

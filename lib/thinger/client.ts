@@ -1,0 +1,221 @@
+import { isRetryableThingerError, ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from './errors.js'
+
+const DEFAULT_TIMEOUT_MS = 5000
+const DEFAULT_RETRY_LIMIT = 2
+const DEFAULT_RETRY_BASE_DELAY_MS = 100
+const DEFAULT_RETRY_MAX_DELAY_MS = 1000
+const MAX_UPSTREAM_MESSAGE_CHARS = 200
+
+/** A device as Thinger.io describes it (the fields this service reads). */
+export interface ThingerDevice {
+  device: string
+  type: string
+  enabled?: boolean
+  name?: string
+  description?: string
+}
+
+/** Body of `POST /v1/users/{user}/devices` for a device that logs in with a credential. */
+export interface CreateDeviceBody {
+  device: string
+  type: 'Generic' | 'MQTT'
+  credentials: string
+  name?: string
+  description?: string
+  enabled?: boolean
+  asset_type?: string
+  asset_group?: string
+  product?: string
+}
+
+/** Body of `PUT /v1/users/{user}/devices/{device}`. */
+export interface UpdateDeviceBody {
+  credentials?: string
+  name?: string
+  description?: string
+  enabled?: boolean
+  asset_type?: string
+  asset_group?: string
+  product?: string
+}
+
+/** Retries of idempotent calls: full-jitter exponential backoff, `Retry-After` honoured. */
+export interface RetryOptions {
+  limit: number
+  baseDelayMs: number
+  maxDelayMs: number
+}
+
+/** One finished HTTP exchange, reported for metrics and tests. */
+export interface ThingerCallRecord {
+  method: string
+  operation: string
+  status: number | 'network' | 'timeout'
+  durationMs: number
+}
+
+export interface ThingerClientOptions {
+  baseUrl: string
+  username: string
+  token: string
+  /** Longest wait for one call. */
+  timeoutMs?: number
+  /** Epoch milliseconds after which no call may start and no retry may wait; the Lambda's own deadline. */
+  deadlineMs?: number
+  retry?: Partial<RetryOptions>
+  fetch?: typeof globalThis.fetch
+  random?: () => number
+  sleep?: (ms: number) => Promise<void>
+  now?: () => number
+  onCall?: (record: ThingerCallRecord) => void
+}
+
+/**
+ * A typed client for the few Thinger.io REST endpoints this service uses. Reads and updates are
+ * retried on 429, 5xx, network errors and timeouts; a create never is, because a lost answer
+ * does not say whether the device now exists (the caller checks the state instead).
+ */
+export class ThingerClient {
+  readonly #options: Required<Omit<ThingerClientOptions, 'retry' | 'onCall' | 'deadlineMs'>> & {
+    retry: RetryOptions
+    deadlineMs: number
+    onCall: ((record: ThingerCallRecord) => void) | undefined
+  }
+
+  constructor(options: ThingerClientOptions) {
+    this.#options = {
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      username: options.username,
+      token: options.token,
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      deadlineMs: options.deadlineMs ?? Number.POSITIVE_INFINITY,
+      retry: {
+        limit: options.retry?.limit ?? DEFAULT_RETRY_LIMIT,
+        baseDelayMs: options.retry?.baseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS,
+        maxDelayMs: options.retry?.maxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS,
+      },
+      fetch: options.fetch ?? globalThis.fetch,
+      random: options.random ?? Math.random,
+      sleep: options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
+      now: options.now ?? Date.now,
+      onCall: options.onCall,
+    }
+  }
+
+  /**
+   * Reads one device.
+   * @returns the device, or `undefined` when Thinger answers 404.
+   * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
+   */
+  async getDevice(device: string): Promise<ThingerDevice | undefined> {
+    const response = await this.#withRetries(() => this.#call('GET', 'ReadDevice', this.#devicePath(device), undefined, [404]))
+    if (response.status === 404) return undefined
+    return (await readJson(response)) as ThingerDevice
+  }
+
+  /**
+   * Creates a device. Called once only: see the class comment.
+   * @throws ThingerHttpError (400 also when the device already exists), ThingerNetworkError, ThingerTimeoutError.
+   */
+  async createDevice(body: CreateDeviceBody): Promise<void> {
+    const response = await this.#call('POST', 'CreateDevice', this.#devicesPath(), body)
+    await response.body?.cancel()
+  }
+
+  /**
+   * Updates a device, for example to replace its credential.
+   * @returns `false` when Thinger answers 404 (no such device).
+   * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
+   */
+  async updateDevice(device: string, body: UpdateDeviceBody): Promise<boolean> {
+    const response = await this.#withRetries(() => this.#call('PUT', 'UpdateDevice', this.#devicePath(device), body, [404]))
+    await response.body?.cancel()
+    return response.status !== 404
+  }
+
+  #devicesPath(): string {
+    return `/v1/users/${encodeURIComponent(this.#options.username)}/devices`
+  }
+
+  #devicePath(device: string): string {
+    return `${this.#devicesPath()}/${encodeURIComponent(device)}`
+  }
+
+  async #call(method: string, operation: string, path: string, body?: unknown, acceptedStatuses: number[] = []): Promise<Response> {
+    const { now, deadlineMs, timeoutMs, token } = this.#options
+    const budgetMs = Math.min(timeoutMs, deadlineMs - now())
+    if (budgetMs <= 0) throw new ThingerTimeoutError(method, operation, 0)
+    const started = now()
+    let response: Response
+    try {
+      response = await this.#options.fetch(`${this.#options.baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(budgetMs),
+      })
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')
+      this.#report(method, operation, timedOut ? 'timeout' : 'network', started)
+      if (timedOut) throw new ThingerTimeoutError(method, operation, budgetMs)
+      throw new ThingerNetworkError(method, operation, error)
+    }
+    this.#report(method, operation, response.status, started)
+    if (response.ok || acceptedStatuses.includes(response.status)) return response
+    const upstreamMessage = await readErrorMessage(response)
+    throw new ThingerHttpError(method, operation, response.status, parseRetryAfter(response.headers.get('retry-after'), now()), upstreamMessage)
+  }
+
+  async #withRetries(call: () => Promise<Response>): Promise<Response> {
+    const { retry, random, sleep, now, deadlineMs } = this.#options
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call()
+      } catch (error) {
+        if (attempt >= retry.limit || !isRetryableThingerError(error)) throw error
+        const backoffMs = random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** attempt)
+        const retryAfterMs = error instanceof ThingerHttpError && error.retryAfterSeconds !== undefined ? error.retryAfterSeconds * 1000 : 0
+        const waitMs = Math.max(backoffMs, retryAfterMs)
+        // Waiting past the deadline would only turn a clear 503 into a Lambda timeout.
+        if (now() + waitMs >= deadlineMs) throw error
+        await sleep(waitMs)
+      }
+    }
+  }
+
+  #report(method: string, operation: string, status: ThingerCallRecord['status'], started: number): void {
+    this.#options.onCall?.({ method, operation, status, durationMs: this.#options.now() - started })
+  }
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  try {
+    return await response.json()
+  } catch (error) {
+    throw new ThingerHttpError('GET', 'ReadDevice', 502, undefined, `unreadable body: ${(error as Error).message}`)
+  }
+}
+
+async function readErrorMessage(response: Response): Promise<string | undefined> {
+  try {
+    const body = (await response.json()) as { error?: { message?: unknown } }
+    const message = body?.error?.message
+    return typeof message === 'string' ? message.slice(0, MAX_UPSTREAM_MESSAGE_CHARS) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Reads `Retry-After` as delta-seconds or an HTTP date; `undefined` when absent or unreadable. */
+export function parseRetryAfter(value: string | null, nowMs: number): number | undefined {
+  if (value === null) return undefined
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Number(trimmed)
+  const date = Date.parse(trimmed)
+  if (Number.isNaN(date)) return undefined
+  return Math.max(0, Math.ceil((date - nowMs) / 1000))
+}

@@ -1,0 +1,23 @@
+/**
+ * Embedded defaults of the local stack. They are development values for the emulator only:
+ * no real Thinger.io account or AWS account ever sees them.
+ */
+export const LOCAL_USERNAME = 'demo'
+/** Token the emulator accepts for the local account; the function reads it from the local SSM. */
+export const LOCAL_THINGER_TOKEN = 'local-dev-thinger-token-not-a-secret'
+/** Base64 of 32+ bytes, stored in the local SSM as the fleet key of stage `local`. */
+export const LOCAL_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY fleet key').toString('base64')
+export const LOCAL_STAGE = 'local'
+export const LOCAL_REGION = 'us-east-1'
+export const DEFAULT_HTTP_PORT = 3000
+export const DEFAULT_LAMBDA_PORT = 3002
+export const DEFAULT_THINGER_PORT = 8787
+export const DEFAULT_SSM_PORT = 4583
+
+/** The SSM parameter names serverless.yml uses for a stage when no override is set. */
+export function parameterNames(stage: string): { thingerTokenParam: string; fleetKeyParam: string } {
+  return {
+    thingerTokenParam: `/thinger-provisioner/${stage}/thinger-token`,
+    fleetKeyParam: `/thinger-provisioner/${stage}/fleet-key`,
+  }
+}

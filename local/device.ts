@@ -1,0 +1,84 @@
+import { parseArgs } from 'node:util'
+import { decodeFleetKey, deriveDeviceKey, signRequest } from '../lib/attestation/keys.js'
+import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_USERNAME } from './defaults.js'
+
+const USAGE = `Usage: npm run device -- <deviceId> [options]
+
+Plays a device: derives its key, signs a provisioning request, sends it, prints the answer and,
+against the local stack, proves the returned credential logs in to the Thinger.io emulator.
+
+Options:
+  --url URL            provisioning service (default http://127.0.0.1:${DEFAULT_HTTP_PORT})
+  --device-key KEY     the device's own key, base64 (default: derived from --fleet-key)
+  --fleet-key KEY      fleet key, base64 (default: the local stack's development key)
+  --emulator URL       Thinger.io emulator for the login check (default http://127.0.0.1:${DEFAULT_THINGER_PORT})
+  --no-login-check     skip the login check (for a deployed service against real Thinger.io)
+  --timestamp N        sign this Unix time instead of the clock's (to try clock_skew)
+  --text               ask for the text response (Accept: text/plain) that small firmware parses
+  -h, --help           this help`
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string', default: `http://127.0.0.1:${DEFAULT_HTTP_PORT}` },
+    'device-key': { type: 'string' },
+    'fleet-key': { type: 'string', default: LOCAL_FLEET_KEY },
+    emulator: { type: 'string', default: `http://127.0.0.1:${DEFAULT_THINGER_PORT}` },
+    'no-login-check': { type: 'boolean', default: false },
+    timestamp: { type: 'string' },
+    text: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+})
+
+const device = positionals[0]
+if (values.help || device === undefined) {
+  console.log(USAGE)
+  process.exit(values.help ? 0 : 2)
+}
+
+const deviceKey = values['device-key']
+  ? Buffer.from(values['device-key'], 'base64')
+  : deriveDeviceKey(decodeFleetKey(values['fleet-key'], '--fleet-key'), device)
+const endpoint = `${values.url.replace(/\/+$/, '')}/v1/provision`
+
+async function provision(timestamp: number): Promise<Response> {
+  const body = JSON.stringify({ device, timestamp, signature: signRequest(deviceKey, device!, timestamp) })
+  return fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: values.text ? 'text/plain' : 'application/json' },
+    body,
+  })
+}
+
+let response = await provision(values.timestamp ? Number(values.timestamp) : Math.floor(Date.now() / 1000))
+let text = await response.text()
+if (response.status === 401 && /clock_skew/.test(text)) {
+  // What firmware without a clock does: sign again once with the server's time.
+  const serverTime = values.text ? Number(/^server_time=(\d+)$/m.exec(text)?.[1]) : (JSON.parse(text) as { error: { serverTime: number } }).error.serverTime
+  console.log(`clock_skew: retrying once with the server's time ${serverTime}`)
+  response = await provision(serverTime)
+  text = await response.text()
+}
+
+console.log(`HTTP ${response.status}`)
+console.log(text.trimEnd())
+if (!response.ok) process.exit(1)
+
+const fields = values.text
+  ? Object.fromEntries(text.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
+  : (JSON.parse(text) as Record<string, string>)
+if (values['no-login-check']) process.exit(0)
+
+const login = await fetch(`${values.emulator.replace(/\/+$/, '')}/__emulator/login`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ username: fields.username ?? LOCAL_USERNAME, device: fields.device, credential: fields.credential }),
+})
+const verdict = (await login.json()) as { ok: boolean; reason?: string }
+if (verdict.ok) {
+  console.log(`login check: the emulator accepts ${fields.username}/${fields.device} with the returned credential`)
+} else {
+  console.log(`login check FAILED: ${verdict.reason}`)
+  process.exit(1)
+}
