@@ -4,7 +4,7 @@ import { SSMClient } from '@aws-sdk/client-ssm'
 import middy from '@middy/core'
 import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
-import type { APIGatewayProxyEventV2, Context } from 'aws-lambda'
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
 import { checkClock, decodeFleetKey, verifySignature } from '../lib/attestation/keys.js'
 import { checkDeviceAllowed, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
@@ -26,6 +26,7 @@ export interface ProvisionHandlerOptions {
   logger?: Logger
   ssmClient?: SSMClient
   fetch?: typeof globalThis.fetch
+  /** The clock timestamps are checked against (deadlines always use the real clock). */
   now?: () => number
 }
 
@@ -41,7 +42,14 @@ let handlerCount = 0
  * Builds the `POST /v1/provision` handler: the middy chain around one call into `lib/`.
  * Invalid settings do not throw here: every request then answers `internal_error` and logs the setting.
  */
-export function createProvisionHandler(options: ProvisionHandlerOptions = {}) {
+export function createProvisionHandler(options: ProvisionHandlerOptions = {}): ProvisionHandler {
+  return buildChain(options) as unknown as ProvisionHandler
+}
+
+/** The Lambda entry point's shape, as API Gateway's HTTP API calls it. */
+export type ProvisionHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResultV2>
+
+function buildChain(options: ProvisionHandlerOptions) {
   const logger = options.logger ?? new Logger({ serviceName: 'thinger-provisioner' })
   const now = options.now ?? Date.now
   let config: Config | undefined
@@ -56,7 +64,7 @@ export function createProvisionHandler(options: ProvisionHandlerOptions = {}) {
   const chain = middy<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(httpHeaderNormalizer())
-    .use(respond({ logger, now, classifyError: config && ((error) => classifySsmError(error, config)) }))
+    .use(respond({ logger, classifyError: config && ((error) => classifySsmError(error, config)) }))
 
   if (config === undefined) {
     return chain.handler(async () => {
@@ -80,11 +88,19 @@ export function createProvisionHandler(options: ProvisionHandlerOptions = {}) {
     .use(
       ssm({
         AwsClient: (options.ssmClient ? function InjectedClient() { return options.ssmClient } : SSMClient) as typeof SSMClient,
-        awsClientOptions: { requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS } },
+        awsClientOptions: {
+          // Without throwOnRequestTimeout the SDK only warns, and a hung SSM would hold the request until the Lambda dies.
+          requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true },
+          maxAttempts: 2,
+        },
         fetchData: { thingerToken: settings.thingerTokenParam, fleetKey: settings.fleetKeyParam },
         cacheKey: `thinger-provisioner-ssm-${++handlerCount}`,
         cacheExpiry: settings.ssmCacheSeconds * 1000,
         setToContext: true,
+        // A prefetch at cold start that fails leaves a rejected promise nobody awaits once middy
+        // replaces it in its cache: an unhandled rejection that kills the invocation. Fetching in
+        // the first request keeps every failure inside a request, where it becomes a clear 500/503.
+        disablePrefetch: true,
       }),
     )
     .handler(async (event, context) => {
@@ -101,7 +117,7 @@ export function createProvisionHandler(options: ProvisionHandlerOptions = {}) {
         username: settings.thingerUsername,
         token: token.trim(),
         timeoutMs: settings.thingerTimeoutMs,
-        deadlineMs: now() + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
+        deadlineMs: Date.now() + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
         onCall: (record) => calls.push(record),
         ...(options.fetch ? { fetch: options.fetch } : {}),
       })

@@ -18,18 +18,18 @@ type Request = middy.Request<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | H
  * `Accept: text/plain`, `Cache-Control: no-store` always (responses carry credentials), and one
  * structured log line per request. Unknown errors become a 500 that says nothing more.
  */
-export function respond(options: { logger: Logger; classifyError?: (error: unknown) => ProvisionerError | undefined; now?: () => number }): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context> {
-  const now = options.now ?? Date.now
-  let startedMs = 0
+export function respond(options: { logger: Logger; classifyError?: (error: unknown) => ProvisionerError | undefined }): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context> {
+  const now = () => performance.now()
+  const elapsedMs = (request: Request) => Math.round(now() - ((request.internal as { startedMs: number }).startedMs))
 
   return {
-    before: () => {
-      startedMs = now()
+    before: (request: Request) => {
+      ;(request.internal as { startedMs: number }).startedMs = now()
     },
     after: (request: Request) => {
       const result = request.response as HandlerResult
       request.response = toHttp(request, result.statusCode, result.body)
-      options.logger.info('provision', { ...result.log, statusCode: result.statusCode, durationMs: now() - startedMs, requestId: request.context.awsRequestId })
+      options.logger.info('provision', { ...result.log, statusCode: result.statusCode, durationMs: elapsedMs(request), requestId: request.context.awsRequestId })
     },
     onError: (request: Request) => {
       const error = (request.error instanceof ProvisionerError ? request.error : options.classifyError?.(request.error)) ?? undefined
@@ -46,10 +46,10 @@ export function respond(options: { logger: Logger; classifyError?: (error: unkno
         code: known.code,
         ...(device === undefined ? {} : { device }),
         statusCode: known.statusCode,
-        durationMs: now() - startedMs,
+        durationMs: elapsedMs(request),
         requestId: request.context.awsRequestId,
-        ...(known.detail === undefined ? {} : { detail: known.detail }),
-        ...(error === undefined ? { errorName: request.error?.name, errorMessage: request.error?.message } : {}),
+        ...(known.detail === undefined ? {} : { detail: redact(known.detail, request.context) }),
+        ...(error === undefined ? { errorName: request.error?.name, errorMessage: redact(String(request.error?.message), request.context) } : {}),
       }
       if (known.statusCode >= 500) options.logger.error('provision', log)
       else options.logger.info('provision', log)
@@ -96,6 +96,15 @@ export function prefersText(accept: string | undefined): boolean {
     else if (mediaType === 'text/*') textQ = Math.max(textQ, q * 0.99)
   }
   return textQ > 0 && textQ > jsonQ
+}
+
+/** Removes the secrets this request holds from a text meant for logs, whatever put them there. */
+function redact(text: string, context: object): string {
+  let redacted = text
+  for (const value of Object.values(context as Record<string, unknown>)) {
+    if (typeof value === 'string' && value.length >= 8 && redacted.includes(value)) redacted = redacted.replaceAll(value, '[redacted]')
+  }
+  return redacted
 }
 
 /** The device ID, once the body has been parsed and validated (never a raw, unchecked string). */

@@ -37,8 +37,9 @@ export function isRetryableThingerError(error: unknown): boolean {
   return error instanceof ThingerNetworkError || error instanceof ThingerTimeoutError
 }
 
+// Only a system error code or the error's class: a message could quote anything, even a header.
 function describeCause(cause: unknown): string {
-  const code = (cause as { cause?: { code?: unknown } })?.cause?.code
-  if (typeof code === 'string') return code
-  return cause instanceof Error ? cause.message : 'unknown error'
+  const code = (cause as { cause?: { code?: unknown } })?.cause?.code ?? (cause as { code?: unknown })?.code
+  if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return code
+  return cause instanceof Error ? cause.name : 'unknown error'
 }

@@ -1,0 +1,37 @@
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { TestProject } from 'vitest/node'
+import { startLocalStack } from '../../local/stack.js'
+import { freePort } from '../support/ports.js'
+
+export const E2E_DEVICE_ID_PATTERN = 'e2e_[A-Za-z0-9_]{1,28}'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    provisionUrl: string
+    thingerUrl: string
+    offlineLogFile: string
+  }
+}
+
+/** Starts the local stack (emulator, local SSM, serverless-offline) once for every e2e test file. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const logDir = join(process.cwd(), 'reports')
+  mkdirSync(logDir, { recursive: true })
+  const offlineLogFile = join(logDir, 'e2e-offline.log')
+  writeFileSync(offlineLogFile, '')
+  const stack = await startLocalStack({
+    httpPort: await freePort(),
+    lambdaPort: await freePort(),
+    thingerPort: 0,
+    ssmPort: 0,
+    env: { DEVICE_ID_PATTERN: E2E_DEVICE_ID_PATTERN },
+    onOutput: (chunk) => appendFileSync(offlineLogFile, chunk),
+  })
+  project.provide('provisionUrl', `${stack.url}/v1/provision`)
+  project.provide('thingerUrl', stack.thinger.url)
+  project.provide('offlineLogFile', offlineLogFile)
+  return async () => {
+    await stack.close()
+  }
+}

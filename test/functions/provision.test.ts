@@ -1,0 +1,350 @@
+import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
+import { mockClient } from 'aws-sdk-client-mock'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createProvisionHandler } from '../../functions/provision.js'
+import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
+import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
+
+const USERNAME = 'acme'
+const TOKEN = 'unit-test-thinger-token-value'
+const FLEET_KEY = Buffer.alloc(32, 7).toString('base64')
+const TOKEN_PARAM = '/thinger-provisioner/test/thinger-token'
+const FLEET_KEY_PARAM = '/thinger-provisioner/test/fleet-key'
+const NOW_MS = 1_764_150_000_000
+
+let emulator: ThingerEmulator
+let output: string[]
+const secrets = new Set<string>([TOKEN, FLEET_KEY])
+
+beforeAll(async () => {
+  emulator = await startThingerEmulator({ port: 0, accounts: [{ username: USERNAME, tokens: [{ token: TOKEN }], maxDevices: 50 }] })
+})
+afterAll(async () => {
+  await emulator.close()
+})
+beforeEach(() => {
+  emulator.reset()
+  output = []
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    output.push(String(chunk))
+    return true
+  })
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    output.push(String(chunk))
+    return true
+  })
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+  // Whatever happened in the test, nothing secret may have been logged.
+  const logs = output.join('')
+  for (const secret of secrets) expect(logs).not.toContain(secret)
+})
+
+function ssmWith(values: Record<string, string>) {
+  const client = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
+  const mock = mockClient(client)
+  mock.on(GetParametersCommand).callsFake(async (input: { Names: string[] }) => ({
+    Parameters: input.Names.filter((name) => name in values).map((name) => ({ Name: name, Type: 'SecureString', Value: values[name] })),
+    InvalidParameters: input.Names.filter((name) => !(name in values)),
+  }))
+  return { client, mock }
+}
+
+function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<string, string> } = {}) {
+  const ssm = ssmWith(overrides.ssm ?? { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY })
+  const handler = createProvisionHandler({
+    env: {
+      THINGER_API_URL: emulator.url,
+      THINGER_USERNAME: USERNAME,
+      THINGER_DEVICE_HOST: 'acme.aws.thinger.io',
+      THINGER_TOKEN_PARAM: TOKEN_PARAM,
+      FLEET_KEY_PARAM,
+      DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}',
+      ...overrides.env,
+    },
+    ssmClient: ssm.client,
+    now: () => NOW_MS,
+  })
+  return { handler, ssm }
+}
+
+function event(body: string | undefined, headers: Record<string, string> = { 'content-type': 'application/json' }, isBase64Encoded = false): APIGatewayProxyEventV2 {
+  return {
+    version: '2.0',
+    routeKey: 'POST /v1/provision',
+    rawPath: '/v1/provision',
+    rawQueryString: '',
+    headers,
+    body,
+    isBase64Encoded,
+    requestContext: { requestId: 'api-request', http: { method: 'POST', path: '/v1/provision', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' } },
+  } as unknown as APIGatewayProxyEventV2
+}
+
+let requestCount = 0
+function context(): Context {
+  return {
+    awsRequestId: `request-${++requestCount}`,
+    functionName: 'provision',
+    functionVersion: '1',
+    invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:provision',
+    memoryLimitInMB: '256',
+    logGroupName: 'g',
+    logStreamName: 's',
+    callbackWaitsForEmptyEventLoop: false,
+    getRemainingTimeInMillis: () => 10_000,
+  } as unknown as Context
+}
+
+function signed(device: string, timestamp = NOW_MS / 1000, fleetKey = FLEET_KEY): string {
+  const deviceKey = deriveDeviceKey(Buffer.from(fleetKey, 'base64'), device)
+  const signature = signRequest(deviceKey, device, timestamp)
+  secrets.add(deviceKey.toString('base64'))
+  secrets.add(signature)
+  return JSON.stringify({ device, timestamp, signature })
+}
+
+async function invoke(handler: ReturnType<typeof makeHandler>['handler'], e: APIGatewayProxyEventV2) {
+  const response = (await handler(e, context())) as APIGatewayProxyStructuredResultV2
+  const body = String(response.headers?.['content-type']).startsWith('application/json') ? JSON.parse(response.body ?? '') : response.body
+  if (typeof body?.credential === 'string') secrets.add(body.credential)
+  return { ...response, json: body }
+}
+
+function logLines(): Array<Record<string, unknown>> {
+  return output
+    .join('')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+}
+
+describe('Function: provision handler', () => {
+  it('returns 201 with the account, device, credential and host when the device is new', async () => {
+    // Prepare
+    const { handler } = makeHandler()
+
+    // Act
+    const response = await invoke(handler, event(signed('esp32_a1b2c3d4e5f6')))
+
+    // Assess
+    expect(response.statusCode).toBe(201)
+    expect(response.json).toEqual({ username: USERNAME, device: 'esp32_a1b2c3d4e5f6', credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: 'acme.aws.thinger.io', created: true })
+    expect(emulator.checkLogin(USERNAME, 'esp32_a1b2c3d4e5f6', response.json.credential)).toEqual({ ok: true })
+    expect(emulator.device(USERNAME, 'esp32_a1b2c3d4e5f6')?.type).toBe('Generic')
+    expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 1, requestId: expect.any(String), durationMs: expect.any(Number) })
+  })
+
+  it('reads a base64-encoded body as API Gateway may deliver it', async () => {
+    // Prepare
+    const { handler } = makeHandler()
+    const body = Buffer.from(signed('esp32_000000000001')).toString('base64')
+
+    // Act
+    const response = await invoke(handler, event(body, { 'content-type': 'application/json; charset=utf-8' }, true))
+
+    // Assess
+    expect(response.statusCode).toBe(201)
+  })
+
+  it('fetches both SSM parameters in one request and caches them across requests', async () => {
+    // Prepare
+    const { handler, ssm } = makeHandler()
+
+    // Act
+    await invoke(handler, event(signed('esp32_000000000002')))
+    await invoke(handler, event(signed('esp32_000000000003')))
+
+    // Assess
+    expect(ssm.mock.commandCalls(GetParametersCommand)).toHaveLength(1)
+    expect(ssm.mock.commandCalls(GetParametersCommand)[0]!.args[0].input).toEqual({ Names: [TOKEN_PARAM, FLEET_KEY_PARAM], WithDecryption: true })
+  })
+
+  it('keeps serving from its cache when SSM fails after the first fetch', async () => {
+    // Prepare
+    const { handler, ssm } = makeHandler()
+    await invoke(handler, event(signed('esp32_000000000004')))
+    ssm.mock.on(GetParametersCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
+
+    // Act
+    const response = await invoke(handler, event(signed('esp32_000000000005')))
+
+    // Assess
+    expect(response.statusCode).toBe(201)
+  })
+
+  describe('error answers', () => {
+    const cases: Array<[string, () => { handler: ReturnType<typeof makeHandler>['handler']; e: APIGatewayProxyEventV2 }, number, string]> = [
+      ['invalid_request for malformed JSON', () => ({ handler: makeHandler().handler, e: event('{"device"') }), 400, 'invalid_request'],
+      ['invalid_request for invalid UTF-8', () => ({ handler: makeHandler().handler, e: event(Buffer.from([0x7b, 0xff, 0x7d]).toString('base64'), undefined, true) }), 400, 'invalid_request'],
+      ['invalid_request for a missing body', () => ({ handler: makeHandler().handler, e: event(undefined) }), 400, 'invalid_request'],
+      ['unsupported_media_type without a content type', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000006'), {}) }), 415, 'unsupported_media_type'],
+      ['unsupported_media_type for application/jsonp', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000006'), { 'content-type': 'application/jsonp' }) }), 415, 'unsupported_media_type'],
+      ['payload_too_large over 4096 bytes', () => ({ handler: makeHandler().handler, e: event(`{"device":"${'a'.repeat(4100)}"}`) }), 413, 'payload_too_large'],
+      ['invalid_signature for a key of another fleet', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000007', NOW_MS / 1000, Buffer.alloc(32, 8).toString('base64'))) }), 401, 'invalid_signature'],
+      ['clock_skew 301 s ahead', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000008', NOW_MS / 1000 + 301)) }), 401, 'clock_skew'],
+      ['device_not_allowed outside DEVICE_ID_PATTERN', () => ({ handler: makeHandler().handler, e: event(signed('esp8266_a1b2c3d4e5f6')) }), 403, 'device_not_allowed'],
+      ['internal_error when a setting is missing', () => ({ handler: makeHandler({ env: { THINGER_USERNAME: '' } }).handler, e: event(signed('esp32_000000000009')) }), 500, 'internal_error'],
+      ['internal_error when the fleet key parameter does not exist', () => ({ handler: makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN } }).handler, e: event(signed('esp32_000000000010')) }), 500, 'internal_error'],
+      ['internal_error when the fleet key is too short', () => ({ handler: makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: 'c2hvcnQ=' } }).handler, e: event(signed('esp32_000000000011')) }), 500, 'internal_error'],
+    ]
+
+    it.each(cases)('%s', async (_name, build, status, code) => {
+      // Prepare
+      const { handler, e } = build()
+
+      // Act
+      const response = await invoke(handler, e)
+
+      // Assess
+      expect(response.statusCode).toBe(status)
+      expect(response.json).toEqual({
+        error: { code, message: expect.any(String), retryable: false, ...(code === 'clock_skew' ? { serverTime: NOW_MS / 1000 } : {}) },
+        requestId: expect.any(String),
+      })
+      expect(emulator.calls()).toEqual([])
+    })
+
+    it('names the wrong setting in the log, not in the answer', async () => {
+      // Prepare
+      const { handler } = makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN } })
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000012')))
+
+      // Assess
+      expect(JSON.stringify(response.json)).not.toContain('FLEET_KEY_PARAM')
+      expect(logLines().find((line) => line.code === 'internal_error')).toMatchObject({ detail: expect.stringContaining('FLEET_KEY_PARAM') })
+    })
+
+    it('answers 503 upstream_unavailable with Retry-After when SSM throttles', async () => {
+      // Prepare
+      const { handler, ssm } = makeHandler()
+      ssm.mock.on(GetParametersCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000013')))
+
+      // Assess
+      expect(response.statusCode).toBe(503)
+      expect(response.json.error).toMatchObject({ code: 'upstream_unavailable', retryable: true })
+      expect(Number(response.headers?.['retry-after'])).toBeGreaterThanOrEqual(1)
+      expect(emulator.calls()).toEqual([])
+    })
+
+    it('answers 502 upstream_error when Thinger refuses the token', async () => {
+      // Prepare
+      const { handler } = makeHandler({ ssm: { [TOKEN_PARAM]: 'not-the-token', [FLEET_KEY_PARAM]: FLEET_KEY } })
+      secrets.add('not-the-token')
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000014')))
+
+      // Assess
+      expect(response.statusCode).toBe(502)
+      expect(response.json.error).toMatchObject({ code: 'upstream_error', retryable: false })
+    })
+
+    it('answers 409 device_conflict and changes nothing when an HTTP device holds the ID', async () => {
+      // Prepare
+      await fetch(`${emulator.url}/v1/users/${USERNAME}/devices`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ device: 'esp32_000000000015', type: 'HTTP', description: 'webhook' }),
+      })
+      const { handler } = makeHandler()
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000015')))
+
+      // Assess
+      expect(response.statusCode).toBe(409)
+      expect(response.json.error.code).toBe('device_conflict')
+      expect(emulator.device(USERNAME, 'esp32_000000000015')?.type).toBe('HTTP')
+    })
+
+    it('answers 403 device_disabled and keeps the old credential of a disabled device', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+      const first = await invoke(handler, event(signed('esp32_000000000016')))
+      await fetch(`${emulator.url}/v1/users/${USERNAME}/devices/esp32_000000000016`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ enabled: false }),
+      })
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000016')))
+
+      // Assess
+      expect(response.statusCode).toBe(403)
+      expect(response.json.error.code).toBe('device_disabled')
+      expect(emulator.checkLogin(USERNAME, 'esp32_000000000016', first.json.credential)).toEqual({ ok: false, reason: 'disabled' })
+    })
+
+    it('answers 503 and logs no secret when the connection to Thinger fails with an odd error', async () => {
+      // Prepare
+      const handler = createProvisionHandler({
+        env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_TOKEN_PARAM: TOKEN_PARAM, FLEET_KEY_PARAM },
+        ssmClient: ssmWith({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }).client,
+        fetch: () => {
+          throw new TypeError(`boom ${TOKEN}`)
+        },
+        now: () => NOW_MS,
+      })
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000017')))
+
+      // Assess
+      expect(response.statusCode).toBe(503)
+      expect(JSON.stringify(response.json)).not.toContain('boom')
+    })
+
+    it('answers 500 internal_error that says nothing more when something unexpected breaks', async () => {
+      // Prepare
+      const handler = createProvisionHandler({
+        env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_TOKEN_PARAM: TOKEN_PARAM, FLEET_KEY_PARAM },
+        ssmClient: ssmWith({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }).client,
+        now: () => {
+          throw new RangeError(`clock broke near ${FLEET_KEY}`)
+        },
+      })
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000020')))
+
+      // Assess
+      expect(response.statusCode).toBe(500)
+      expect(response.json).toEqual({ error: { code: 'internal_error', message: 'internal error', retryable: false }, requestId: expect.any(String) })
+      expect(logLines().find((line) => line.code === 'internal_error')).toMatchObject({ errorName: 'RangeError', errorMessage: 'clock broke near [redacted]' })
+    })
+  })
+
+  describe('text answers for Accept: text/plain', () => {
+    it('writes errors as error=, retry_after= and server_time= lines', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000018', 0), { 'content-type': 'application/json', accept: 'text/plain' }))
+
+      // Assess
+      expect(response.statusCode).toBe(401)
+      expect(response.body).toMatch(/^error=clock_skew\nserver_time=1764150000\nrequest_id=[^\n]+\n$/)
+    })
+
+    it('keeps JSON when the client prefers it', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_000000000019'), { 'content-type': 'application/json', accept: 'text/plain;q=0.5, application/json' }))
+
+      // Assess
+      expect(response.headers?.['content-type']).toBe('application/json')
+    })
+  })
+})
