@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -69,6 +70,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }
     const ssmEndpoint = options.ssmEndpoint ?? ssm!.url
     const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT
+    const buildFolder = `.esbuild/stack-${httpPort}`
     const lambdaPort = options.lambdaPort ?? DEFAULT_LAMBDA_PORT
     offline = spawnOffline(httpPort, lambdaPort, {
       THINGER_API_URL: thinger.url,
@@ -77,6 +79,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_REGION: LOCAL_REGION,
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
+      ESBUILD_WORK_FOLDER: buildFolder,
       ...options.env,
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`
@@ -90,6 +93,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       close: async () => {
         await stopProcess(running)
         await Promise.all([thinger.close(), ssm?.close()])
+        rmSync(join(PROJECT_DIR, buildFolder), { recursive: true, force: true })
       },
     }
   } catch (error) {

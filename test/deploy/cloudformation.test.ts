@@ -1,0 +1,126 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+const osls = createRequire(import.meta.url).resolve('osls/bin/serverless.js')
+const MAX_BUNDLE_BYTES = 150 * 1024
+
+interface Statement {
+  Effect: string
+  Action: string[]
+  Resource: unknown[]
+  Condition?: Record<string, Record<string, unknown>>
+}
+
+/** `npx osls package` as an operator runs it before deploying: no AWS credentials, no network. */
+async function packageService(outDir: string, env: Record<string, string>): Promise<{ template: any }> {
+  const { AWS_ACCESS_KEY_ID: _a, AWS_SECRET_ACCESS_KEY: _s, AWS_PROFILE: _p, AWS_SESSION_TOKEN: _t, THINGER_USERNAME: _u, ...clean } = process.env
+  await run(process.execPath, [osls, 'package', '--stage', 'prod', '--region', 'eu-west-1', '--package', outDir], {
+    cwd: process.cwd(),
+    env: { ...clean, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', SLS_TELEMETRY_DISABLED: '1', ESBUILD_WORK_FOLDER: `${outDir}-build`.replace(`${tmpdir()}/`, '.esbuild/'), ...env },
+    timeout: 120_000,
+  })
+  return { template: JSON.parse(readFileSync(join(outDir, 'cloudformation-template-update-stack.json'), 'utf8')) }
+}
+
+describe('Deployment: osls package', () => {
+  let outDir: string
+  let template: any
+  let statements: Statement[]
+
+  beforeAll(async () => {
+    outDir = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+    ;({ template } = await packageService(outDir, { THINGER_USERNAME: 'acme', THINGER_TOKEN_PARAM: '/acme/thinger-token', FLEET_KEY_PARAM: '/acme/fleet-key' }))
+    statements = template.Resources.IamRoleLambdaExecution.Properties.Policies[0].PolicyDocument.Statement
+  }, 120_000)
+
+  afterAll(() => {
+    rmSync(outDir, { recursive: true, force: true })
+  })
+
+  it('grants SSM reads on exactly the two parameter ARNs and nothing else on SSM', () => {
+    // Act
+    const ssmStatements = statements.filter((s) => s.Action.some((a) => a.startsWith('ssm:')))
+
+    // Assess
+    expect(ssmStatements).toHaveLength(1)
+    expect(ssmStatements[0]!.Action.sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters'])
+    const arns = ssmStatements[0]!.Resource.map((r) => JSON.stringify(r))
+    expect(arns).toHaveLength(2)
+    expect(arns[0]).toContain('":parameter","/acme/thinger-token"')
+    expect(arns[1]).toContain('":parameter","/acme/fleet-key"')
+    expect(arns.join()).not.toContain('*')
+  })
+
+  it('allows kms:Decrypt only through SSM in the stack’s region', () => {
+    // Act
+    const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')))
+
+    // Assess
+    expect(kms).toHaveLength(1)
+    expect(kms[0]!.Action).toEqual(['kms:Decrypt'])
+    expect(kms[0]!.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'ssm.eu-west-1.amazonaws.com' } })
+  })
+
+  it('grants nothing beyond logs, SSM and KMS', () => {
+    // Act
+    const services = new Set(statements.flatMap((s) => s.Action.map((a) => a.split(':')[0])))
+
+    // Assess
+    expect([...services].sort()).toEqual(['kms', 'logs', 'ssm'])
+  })
+
+  it('runs on nodejs22.x, arm64, with a timeout well under API Gateway’s 30 s, and no secret in its configuration', () => {
+    // Act
+    const fn = template.Resources.ProvisionLambdaFunction.Properties
+
+    // Assess
+    expect(fn.Runtime).toBe('nodejs22.x')
+    expect(fn.Architectures).toEqual(['arm64'])
+    expect(fn.Timeout).toBeLessThanOrEqual(15)
+    expect(fn.Environment.Variables).toMatchObject({ THINGER_USERNAME: 'acme', THINGER_TOKEN_PARAM: '/acme/thinger-token', FLEET_KEY_PARAM: '/acme/fleet-key' })
+    expect(Object.keys(fn.Environment.Variables).filter((k) => /TOKEN$|KEY$|SECRET/.test(k))).toEqual([])
+  })
+
+  it('routes POST /v1/provision through an HTTP API', () => {
+    // Act
+    const routes = Object.values(template.Resources).filter((r: any) => r.Type === 'AWS::ApiGatewayV2::Route') as any[]
+
+    // Assess
+    expect(routes.map((r) => r.Properties.RouteKey)).toEqual(['POST /v1/provision'])
+  })
+
+  it('ships a minified bundle under 150 KB without the AWS SDK', async () => {
+    // Prepare
+    const { stdout } = await run('unzip', ['-l', join(outDir, 'thinger-provisioner.zip')])
+
+    // Act
+    const files = stdout.split('\n').filter((line) => /\d{4}-\d\d-\d\d|\d\d-\d\d-\d{4}/.test(line)).map((line) => line.trim().split(/\s+/))
+    const bundle = files.find((parts) => parts.at(-1) === 'functions/provision.mjs')
+
+    // Assess
+    expect(bundle).toBeDefined()
+    expect(Number(bundle![0])).toBeLessThan(MAX_BUNDLE_BYTES)
+    expect(files.map((parts) => parts.at(-1))).toEqual(['functions/provision.mjs'])
+  })
+
+  it('fails to package, naming the setting, when THINGER_USERNAME is missing', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+
+    // Act
+    const failure = await packageService(other, {}).then(
+      () => undefined,
+      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
+    )
+
+    // Assess
+    rmSync(other, { recursive: true, force: true })
+    expect(failure).toContain('THINGER_USERNAME')
+  }, 120_000)
+})
