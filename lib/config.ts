@@ -80,6 +80,8 @@ function readParamName(env: NodeJS.ProcessEnv, name: string, fallback: string): 
 function readPattern(env: NodeJS.ProcessEnv, name: string, fallback: string): RegExp {
   const source = env[name] || fallback
   try {
+    // Compiled alone first, so a value like `a)|(b` cannot escape the anchors added next.
+    new RegExp(source)
     // Anchored as a whole, so `esp32_[0-9a-f]{12}` cannot be satisfied by a longer ID that merely contains it.
     return new RegExp(`^(?:${source})$`)
   } catch {

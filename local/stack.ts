@@ -53,7 +53,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const { thingerTokenParam, fleetKeyParam } = parameterNames(LOCAL_STAGE)
   const thinger = await startThingerEmulator({
     port: options.thingerPort ?? DEFAULT_THINGER_PORT,
-    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN }] }],
+    // Only the three actions the function needs, so the local stack proves the documented minimal token.
+    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: ['CreateDevice', 'ReadDevice', 'UpdateDevice'] }] }],
   })
   let ssm: LocalSsm | undefined
   let offline: ChildProcess | undefined

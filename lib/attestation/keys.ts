@@ -49,7 +49,9 @@ export function verifySignature(fleetKey: Buffer, device: string, timestamp: num
     .digest()
   const given = Buffer.from(signature, 'base64')
   // Length is not secret (always 32 for a well-formed signature); the comparison of contents is.
-  if (given.length !== SIGNATURE_BYTES || !timingSafeEqual(given, expected)) {
+  // The round trip refuses the other spellings base64 allows in the last character's unused bits.
+  const canonical = given.toString('base64') === signature
+  if (given.length !== SIGNATURE_BYTES || !timingSafeEqual(given, expected) || !canonical) {
     throw new AttestationError('invalid_signature', 'the signature does not match the device key')
   }
 }
@@ -65,5 +67,3 @@ export function checkClock(timestamp: number, nowSeconds: number, skewSeconds: n
     })
   }
 }
-
-export { BASE64_PATTERN }

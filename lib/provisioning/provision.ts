@@ -43,7 +43,9 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
       return { username, device, credential, host, created: true }
     } catch (error) {
       const refused = error instanceof ThingerHttpError && error.status === 400
-      if (!refused && !isRetryableThingerError(error)) throw toUpstreamError(error)
+      // A 429 says the create was not done and more calls now would only add load: come back later.
+      const throttled = error instanceof ThingerHttpError && error.status === 429
+      if (throttled || (!refused && !isRetryableThingerError(error))) throw toUpstreamError(error)
       lastError = error
     }
     // The create was refused (duplicate, or invalid, or a limit) or its answer was lost: the state decides.

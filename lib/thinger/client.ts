@@ -4,6 +4,7 @@ const DEFAULT_TIMEOUT_MS = 5000
 const DEFAULT_RETRY_LIMIT = 2
 const DEFAULT_RETRY_BASE_DELAY_MS = 100
 const DEFAULT_RETRY_MAX_DELAY_MS = 1000
+const DEFAULT_RETRY_MAX_RETRY_AFTER_MS = 1000
 const MAX_UPSTREAM_MESSAGE_CHARS = 200
 
 /** A device as Thinger.io describes it (the fields this service reads). */
@@ -44,6 +45,8 @@ export interface RetryOptions {
   limit: number
   baseDelayMs: number
   maxDelayMs: number
+  /** A longer `Retry-After` is not waited for here: the device is told to come back instead. */
+  maxRetryAfterMs: number
 }
 
 /** One finished HTTP exchange, reported for metrics and tests. */
@@ -93,6 +96,7 @@ export class ThingerClient {
         limit: options.retry?.limit ?? DEFAULT_RETRY_LIMIT,
         baseDelayMs: options.retry?.baseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS,
         maxDelayMs: options.retry?.maxDelayMs ?? DEFAULT_RETRY_MAX_DELAY_MS,
+        maxRetryAfterMs: options.retry?.maxRetryAfterMs ?? DEFAULT_RETRY_MAX_RETRY_AFTER_MS,
       },
       fetch: options.fetch ?? globalThis.fetch,
       random: options.random ?? Math.random,
@@ -179,6 +183,8 @@ export class ThingerClient {
         if (attempt >= retry.limit || !isRetryableThingerError(error)) throw error
         const backoffMs = random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** attempt)
         const retryAfterMs = error instanceof ThingerHttpError && error.retryAfterSeconds !== undefined ? error.retryAfterSeconds * 1000 : 0
+        // A function waiting out a long Retry-After holds concurrency a boot storm needs; the device waits instead.
+        if (retryAfterMs > retry.maxRetryAfterMs) throw error
         const waitMs = Math.max(backoffMs, retryAfterMs)
         // Waiting past the deadline would only turn a clear 503 into a Lambda timeout.
         if (now() + waitMs >= deadlineMs) throw error
@@ -215,6 +221,8 @@ export function parseRetryAfter(value: string | null, nowMs: number): number | u
   if (value === null) return undefined
   const trimmed = value.trim()
   if (/^\d+$/.test(trimmed)) return Number(trimmed)
+  // Only an IMF-fixdate such as "Wed, 21 Oct 2015 07:28:00 GMT": Date.parse would read "-1" as a past date.
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined
   const date = Date.parse(trimmed)
   if (Number.isNaN(date)) return undefined
   return Math.max(0, Math.ceil((date - nowMs) / 1000))

@@ -1,0 +1,374 @@
+import { beforeEach, describe, expect, it } from 'vitest'
+import { DeviceStateError, UpstreamError, UpstreamUnavailableError } from '../../../lib/errors.js'
+import { type ProvisionDeps, provisionDevice } from '../../../lib/provisioning/provision.js'
+import type { CreateDeviceBody, ThingerDevice, UpdateDeviceBody } from '../../../lib/thinger/client.js'
+import { ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from '../../../lib/thinger/errors.js'
+import { captureRejection } from '../capture-error.js'
+
+const USERNAME = 'alice'
+const HOST = 'backend.thinger.io'
+const DEVICE = 'esp32_a1b2c3d4e5f6'
+const NEW_CREDENTIAL = 'NewCredential0123456789ab'
+const OLD_CREDENTIAL = 'OldCredential0123456789ab'
+
+type ThingerPort = ProvisionDeps['thinger']
+type Operation = 'getDevice' | 'createDevice' | 'updateDevice'
+interface StoredDevice extends ThingerDevice {
+  credentials?: string
+}
+/** Wraps one call: `run` performs what Thinger would do; the step may act before or after it, or throw instead. */
+type Step = (run: () => Promise<unknown>) => Promise<unknown>
+
+/**
+ * An in-memory Thinger.io account with its REST semantics: create refuses a duplicate (or a device past
+ * the account limit) with 400, read answers undefined for 404, update answers false for 404.
+ */
+class FakeThinger implements ThingerPort {
+  readonly devices = new Map<string, StoredDevice>()
+  readonly calls: Operation[] = []
+  maxDevices = Number.POSITIVE_INFINITY
+  readonly #steps: Record<Operation, Step[]> = { getDevice: [], createDevice: [], updateDevice: [] }
+  readonly #always: Partial<Record<Operation, Step>> = {}
+
+  /** Scripts the next call of `operation` (queued, one call each). */
+  script(operation: Operation, step: Step): this {
+    this.#steps[operation].push(step)
+    return this
+  }
+
+  /** Scripts every call of `operation` not otherwise scripted. */
+  scriptAlways(operation: Operation, step: Step): this {
+    this.#always[operation] = step
+    return this
+  }
+
+  async getDevice(device: string): Promise<ThingerDevice | undefined> {
+    return (await this.#invoke('getDevice', async () => {
+      const stored = this.devices.get(device)
+      if (stored === undefined) return undefined
+      const { credentials: _hidden, ...visible } = stored
+      return { ...visible }
+    })) as ThingerDevice | undefined
+  }
+
+  async createDevice(body: CreateDeviceBody): Promise<void> {
+    await this.#invoke('createDevice', async () => {
+      if (this.devices.has(body.device)) throw httpError('POST', 'CreateDevice', 400, 'device already exists')
+      if (this.devices.size >= this.maxDevices) throw httpError('POST', 'CreateDevice', 400, 'device limit reached')
+      this.devices.set(body.device, { enabled: true, ...body })
+    })
+  }
+
+  async updateDevice(device: string, body: UpdateDeviceBody): Promise<boolean> {
+    return (await this.#invoke('updateDevice', async () => {
+      const stored = this.devices.get(device)
+      if (stored === undefined) return false
+      this.devices.set(device, { ...stored, ...body })
+      return true
+    })) as boolean
+  }
+
+  async #invoke(operation: Operation, run: () => Promise<unknown>): Promise<unknown> {
+    this.calls.push(operation)
+    const step = this.#steps[operation].shift() ?? this.#always[operation]
+    return step === undefined ? run() : step(run)
+  }
+}
+
+function httpError(method: string, operation: string, status: number, message?: string, retryAfterSeconds?: number): ThingerHttpError {
+  return new ThingerHttpError(method, operation, status, retryAfterSeconds, message)
+}
+
+const fail = (error: unknown): Step => async () => {
+  throw error
+}
+
+describe('Function: provisionDevice', () => {
+  let thinger: FakeThinger
+  let deps: ProvisionDeps
+
+  beforeEach(() => {
+    thinger = new FakeThinger()
+    deps = { thinger, username: USERNAME, host: HOST, newCredential: () => NEW_CREDENTIAL }
+  })
+
+  it('creates a new device in one call and returns its credential', async () => {
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result).toEqual({ username: USERNAME, device: DEVICE, credential: NEW_CREDENTIAL, host: HOST, created: true })
+    expect(thinger.calls).toEqual(['createDevice'])
+    expect(thinger.devices.get(DEVICE)).toEqual({ device: DEVICE, type: 'Generic', credentials: NEW_CREDENTIAL, enabled: true })
+  })
+
+  it('generates a fresh 24-character credential when none is injected', async () => {
+    // Prepare
+    const { newCredential: _unused, ...withoutGenerator } = deps
+
+    // Act
+    const first = await provisionDevice(DEVICE, withoutGenerator)
+    const second = await provisionDevice(DEVICE, withoutGenerator)
+
+    // Assess
+    expect(first.credential).toMatch(/^[A-Za-z0-9]{24}$/)
+    expect(second.credential).toMatch(/^[A-Za-z0-9]{24}$/)
+    expect(second.credential).not.toBe(first.credential)
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(second.credential)
+  })
+
+  it.each(['Generic', 'MQTT'])('replaces the credential of an existing %s device in three calls', async (type) => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type, enabled: true, name: 'Kitchen', credentials: OLD_CREDENTIAL })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result).toEqual({ username: USERNAME, device: DEVICE, credential: NEW_CREDENTIAL, host: HOST, created: false })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'updateDevice'])
+    expect(thinger.devices.get(DEVICE)).toEqual({ device: DEVICE, type, enabled: true, name: 'Kitchen', credentials: NEW_CREDENTIAL })
+  })
+
+  it('replaces the credential of a device whose enabled flag is absent', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', credentials: OLD_CREDENTIAL })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
+
+  it('throws upstream_error when create answers 400 and the device does not exist (account limit)', async () => {
+    // Prepare
+    thinger.maxDevices = 0
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamError)
+    expect(error).toMatchObject({
+      code: 'upstream_error',
+      statusCode: 502,
+      retryable: false,
+      message: 'Thinger.io refused the request',
+      detail: 'create refused with 400 and the device does not exist: device limit reached',
+    })
+    expect((error as Error).cause).toBeInstanceOf(ThingerHttpError)
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
+    expect(thinger.devices.size).toBe(0)
+  })
+
+  it.each(['HTTP', 'Resource', 'NodeRED'])('throws device_conflict and changes nothing when the existing device is of type %s', async (type) => {
+    // Prepare
+    const existing = { device: DEVICE, type, enabled: true }
+    thinger.devices.set(DEVICE, { ...existing })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(DeviceStateError)
+    expect(error).toMatchObject({ code: 'device_conflict', statusCode: 409, detail: `existing device type ${type}` })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
+    expect(thinger.devices.get(DEVICE)).toEqual(existing)
+  })
+
+  it('throws device_disabled and keeps the old credential when the device is disabled', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: false, credentials: OLD_CREDENTIAL })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(DeviceStateError)
+    expect(error).toMatchObject({ code: 'device_disabled', statusCode: 403, message: 'this device is disabled on Thinger.io' })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it.each([
+    ['a network error', new ThingerNetworkError('POST', 'CreateDevice', new Error('socket hang up'))],
+    ['a timeout', new ThingerTimeoutError('POST', 'CreateDevice', 5000)],
+    ['a 504', httpError('POST', 'CreateDevice', 504)],
+  ])('converges with the returned credential stored when the create answer is lost to %s', async (_label, lost) => {
+    // Prepare
+    thinger.script('createDevice', async (run) => {
+      await run()
+      throw lost
+    })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result).toEqual({ username: USERNAME, device: DEVICE, credential: NEW_CREDENTIAL, host: HOST, created: false })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'updateDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(result.credential)
+  })
+
+  it('creates the device in a later round when a lost create had not reached Thinger', async () => {
+    // Prepare
+    thinger.script('createDevice', fail(new ThingerNetworkError('POST', 'CreateDevice', new Error('ECONNRESET'))))
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result.created).toBe(true)
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'createDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
+
+  it('throws upstream_unavailable carrying Retry-After when create answers 503 on every round', async () => {
+    // Prepare
+    thinger.scriptAlways('createDevice', fail(httpError('POST', 'CreateDevice', 503, 'maintenance', 7)))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamUnavailableError)
+    expect(error).toMatchObject({ code: 'upstream_unavailable', statusCode: 503, retryable: true, retryAfterSeconds: 7 })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'createDevice', 'getDevice', 'createDevice', 'getDevice'])
+    expect(thinger.devices.size).toBe(0)
+  })
+
+  it('throws upstream_unavailable with the default wait when Thinger gave none', async () => {
+    // Prepare
+    thinger.scriptAlways('createDevice', fail(new ThingerNetworkError('POST', 'CreateDevice', new Error('ECONNREFUSED'))))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, { ...deps, maxRounds: 2 }))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamUnavailableError)
+    expect(error).toMatchObject({ retryAfterSeconds: 5, retryable: true })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'createDevice', 'getDevice'])
+  })
+
+  it.each([401, 403, 404, 409, 422])('throws upstream_error without further calls when create answers %i', async (status) => {
+    // Prepare
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', status, 'nope')))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamError)
+    expect(error).toMatchObject({
+      code: 'upstream_error',
+      statusCode: 502,
+      detail: `Thinger.io CreateDevice (POST) answered ${status}: nope`,
+    })
+    expect(thinger.calls).toEqual(['createDevice'])
+  })
+
+  it('creates the device again when it is deleted between the read and the update', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('updateDevice', async (run) => {
+      thinger.devices.delete(DEVICE)
+      return run()
+    })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result).toEqual({ username: USERNAME, device: DEVICE, credential: NEW_CREDENTIAL, host: HOST, created: true })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'updateDevice', 'createDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
+
+  it('throws upstream_unavailable at once, without reading, when the create answers 429', async () => {
+    // Prepare
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', 429, 'slow down', 9)))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'upstream_unavailable', retryAfterSeconds: 9 })
+    expect(thinger.calls).toEqual(['createDevice'])
+    expect(thinger.devices.has(DEVICE)).toBe(false)
+  })
+
+  it('throws upstream_unavailable carrying Retry-After when the read answers 429', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('getDevice', fail(httpError('GET', 'ReadDevice', 429, 'slow down', 11)))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamUnavailableError)
+    expect(error).toMatchObject({ code: 'upstream_unavailable', retryAfterSeconds: 11 })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('throws upstream_error when the update answers 403', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('updateDevice', fail(httpError('PUT', 'UpdateDevice', 403, 'forbidden')))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamError)
+    expect(error).toMatchObject({ code: 'upstream_error', detail: 'Thinger.io UpdateDevice (PUT) answered 403: forbidden' })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('throws upstream_unavailable when the update times out', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('updateDevice', fail(new ThingerTimeoutError('PUT', 'UpdateDevice', 5000)))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBeInstanceOf(UpstreamUnavailableError)
+    expect(error).toMatchObject({ code: 'upstream_unavailable', retryAfterSeconds: 5 })
+  })
+
+  it('passes on an unexpected error unchanged', async () => {
+    // Prepare
+    const bug = new TypeError('thinger.createDevice is broken')
+    thinger.script('createDevice', fail(bug))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toBe(bug)
+  })
+
+  it('sends the create as a Generic device with the new credential', async () => {
+    // Prepare
+    const bodies: unknown[] = []
+    const recording: ThingerPort = {
+      getDevice: (device) => thinger.getDevice(device),
+      updateDevice: (device, body) => thinger.updateDevice(device, body),
+      createDevice: (body) => {
+        bodies.push(body)
+        return thinger.createDevice(body)
+      },
+    }
+
+    // Act
+    await provisionDevice(DEVICE, { ...deps, thinger: recording })
+
+    // Assess
+    expect(bodies).toEqual([{ device: DEVICE, type: 'Generic', credentials: NEW_CREDENTIAL }])
+  })
+})
