@@ -1,11 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger'
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware'
-import { SSMClient } from '@aws-sdk/client-ssm'
+import type { SSMClient } from '@aws-sdk/client-ssm'
 import middy from '@middy/core'
 import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
 import { checkClock, decodeFleetKey, verifySignature } from '../lib/attestation/keys.js'
+import { staleOnErrorSsmClientClass } from '../lib/aws/stale-on-error-ssm-client.js'
 import { checkDeviceAllowed, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
 import { ConfigError } from '../lib/errors.js'
@@ -87,7 +88,10 @@ function buildChain(options: ProvisionHandlerOptions) {
     )
     .use(
       ssm({
-        AwsClient: (options.ssmClient ? function InjectedClient() { return options.ssmClient } : SSMClient) as typeof SSMClient,
+        AwsClient: staleOnErrorSsmClientClass({
+          ...(options.ssmClient ? { client: options.ssmClient } : {}),
+          onStale: (error, ageMs) => logger.warn('SSM unavailable: serving the cached parameters', { errorName: (error as Error)?.name, ageMs }),
+        }),
         awsClientOptions: {
           // Without throwOnRequestTimeout the SDK only warns, and a hung SSM would hold the request until the Lambda dies.
           requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true },

@@ -109,6 +109,30 @@ describe('Deployment: osls package', () => {
     expect(files.map((parts) => parts.at(-1))).toEqual(['functions/provision.mjs'])
   })
 
+  it('throttles the HTTP API at 100 requests per second with bursts of 200, and reserves no concurrency, by default', () => {
+    // Act
+    const stage = template.Resources.HttpApiStage.Properties
+    const fn = template.Resources.ProvisionLambdaFunction.Properties
+
+    // Assess
+    expect(stage.DefaultRouteSettings).toEqual({ ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 })
+    expect(fn.ReservedConcurrentExecutions).toBeUndefined()
+  })
+
+  it('takes reserved concurrency and throttling from the environment', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+
+    // Act
+    const { template: tuned } = await packageService(other, { THINGER_USERNAME: 'acme', RESERVED_CONCURRENCY: '25', API_RATE_LIMIT: '40', API_BURST_LIMIT: '80' })
+
+    // Assess
+    rmSync(other, { recursive: true, force: true })
+    expect(Number(tuned.Resources.ProvisionLambdaFunction.Properties.ReservedConcurrentExecutions)).toBe(25)
+    const settings = tuned.Resources.HttpApiStage.Properties.DefaultRouteSettings
+    expect([Number(settings.ThrottlingRateLimit), Number(settings.ThrottlingBurstLimit)]).toEqual([40, 80])
+  }, 120_000)
+
   it('fails to package, naming the setting, when THINGER_USERNAME is missing', async () => {
     // Prepare
     const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))

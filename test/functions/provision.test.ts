@@ -175,6 +175,22 @@ describe('Function: provision handler', () => {
     expect(response.statusCode).toBe(201)
   })
 
+  it('keeps serving with the cached parameters when SSM fails after the cache expired', async () => {
+    // Prepare
+    const { handler, ssm } = makeHandler({ env: { SSM_CACHE_SECONDS: '1' } })
+    await invoke(handler, event(signed('esp32_000000000021')))
+    ssm.mock.on(GetParametersCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+
+    // Act
+    const response = await invoke(handler, event(signed('esp32_000000000022')))
+
+    // Assess
+    expect(response.statusCode).toBe(201)
+    expect(ssm.mock.commandCalls(GetParametersCommand).length).toBeGreaterThanOrEqual(2)
+    expect(logLines().find((line) => line.message === 'SSM unavailable: serving the cached parameters')).toMatchObject({ errorName: 'ThrottlingException' })
+  })
+
   describe('error answers', () => {
     const cases: Array<[string, () => { handler: ReturnType<typeof makeHandler>['handler']; e: APIGatewayProxyEventV2 }, number, string]> = [
       ['invalid_request for malformed JSON', () => ({ handler: makeHandler().handler, e: event('{"device"') }), 400, 'invalid_request'],

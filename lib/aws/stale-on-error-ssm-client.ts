@@ -1,0 +1,57 @@
+import { GetParametersCommand, type GetParametersCommandOutput, SSMClient, type SSMClientConfig } from '@aws-sdk/client-ssm'
+
+const DEFAULT_MAX_STALE_MS = 60 * 60 * 1000
+const RETRYABLE_ERROR_NAMES = new Set(['ThrottlingException', 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout', 'AbortError'])
+
+type Sender = Pick<SSMClient, 'send'>
+
+export interface StaleOnErrorOptions {
+  /** How old a remembered answer may be and still be served while SSM fails. */
+  maxStaleMs?: number
+  /** Told each time a remembered answer stands in for a failed call. */
+  onStale?: (error: unknown, ageMs: number) => void
+  now?: () => number
+}
+
+/**
+ * Wraps an SSM client so that a `GetParameters` call that fails for a passing reason (throttling,
+ * 5xx, network, timeout) answers with the last successful answer to the same call, up to
+ * `maxStaleMs` old. @middy/ssm refreshes its cache when it expires and forgets the values when the
+ * refresh fails; with this client underneath, a warm container keeps serving through an SSM
+ * outage. Errors that a retry cannot fix (missing parameter, access denied) still surface.
+ */
+export function withStaleOnError(client: Sender, options: StaleOnErrorOptions = {}): Sender {
+  const maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
+  const now = options.now ?? Date.now
+  const remembered = new Map<string, { output: GetParametersCommandOutput; atMs: number }>()
+
+  const send = async (command: unknown, ...rest: unknown[]): Promise<unknown> => {
+    const key = command instanceof GetParametersCommand ? JSON.stringify(command.input) : undefined
+    try {
+      const output = await (client.send as (...args: unknown[]) => Promise<unknown>)(command, ...rest)
+      if (key !== undefined) remembered.set(key, { output: output as GetParametersCommandOutput, atMs: now() })
+      return output
+    } catch (error) {
+      const last = key === undefined ? undefined : remembered.get(key)
+      if (last === undefined || !isPassingFailure(error) || now() - last.atMs > maxStaleMs) throw error
+      options.onStale?.(error, now() - last.atMs)
+      return last.output
+    }
+  }
+  return { send } as Sender
+}
+
+/** A constructor @middy/ssm can call (`new AwsClient(options)`) that builds a stale-on-error SSM client. */
+export function staleOnErrorSsmClientClass(options: StaleOnErrorOptions & { client?: Sender } = {}): typeof SSMClient {
+  return function StaleOnErrorSsmClient(config: SSMClientConfig) {
+    return withStaleOnError(options.client ?? new SSMClient(config), options)
+  } as unknown as typeof SSMClient
+}
+
+function isPassingFailure(error: unknown): boolean {
+  const e = error as { name?: string; $fault?: string; $retryable?: unknown; code?: string }
+  if (RETRYABLE_ERROR_NAMES.has(e?.name ?? '')) return true
+  if (e?.$fault === 'server' || e?.$retryable !== undefined) return true
+  // Socket-level failures carry a system code and no $metadata.
+  return typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)
+}
