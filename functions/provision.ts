@@ -5,16 +5,18 @@ import middy from '@middy/core'
 import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
-import { checkClock, decodeFleetKey, verifySignature } from '../lib/attestation/keys.js'
+import { checkClock, decodeClaimSecret, decodeFleetKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
 import { staleOnErrorSsmClientClass } from '../lib/aws/stale-on-error-ssm-client.js'
-import { checkDeviceAllowed, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
+import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
 import { ConfigError } from '../lib/errors.js'
+import { type Fleet, needsProvisioningRecord } from '../lib/fleets/fleet.js'
+import { planProvisioning, type ProvisioningPlan } from '../lib/provisioning/plan.js'
 import { provisionDevice } from '../lib/provisioning/provision.js'
 import { ThingerClient, type ThingerCallRecord } from '../lib/thinger/client.js'
 import { jsonBody } from './middleware/json-body.js'
 import { type HandlerResult, respond } from './middleware/respond.js'
-import { classifySsmError } from './middleware/ssm-errors.js'
+import { classifySsmError, type SettingOfParameter } from './middleware/ssm-errors.js'
 
 const MAX_BODY_BYTES = 4096
 const DEADLINE_MARGIN_MS = 500
@@ -31,11 +33,15 @@ export interface ProvisionHandlerOptions {
   now?: () => number
 }
 
-type ProvisionEvent = Omit<APIGatewayProxyEventV2, 'body'> & { body: ProvisionRequest }
-interface Secrets {
-  thingerToken?: unknown
-  fleetKey?: unknown
+interface AdmittedRequest {
+  request: ProvisionRequest
+  fleet: Fleet
+  plan: ProvisioningPlan
+  /** For the log line and for error answers: the validated device ID. */
+  device: string
 }
+type ProvisionEvent = Omit<APIGatewayProxyEventV2, 'body'> & { body: AdmittedRequest }
+type Secrets = Record<string, unknown>
 
 let handlerCount = 0
 
@@ -62,27 +68,30 @@ function buildChain(options: ProvisionHandlerOptions) {
     logger.error('invalid configuration', { detail: configError.detail })
   }
 
+  const parameters = config ? parametersOf(config) : undefined
   const chain = middy<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(httpHeaderNormalizer())
-    .use(respond({ logger, classifyError: config && ((error) => classifySsmError(error, config)) }))
+    .use(respond({ logger, classifyError: config && parameters && ((error) => classifySsmError(error, parameters.settingOf)) }))
 
-  if (config === undefined) {
+  if (config === undefined || parameters === undefined) {
     return chain.handler(async () => {
       throw configError
     })
   }
   const settings = config
-  const deviceIdPattern = settings.deviceIdPattern
+  const { names, settingOf } = parameters
+  const knownShared = new Map<string, number>()
 
   return chain
     .use(
       jsonBody({
         maxBytes: MAX_BODY_BYTES,
-        parse: (body) => {
-          const parsed = parseProvisionRequest(body)
-          checkDeviceAllowed(parsed.device, deviceIdPattern)
-          return parsed
+        parse: (body): AdmittedRequest => {
+          const request = parseProvisionRequest(body)
+          const fleet = admitToFleet(request, settings.fleets)
+          const plan = planProvisioning(fleet, request.device, request.meta, needsProvisioningRecord(fleet))
+          return { request, fleet, plan, device: request.device }
         },
       }) as middy.MiddlewareObj<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>,
     )
@@ -97,7 +106,8 @@ function buildChain(options: ProvisionHandlerOptions) {
           requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true },
           maxAttempts: 2,
         },
-        fetchData: { thingerToken: settings.thingerTokenParam, fleetKey: settings.fleetKeyParam },
+        // One batched GetParameters for the token and every fleet's secrets.
+        fetchData: Object.fromEntries(names.map((name, index) => [`p${index}`, name])),
         cacheKey: `thinger-provisioner-ssm-${++handlerCount}`,
         cacheExpiry: settings.ssmCacheSeconds * 1000,
         setToContext: true,
@@ -108,11 +118,17 @@ function buildChain(options: ProvisionHandlerOptions) {
       }),
     )
     .handler(async (event, context) => {
-      const { device, timestamp, signature } = (event as unknown as ProvisionEvent).body
-      const fleetKey = decodeFleetKey(context.fleetKey, 'FLEET_KEY_PARAM')
-      verifySignature(fleetKey, device, timestamp, signature)
-      checkClock(timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
-      const token = context.thingerToken
+      const { request, fleet, plan, device } = (event as unknown as ProvisionEvent).body
+      const secret = (name: string) => context[`p${names.indexOf(name)}`]
+      if (request.proof.kind === 'hmac') {
+        const keyParam = fleet.keyParam!
+        verifySignature(decodeFleetKey(secret(keyParam), settingOf(keyParam)), device, request.proof.timestamp, request.proof.signature)
+        checkClock(request.proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
+      } else {
+        const claimParam = fleet.claimParam!
+        verifyClaim(request.proof.claim, decodeClaimSecret(secret(claimParam), settingOf(claimParam)))
+      }
+      const token = secret(settings.thingerTokenParam)
       if (typeof token !== 'string' || token.trim() === '') throw new ConfigError('THINGER_TOKEN_PARAM', 'the parameter value is empty')
 
       const calls: ThingerCallRecord[] = []
@@ -125,13 +141,33 @@ function buildChain(options: ProvisionHandlerOptions) {
         onCall: (record) => calls.push(record),
         ...(options.fetch ? { fetch: options.fetch } : {}),
       })
-      const result = await provisionDevice(device, { thinger, username: settings.thingerUsername, host: settings.thingerDeviceHost })
+      const result = await provisionDevice(device, {
+        thinger,
+        username: settings.thingerUsername,
+        host: settings.thingerDeviceHost,
+        fleet,
+        plan,
+        now,
+        knownShared,
+        sharedTtlMs: settings.ssmCacheSeconds * 1000,
+      })
       return {
         statusCode: result.created ? 201 : 200,
         body: { ...result },
-        log: { outcome: result.created ? 'created' : 'reprovisioned', device, created: result.created, thingerCalls: calls.length },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, created: result.created, thingerCalls: calls.length },
       }
     })
+}
+
+/** Every SSM parameter the function reads, and the setting or fleets-file field that names each. */
+function parametersOf(config: Config): { names: string[]; settingOf: SettingOfParameter } {
+  const settings = new Map<string, string>([[config.thingerTokenParam, 'THINGER_TOKEN_PARAM']])
+  const fromFile = config.fleetsSource === 'file'
+  for (const fleet of config.fleets.values()) {
+    if (fleet.keyParam && !settings.has(fleet.keyParam)) settings.set(fleet.keyParam, fromFile ? `fleets.${fleet.name}.keyParam` : 'FLEET_KEY_PARAM')
+    if (fleet.claimParam && !settings.has(fleet.claimParam)) settings.set(fleet.claimParam, `fleets.${fleet.name}.claimParam`)
+  }
+  return { names: [...settings.keys()], settingOf: (name) => settings.get(name) ?? 'SSM parameter' }
 }
 
 export const handler = createProvisionHandler()

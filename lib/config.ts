@@ -1,4 +1,5 @@
 import { ConfigError } from './errors.js'
+import { DEFAULT_FLEET, type Fleet, type FleetsDefinition } from './fleets/fleet.js'
 
 const DEFAULT_THINGER_API_URL = 'https://backend.thinger.io'
 const DEFAULT_STAGE = 'dev'
@@ -9,6 +10,8 @@ const DEFAULT_THINGER_TIMEOUT_MS = 5000
 const THINGER_USERNAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
 const SSM_PARAMETER_NAME_PATTERN = /^\/[A-Za-z0-9_.\-/]{1,2047}$/
 const HOST_PATTERN = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/
+// Replaced at build time by esbuild's `define` (serverless.yml) with the validated fleets file, or null.
+const BUNDLED_FLEETS: unknown = process.env.THINGER_PROVISIONER_FLEETS
 
 /** Everything the service is told by its operator, validated. */
 export interface Config {
@@ -16,8 +19,9 @@ export interface Config {
   thingerUsername: string
   thingerDeviceHost: string
   thingerTokenParam: string
-  fleetKeyParam: string
-  deviceIdPattern: RegExp
+  /** The fleets this deployment serves, by name: from the fleets file, or the `default` fleet the settings describe. */
+  fleets: Map<string, Fleet>
+  fleetsSource: 'file' | 'environment'
   clockSkewSeconds: number
   ssmCacheSeconds: number
   thingerTimeoutMs: number
@@ -28,7 +32,7 @@ export interface Config {
  * `process.env` in `lib/`.
  * @throws ConfigError naming the first setting that is missing or invalid.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, bundledFleets: unknown = BUNDLED_FLEETS): Config {
   const stage = env.STAGE || DEFAULT_STAGE
   const thingerApiUrl = readUrl(env, 'THINGER_API_URL', DEFAULT_THINGER_API_URL)
   const thingerUsername = env.THINGER_USERNAME ?? ''
@@ -44,11 +48,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     thingerUsername,
     thingerDeviceHost,
     thingerTokenParam: readParamName(env, 'THINGER_TOKEN_PARAM', `/thinger-provisioner/${stage}/thinger-token`),
-    fleetKeyParam: readParamName(env, 'FLEET_KEY_PARAM', `/thinger-provisioner/${stage}/fleet-key`),
-    deviceIdPattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
+    fleets: readFleets(env, stage, bundledFleets),
+    fleetsSource: bundledFleets === null || bundledFleets === undefined ? 'environment' : 'file',
     clockSkewSeconds: readInteger(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_SECONDS, 1, 86_400),
     ssmCacheSeconds: readInteger(env, 'SSM_CACHE_SECONDS', DEFAULT_SSM_CACHE_SECONDS, 1, 86_400),
     thingerTimeoutMs: readInteger(env, 'THINGER_TIMEOUT_MS', DEFAULT_THINGER_TIMEOUT_MS, 100, 25_000),
+  }
+}
+
+function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Map<string, Fleet> {
+  const definition = (typeof bundled === 'string' ? parseJson(bundled) : bundled) as FleetsDefinition | null | undefined
+  if (definition === null || definition === undefined) {
+    // No fleets file: the first release's settings describe the one fleet.
+    return new Map([
+      [
+        DEFAULT_FLEET,
+        {
+          name: DEFAULT_FLEET,
+          proof: ['hmac'],
+          keyParam: readParamName(env, 'FLEET_KEY_PARAM', `/thinger-provisioner/${stage}/fleet-key`),
+          devicePattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
+          reprovision: 'rotate',
+          profile: { type: 'Generic' },
+        },
+      ],
+    ])
+  }
+  const fleets = new Map<string, Fleet>()
+  for (const [name, fleet] of Object.entries(definition.fleets ?? {})) {
+    fleets.set(name, { ...fleet, name, devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`) })
+  }
+  return fleets
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new ConfigError('THINGER_PROVISIONER_FLEETS', 'is not the JSON of a fleets file')
   }
 }
 
@@ -77,7 +114,7 @@ function readParamName(env: NodeJS.ProcessEnv, name: string, fallback: string): 
   return value
 }
 
-function readPattern(env: NodeJS.ProcessEnv, name: string, fallback: string): RegExp {
+function readPattern(env: NodeJS.ProcessEnv, name: string, fallback: string, setting = name): RegExp {
   const source = env[name] || fallback
   try {
     // Compiled alone first, so a value like `a)|(b` cannot escape the anchors added next.
@@ -85,7 +122,7 @@ function readPattern(env: NodeJS.ProcessEnv, name: string, fallback: string): Re
     // Anchored as a whole, so `esp32_[0-9a-f]{12}` cannot be satisfied by a longer ID that merely contains it.
     return new RegExp(`^(?:${source})$`)
   } catch {
-    throw new ConfigError(name, 'must be a valid regular expression')
+    throw new ConfigError(setting, 'must be a valid regular expression')
   }
 }
 

@@ -6,6 +6,10 @@ export type ErrorCode =
   | 'invalid_signature'
   | 'clock_skew'
   | 'device_not_allowed'
+  | 'unknown_fleet'
+  | 'proof_not_accepted'
+  | 'invalid_claim'
+  | 'already_provisioned'
   | 'device_disabled'
   | 'device_conflict'
   | 'upstream_unavailable'
@@ -19,6 +23,10 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   invalid_signature: 401,
   clock_skew: 401,
   device_not_allowed: 403,
+  unknown_fleet: 403,
+  proof_not_accepted: 403,
+  invalid_claim: 401,
+  already_provisioned: 409,
   device_disabled: 403,
   device_conflict: 409,
   upstream_unavailable: 503,
@@ -73,7 +81,7 @@ export class AttestationError extends ProvisionerError {
   readonly serverTime: number | undefined
 
   constructor(
-    code: 'invalid_signature' | 'clock_skew' | 'device_not_allowed',
+    code: 'invalid_signature' | 'clock_skew' | 'device_not_allowed' | 'unknown_fleet' | 'proof_not_accepted' | 'invalid_claim',
     message: string,
     options: { serverTime?: number } = {},
   ) {
@@ -84,7 +92,7 @@ export class AttestationError extends ProvisionerError {
 
 /** The device exists on Thinger.io in a state this service must not change. */
 export class DeviceStateError extends ProvisionerError {
-  constructor(code: 'device_disabled' | 'device_conflict', message: string, detail?: string) {
+  constructor(code: 'device_disabled' | 'device_conflict' | 'already_provisioned', message: string, detail?: string) {
     super(code, message, detail === undefined ? {} : { detail })
   }
 }

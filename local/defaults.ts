@@ -7,6 +7,11 @@ export const LOCAL_USERNAME = 'demo'
 export const LOCAL_THINGER_TOKEN = 'local-dev-thinger-token-not-a-secret'
 /** Base64 of 32+ bytes, stored in the local SSM as the fleet key of stage `local`. */
 export const LOCAL_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY fleet key').toString('base64')
+/** The local `workshop` fleet (local/fleets.yml): its claim secret and its own fleet key. */
+export const LOCAL_WORKSHOP_CLAIM_SECRET = 'workshop-claim-LOCAL-DEV-ONLY'
+export const LOCAL_WORKSHOP_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY workshop fleet key').toString('base64')
+/** The fleets file the local stack serves. */
+export const LOCAL_FLEETS_FILE = 'local/fleets.yml'
 export const LOCAL_STAGE = 'local'
 export const LOCAL_REGION = 'us-east-1'
 export const DEFAULT_HTTP_PORT = 3000

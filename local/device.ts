@@ -1,6 +1,9 @@
 import { parseArgs } from 'node:util'
 import { decodeFleetKey, deriveDeviceKey, signRequest } from '../lib/attestation/keys.js'
-import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_USERNAME } from './defaults.js'
+import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_USERNAME, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
+
+// The local stack's fleet keys, so `--fleet workshop` needs nothing else.
+const LOCAL_FLEET_KEYS: Record<string, string> = { default: LOCAL_FLEET_KEY, workshop: LOCAL_WORKSHOP_FLEET_KEY }
 
 const USAGE = `Usage: npm run device -- <deviceId> [options]
 
@@ -9,8 +12,12 @@ against the local stack, proves the returned credential logs in to the Thinger.i
 
 Options:
   --url URL            provisioning service (default http://127.0.0.1:${DEFAULT_HTTP_PORT})
+  --fleet NAME         the fleet to join (default: the service's default fleet)
+  --claim              prove membership with the fleet's claim secret instead of a device key
+  --claim-secret S     the claim secret (default: the local workshop fleet's development secret)
+  --meta KEY=VALUE     a meta value for the fleet's profile templates (repeatable)
   --device-key KEY     the device's own key, base64 (default: derived from --fleet-key)
-  --fleet-key KEY      fleet key, base64 (default: the local stack's development key)
+  --fleet-key KEY      fleet key, base64 (default: the local stack's development key of --fleet)
   --emulator URL       Thinger.io emulator for the login check (default http://127.0.0.1:${DEFAULT_THINGER_PORT})
   --no-login-check     skip the login check (for a deployed service against real Thinger.io)
   --timestamp N        sign this Unix time instead of the clock's (to try clock_skew)
@@ -21,8 +28,12 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     url: { type: 'string', default: `http://127.0.0.1:${DEFAULT_HTTP_PORT}` },
+    fleet: { type: 'string' },
+    claim: { type: 'boolean', default: false },
+    'claim-secret': { type: 'string' },
+    meta: { type: 'string', multiple: true, default: [] },
     'device-key': { type: 'string' },
-    'fleet-key': { type: 'string', default: LOCAL_FLEET_KEY },
+    'fleet-key': { type: 'string' },
     emulator: { type: 'string', default: `http://127.0.0.1:${DEFAULT_THINGER_PORT}` },
     'no-login-check': { type: 'boolean', default: false },
     timestamp: { type: 'string' },
@@ -37,13 +48,20 @@ if (values.help || device === undefined) {
   process.exit(values.help ? 0 : 2)
 }
 
-const deviceKey = values['device-key']
-  ? Buffer.from(values['device-key'], 'base64')
-  : deriveDeviceKey(decodeFleetKey(values['fleet-key'], '--fleet-key'), device)
+const claim = values.claim || values['claim-secret'] ? (values['claim-secret'] ?? LOCAL_WORKSHOP_CLAIM_SECRET) : undefined
+const fleetKey = values['fleet-key'] ?? LOCAL_FLEET_KEYS[values.fleet ?? 'default'] ?? LOCAL_FLEET_KEY
+const deviceKey = values['device-key'] ? Buffer.from(values['device-key'], 'base64') : deriveDeviceKey(decodeFleetKey(fleetKey, '--fleet-key'), device)
+const meta = Object.fromEntries(values.meta.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
 const endpoint = `${values.url.replace(/\/+$/, '')}/v1/provision`
 
 async function provision(timestamp: number): Promise<Response> {
-  const body = JSON.stringify({ device, timestamp, signature: signRequest(deviceKey, device!, timestamp) })
+  const proof = claim !== undefined ? { claim } : { timestamp, signature: signRequest(deviceKey, device!, timestamp) }
+  const body = JSON.stringify({
+    device,
+    ...proof,
+    ...(values.fleet ? { fleet: values.fleet } : {}),
+    ...(values.meta.length > 0 ? { meta } : {}),
+  })
   return fetch(endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: values.text ? 'text/plain' : 'application/json' },

@@ -10,15 +10,43 @@ import {
   DEFAULT_SSM_PORT,
   DEFAULT_THINGER_PORT,
   LOCAL_FLEET_KEY,
+  LOCAL_FLEETS_FILE,
   LOCAL_REGION,
   LOCAL_STAGE,
   LOCAL_THINGER_TOKEN,
   LOCAL_USERNAME,
+  LOCAL_WORKSHOP_CLAIM_SECRET,
+  LOCAL_WORKSHOP_FLEET_KEY,
   parameterNames,
 } from './defaults.js'
 import { type LocalSsm, startLocalSsm } from './ssm-server.js'
-import { startThingerEmulator, type ThingerEmulator } from './thinger-emulator.js'
+import { startThingerEmulator, type ThingerAction, type ThingerEmulator } from './thinger-emulator.js'
 
+// Exactly what the function calls for the local fleets' profiles: the local stack proves this minimal token works.
+const LOCAL_TOKEN_ACTIONS: ThingerAction[] = [
+  'ReadDevice',
+  'CreateDevice',
+  'UpdateDevice',
+  'ReadDeviceProperty',
+  'CreateDeviceProperty',
+  'UpdateDeviceProperty',
+  'UpdateDeviceProjects',
+  'ReadTypeConfig',
+  'CreateType',
+  'ReadGroupConfig',
+  'CreateGroup',
+  'ReadProductConfig',
+  'CreateProduct',
+  'ReadBucketConfig',
+  'CreateBucket',
+  'ReadDashboardConfig',
+  'CloneDashboard',
+]
+// What the workshop fleet's profile expects an operator to have made beforehand.
+const LOCAL_WORKSHOP_FIXTURES = {
+  projects: [{ project: 'workshop', name: 'Workshop', description: 'Kits of the local workshop fleet' }],
+  dashboards: [{ dashboard: 'workshop_template', name: 'Workshop kit', description: 'Template of each kit dashboard', widgets: [{ type: 'chart', source: 'bucket' }] }],
+}
 const READY_TIMEOUT_MS = 90_000
 const READY_POLL_MS = 250
 const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -30,6 +58,8 @@ export interface LocalStackOptions {
   ssmPort?: number
   /** Use this SSM endpoint (for example moto) instead of starting the project's own; it must already hold the parameters. */
   ssmEndpoint?: string
+  /** The fleets file the function serves (default local/fleets.yml); `null` for none: one fleet from the settings. */
+  fleetsFile?: string | null
   /** Extra settings for the function (any variable of the README's settings table). */
   env?: Record<string, string>
   /** Receives every line serverless-offline prints; default: this process's stdout. */
@@ -53,9 +83,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const { thingerTokenParam, fleetKeyParam } = parameterNames(LOCAL_STAGE)
   const thinger = await startThingerEmulator({
     port: options.thingerPort ?? DEFAULT_THINGER_PORT,
-    // Only the three actions the function needs, so the local stack proves the documented minimal token.
-    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: ['CreateDevice', 'ReadDevice', 'UpdateDevice'] }] }],
+    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: LOCAL_TOKEN_ACTIONS }] }],
   })
+  thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
+  const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile
   let ssm: LocalSsm | undefined
   let offline: ChildProcess | undefined
   try {
@@ -66,6 +97,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         parameters: [
           { name: thingerTokenParam, value: LOCAL_THINGER_TOKEN, type: 'SecureString' },
           { name: fleetKeyParam, value: LOCAL_FLEET_KEY, type: 'SecureString' },
+          { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/claim-secret`, value: LOCAL_WORKSHOP_CLAIM_SECRET, type: 'SecureString' },
+          { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/fleet-key`, value: LOCAL_WORKSHOP_FLEET_KEY, type: 'SecureString' },
         ],
       })
     }
@@ -81,6 +114,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
       ESBUILD_WORK_FOLDER: buildFolder,
+      FLEETS_FILE: fleetsFile ?? '',
       ...options.env,
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`

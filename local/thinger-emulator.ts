@@ -5,8 +5,19 @@ import type { AddressInfo, Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 
-/** A permission of Thinger's device API, as named in a token's `allow` list. */
-export type ThingerAction = 'ListDevices' | 'ReadDevice' | 'CreateDevice' | 'UpdateDevice' | 'DeleteDevice'
+/**
+ * A permission of Thinger's REST API, as named in a token's `allow` list: the OpenAPI summary of
+ * the operation, except `ReadDevice`, the emulator's older name for `ReadDeviceStatus`.
+ */
+export type ThingerAction =
+  | 'ListDevices' | 'ReadDevice' | 'CreateDevice' | 'UpdateDevice' | 'DeleteDevice' | 'UpdateDeviceProjects'
+  | 'ListDeviceProperties' | 'ReadDeviceProperty' | 'CreateDeviceProperty' | 'UpdateDeviceProperty' | 'DeleteDeviceProperty'
+  | 'ListBuckets' | 'ReadBucketConfig' | 'CreateBucket' | 'UpdateBucket' | 'DeleteBucket'
+  | 'ListGroups' | 'ReadGroupConfig' | 'CreateGroup' | 'UpdateGroup' | 'DeleteGroup'
+  | 'ListTypes' | 'ReadTypeConfig' | 'CreateType' | 'UpdateType' | 'DeleteType'
+  | 'ListProducts' | 'ReadProductConfig' | 'CreateProduct' | 'UpdateProduct' | 'DeleteProduct'
+  | 'ListProjects' | 'ReadProjectConfig' | 'CreateProject' | 'UpdateProject' | 'DeleteProject'
+  | 'ListDashboards' | 'ReadDashboardConfig' | 'CreateDashboard' | 'UpdateDashboard' | 'DeleteDashboard' | 'CloneDashboard'
 
 /** A device type Thinger accepts on create; only `Generic` and `MQTT` devices hold a credential. */
 export type ThingerDeviceType = 'Generic' | 'MQTT' | 'HTTP' | 'Virtual'
@@ -64,13 +75,112 @@ export interface StoredDeviceView {
   modified: number
 }
 
+/** A device property as Thinger returns it; `value` is any JSON. */
+export interface DevicePropertyView {
+  property: string
+  name: string
+  description: string
+  value: unknown
+  type?: '' | 'configuration'
+}
+
+/** What feeds a data bucket: a device resource (sampled or on events), an MQTT topic, or writes. */
+export type BucketConfig =
+  | { source: 'device'; device: string; resource: string; update: 'interval'; interval: number; tags?: string[]; user?: string }
+  | { source: 'device'; device: string; resource: string; update: 'events' | 'none'; tags?: string[]; user?: string }
+  | { source: 'mqtt'; topic: string; tags?: string[] }
+  | { source: 'write' | 'api'; tags?: string[] }
+
+/** A data bucket as Thinger returns its configuration. */
+export interface BucketView {
+  bucket: string
+  name: string
+  description: string
+  enabled: boolean
+  config: BucketConfig
+  backend?: '' | 'mongodb' | 'influxdb' | 'dynamodb'
+  retention?: { period?: number; unit?: 'hours' | 'days' | 'weeks' | 'months' | 'years' }
+  asset_type?: string
+  asset_group?: string
+  product?: string
+}
+
+/** An asset group; `parent` names another group of the same account. */
+export interface AssetGroupView {
+  group: string
+  name: string
+  description: string
+  parent?: string
+}
+
+/** An asset type. */
+export interface AssetTypeView {
+  type: string
+  name: string
+  description: string
+}
+
+/** A product, as far as the emulator keeps it (no config, profile nor services). */
+export interface ProductView {
+  product: string
+  name: string
+  description: string
+  enabled: boolean
+}
+
+/** A project. */
+export interface ProjectView {
+  project: string
+  name: string
+  description: string
+  config?: { limit_bucket_access?: boolean }
+}
+
+/** A dashboard; everything but its ID, name and description is kept as opaque JSON. */
+export interface DashboardView {
+  dashboard: string
+  name: string
+  description: string
+  widgets: unknown[]
+  tabs?: unknown[]
+  controls?: unknown
+  functions?: unknown
+  placeholders?: unknown
+  properties?: unknown
+  enabled?: boolean
+}
+
+/** A plain-JSON copy of everything an emulated account holds; never a credential nor its hash. */
+export interface EmulatorResources {
+  devices: StoredDeviceView[]
+  properties: Record<string, Record<string, unknown>>
+  buckets: BucketView[]
+  groups: AssetGroupView[]
+  types: AssetTypeView[]
+  products: ProductView[]
+  projects: ProjectView[]
+  deviceProjects: Record<string, string[]>
+  dashboards: DashboardView[]
+}
+
+type SeedEntry<View, Required extends keyof View> = Pick<View, Required> & Partial<Omit<View, Required>>
+
+/** Fixtures for {@link ThingerEmulator.seed}: each entry is the body of the matching create call. */
+export interface EmulatorSeed {
+  types?: SeedEntry<AssetTypeView, 'type'>[]
+  groups?: SeedEntry<AssetGroupView, 'group'>[]
+  products?: SeedEntry<ProductView, 'product' | 'name'>[]
+  projects?: SeedEntry<ProjectView, 'project' | 'name'>[]
+  dashboards?: SeedEntry<Omit<DashboardView, 'enabled'>, 'dashboard' | 'name' | 'widgets'>[]
+}
+
 /** Why a device login would be refused. */
 export type LoginRefusal = 'unknown_device' | 'bad_credential' | 'disabled' | 'not_a_credential_device'
 
 /** The answer a device connection check would get. */
 export type LoginCheck = { ok: true } | { ok: false; reason: LoginRefusal }
 
-/** A running emulator of Thinger's device REST API, with controls for tests and benchmarks. */
+/** A running emulator of Thinger's REST API (devices and what provisioning profiles use), with controls for tests. */
 export interface ThingerEmulator {
   readonly url: string
   calls(): RecordedCall[]
@@ -81,6 +191,8 @@ export interface ThingerEmulator {
   checkLogin(username: string, device: string, credential: string): LoginCheck
   device(username: string, device: string): Readonly<StoredDeviceView> | undefined
   devices(username: string): Readonly<StoredDeviceView>[]
+  resources(username: string): EmulatorResources
+  seed(username: string, fixtures: EmulatorSeed): void
   close(): Promise<void>
 }
 
@@ -98,16 +210,62 @@ const DEFAULT_PORT = 0
 const DEFAULT_CLI_PORT = 8787
 const ADMIN_PREFIX = '/__emulator'
 const RESOURCE_ID_PATTERN = /^[a-zA-Z0-9_-]{1,32}$/
-const API_ROUTE_PATTERN = /^\/v1\/users\/([^/]+)\/devices(?:\/([^/]+))?$/
-const ALL_ACTIONS: readonly ThingerAction[] = ['ListDevices', 'ReadDevice', 'CreateDevice', 'UpdateDevice', 'DeleteDevice']
-const COLLECTION_ACTIONS = new Map<string, ThingerAction>([['GET', 'ListDevices'], ['POST', 'CreateDevice']])
-const DEVICE_ACTIONS = new Map<string, ThingerAction>([['GET', 'ReadDevice'], ['PUT', 'UpdateDevice'], ['DELETE', 'DeleteDevice']])
+// The pattern of UpdateDeviceProjects items: unlike resource IDs, no hyphen on either side.
+const DEVICE_PROJECT_PATTERN = /^([a-zA-Z0-9_]{1,32})@([a-zA-Z0-9_]{1,32})$/
+const MAX_TOPIC_CHARS = 512
+const MAX_BUCKET_TAGS = 5
+// A record, so that the compiler checks that every action is listed.
+const ACTION_NAMES: Record<ThingerAction, true> = {
+  ListDevices: true, ReadDevice: true, CreateDevice: true, UpdateDevice: true, DeleteDevice: true, UpdateDeviceProjects: true,
+  ListDeviceProperties: true, ReadDeviceProperty: true, CreateDeviceProperty: true, UpdateDeviceProperty: true, DeleteDeviceProperty: true,
+  ListBuckets: true, ReadBucketConfig: true, CreateBucket: true, UpdateBucket: true, DeleteBucket: true,
+  ListGroups: true, ReadGroupConfig: true, CreateGroup: true, UpdateGroup: true, DeleteGroup: true,
+  ListTypes: true, ReadTypeConfig: true, CreateType: true, UpdateType: true, DeleteType: true,
+  ListProducts: true, ReadProductConfig: true, CreateProduct: true, UpdateProduct: true, DeleteProduct: true,
+  ListProjects: true, ReadProjectConfig: true, CreateProject: true, UpdateProject: true, DeleteProject: true,
+  ListDashboards: true, ReadDashboardConfig: true, CreateDashboard: true, UpdateDashboard: true, DeleteDashboard: true, CloneDashboard: true
+}
+const ALL_ACTIONS = Object.keys(ACTION_NAMES) as readonly ThingerAction[]
 const DEVICE_TYPES: readonly ThingerDeviceType[] = ['Generic', 'MQTT', 'HTTP', 'Virtual']
 const CREDENTIAL_DEVICE_TYPES: readonly ThingerDeviceType[] = ['Generic', 'MQTT']
 const ASSET_FIELDS = ['asset_type', 'asset_group', 'product'] as const
 const CREATE_FIELDS = new Set(['device', 'type', 'credentials', 'name', 'description', 'enabled', ...ASSET_FIELDS])
 const UPDATE_FIELDS = new Set(['credentials', 'name', 'description', 'enabled', ...ASSET_FIELDS])
 const IMMUTABLE_FIELDS = new Set(['device', 'type'])
+const NO_FIELDS: ReadonlySet<string> = new Set()
+const PROPERTY_FIELDS = new Set(['property', 'value', 'name', 'description', 'type'])
+const PROPERTY_UPDATE_FIELDS = new Set(['value', 'name', 'description', 'type'])
+const PROPERTY_UNEMULATED_FIELDS = new Set(['form', 'perm'])
+const PROPERTY_TYPES = ['', 'configuration'] as const
+const BUCKET_FIELDS = new Set(['bucket', 'name', 'description', 'enabled', 'config', 'backend', 'retention', ...ASSET_FIELDS])
+const BUCKET_UPDATE_FIELDS = new Set([...BUCKET_FIELDS].filter((field) => field !== 'bucket'))
+const BUCKET_SOURCE_FIELDS = new Map<string, ReadonlySet<string>>([
+  ['device', new Set(['source', 'device', 'resource', 'update', 'interval', 'tags', 'user'])],
+  ['mqtt', new Set(['source', 'topic', 'tags'])],
+  ['write', new Set(['source', 'tags'])],
+  ['api', new Set(['source', 'tags'])]
+])
+const BUCKET_UPDATES = ['interval', 'events', 'none'] as const
+const BUCKET_BACKENDS = ['', 'mongodb', 'influxdb', 'dynamodb'] as const
+const RETENTION_FIELDS = new Set(['period', 'unit'])
+const RETENTION_UNITS = ['hours', 'days', 'weeks', 'months', 'years'] as const
+const GROUP_FIELDS = new Set(['group', 'name', 'description', 'parent'])
+const TYPE_FIELDS = new Set(['type', 'name', 'description'])
+const NAMING_FIELDS = new Set(['name', 'description'])
+const PRODUCT_FIELDS = new Set(['product', 'name', 'description', 'enabled'])
+const PRODUCT_UPDATE_FIELDS = new Set(['name', 'description', 'enabled'])
+const PRODUCT_UNEMULATED_FIELDS = new Set(['config', 'profile', 'services'])
+const PROJECT_FIELDS = new Set(['project', 'name', 'description', 'config'])
+const PROJECT_UPDATE_FIELDS = new Set(['name', 'description', 'config'])
+const PROJECT_CONFIG_FIELDS = new Set(['limit_bucket_access'])
+const DASHBOARD_OPAQUE_FIELDS = ['controls', 'functions', 'placeholders', 'properties'] as const
+const DASHBOARD_UPDATE_FIELDS = new Set(['name', 'description', 'widgets', 'tabs', ...DASHBOARD_OPAQUE_FIELDS])
+const DASHBOARD_FIELDS = new Set(['dashboard', ...DASHBOARD_UPDATE_FIELDS])
+const CLONE_FIELDS = new Set(['dashboard', 'name', 'description', 'enabled'])
+const CATALOG_KINDS = ['buckets', 'groups', 'types', 'products', 'projects', 'dashboards'] as const
+const SEED_KINDS = ['types', 'groups', 'products', 'projects', 'dashboards'] as const
+const SEED_FIELDS = new Set<string>(SEED_KINDS)
+const ASSET_CATALOGS = { asset_type: 'types', asset_group: 'groups', product: 'products' } as const
 const FAULT_FIELDS = new Set(['method', 'path', 'action', 'status', 'retryAfterSeconds', 'latencyMs', 'probability', 'times'])
 const FAULT_ACTIONS = new Set(['status', 'latency', 'reset', 'hang'])
 const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]'])
@@ -124,6 +282,45 @@ interface StoredSecret {
 interface StoredDevice {
   view: StoredDeviceView
   secret?: StoredSecret
+}
+
+type CatalogKind = typeof CATALOG_KINDS[number]
+type AssetField = typeof ASSET_FIELDS[number]
+
+interface StoredAccount {
+  username: string
+  maxDevices?: number
+  devices: Map<string, StoredDevice>
+  properties: Map<string, Map<string, JsonObject>>
+  deviceProjects: Map<string, string[]>
+  catalogs: Record<CatalogKind, Map<string, JsonObject>>
+}
+
+// A catalog is a flat collection of one account (buckets, groups …); `create` and `update`
+// receive a body whose fields were already checked against `createFields` or `updateFields`.
+interface CatalogRules {
+  noun: string
+  idField: string
+  actions: { list: ThingerAction; create: ThingerAction; read: ThingerAction; update: ThingerAction; remove: ThingerAction }
+  createFields: ReadonlySet<string>
+  updateFields: ReadonlySet<string>
+  unemulatedFields?: ReadonlySet<string>
+  create: (body: JsonObject, account: StoredAccount) => JsonObject
+  update: (record: JsonObject, body: JsonObject, account: StoredAccount) => void
+}
+
+interface RouteCall {
+  account: StoredAccount
+  device: string
+  id: string
+  query: URLSearchParams
+  readJson: () => Promise<unknown>
+}
+
+interface RouteRule {
+  pattern: RegExp
+  params: readonly ('device' | 'id')[]
+  methods: Partial<Record<string, readonly [ThingerAction, (call: RouteCall) => Reply | Promise<Reply>]>>
 }
 
 interface TokenGrant {
@@ -171,10 +368,33 @@ const copyView = (view: StoredDeviceView): StoredDeviceView => ({
   modified: view.modified
 })
 
-function rejectFields (body: JsonObject, allowed: ReadonlySet<string>): void {
+const keepDefined = (fields: JsonObject): JsonObject =>
+  Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined))
+
+function assignDefined (target: JsonObject, fields: JsonObject): void {
+  Object.assign(target, keepDefined(fields))
+}
+
+function rejectFields (
+  body: JsonObject,
+  allowed: ReadonlySet<string>,
+  immutable: ReadonlySet<string> = IMMUTABLE_FIELDS,
+  unemulated: ReadonlySet<string> = NO_FIELDS
+): void {
   for (const key of Object.keys(body)) {
-    if (IMMUTABLE_FIELDS.has(key) && !allowed.has(key)) throw badRequest(`'${key}' cannot be changed`)
-    if (!allowed.has(key)) throw badRequest(`unknown field '${key}'`)
+    if (allowed.has(key)) continue
+    if (immutable.has(key)) throw badRequest(`'${key}' cannot be changed`)
+    // Valid for Thinger, but refused so that the service cannot come to rely on what is not emulated.
+    if (unemulated.has(key)) throw badRequest(`'${key}' is not emulated`)
+    throw badRequest(`unknown field '${key}'`)
+  }
+}
+
+function labelErrors<T> (label: string, read: () => T): T {
+  try {
+    return read()
+  } catch (error) {
+    throw error instanceof EmulatorHttpError ? badRequest(`${label}: ${error.message}`) : error
   }
 }
 
@@ -182,9 +402,33 @@ function readText (body: JsonObject, field: string, minChars: number, maxChars: 
   if (!Object.hasOwn(body, field)) return undefined
   const value = body[field]
   if (typeof value !== 'string' || countChars(value) < minChars || countChars(value) > maxChars) {
-    throw badRequest(`'${field}' must be a string of ${minChars} to ${maxChars} characters`)
+    throw badRequest(Number.isFinite(maxChars)
+      ? `'${field}' must be a string of ${minChars} to ${maxChars} characters`
+      : `'${field}' must be a string`)
   }
   return value
+}
+
+function requireText (body: JsonObject, field: string, minChars: number, maxChars: number): string {
+  const value = readText(body, field, minChars, maxChars)
+  if (value === undefined) throw badRequest(`'${field}' is required`)
+  return value
+}
+
+function readArray (body: JsonObject, field: string): unknown[] | undefined {
+  if (!Object.hasOwn(body, field)) return undefined
+  const value = body[field]
+  if (!Array.isArray(value)) throw badRequest(`'${field}' must be an array`)
+  return value
+}
+
+function readChoice<T extends string> (body: JsonObject, field: string, choices: readonly T[]): T | undefined {
+  if (!Object.hasOwn(body, field)) return undefined
+  const value = body[field]
+  if (typeof value !== 'string' || !choices.includes(value as T)) {
+    throw badRequest(`'${field}' must be one of ${choices.map((choice) => JSON.stringify(choice)).join(', ')}`)
+  }
+  return value as T
 }
 
 function readBoolean (body: JsonObject, field: string): boolean | undefined {
@@ -201,15 +445,390 @@ function readResourceId (body: JsonObject, field: string, allowEmpty: boolean): 
   throw badRequest(`'${field}' must match ${RESOURCE_ID_PATTERN.source}${allowEmpty ? ' or be empty' : ''}`)
 }
 
-function parseJsonObject (text: string): JsonObject {
-  let parsed: unknown
+function requireResourceId (body: JsonObject, field: string): string {
+  const value = readResourceId(body, field, false)
+  if (value === undefined) throw badRequest(`'${field}' is required`)
+  return value
+}
+
+function requireObject (body: unknown): JsonObject {
+  if (!isObject(body)) throw badRequest('body must be a JSON object')
+  return body
+}
+
+function parseJson (text: string): unknown {
   try {
-    parsed = JSON.parse(text)
+    return JSON.parse(text)
   } catch {
     throw badRequest('invalid JSON body')
   }
-  if (!isObject(parsed)) throw badRequest('body must be a JSON object')
-  return parsed
+}
+
+function decodeSegments (match: RegExpExecArray): string[] {
+  try {
+    return match.slice(1).map((segment) => decodeURIComponent(segment ?? ''))
+  } catch {
+    throw new EmulatorHttpError(404, 'not found')
+  }
+}
+
+function newAccount (username: string, maxDevices?: number): StoredAccount {
+  return {
+    username,
+    ...(maxDevices === undefined ? {} : { maxDevices }),
+    devices: new Map(),
+    properties: new Map(),
+    deviceProjects: new Map(),
+    catalogs: { buckets: new Map(), groups: new Map(), types: new Map(), products: new Map(), projects: new Map(), dashboards: new Map() }
+  }
+}
+
+/**
+ * Reads the asset references of a device or bucket body; `""` (where allowed) clears one.
+ * Whether Thinger accepts a reference to a missing asset type, group or product is unconfirmed:
+ * the emulator refuses it (400), a conservative choice, so a service that passes here creates them
+ * first and works against either behaviour.
+ */
+function readAssetRefs (body: JsonObject, allowEmpty: boolean, account: StoredAccount): [AssetField, string][] {
+  const refs: [AssetField, string][] = []
+  for (const field of ASSET_FIELDS) {
+    const id = readResourceId(body, field, allowEmpty)
+    if (id === undefined) continue
+    if (id !== '' && !account.catalogs[ASSET_CATALOGS[field]].has(id)) throw badRequest(`${field} '${id}' does not exist`)
+    refs.push([field, id])
+  }
+  return refs
+}
+
+function applyAssetRefs (target: JsonObject, refs: readonly [AssetField, string][]): void {
+  for (const [field, id] of refs) {
+    if (id === '') delete target[field]
+    else target[field] = id
+  }
+}
+
+function readDeviceSource (config: JsonObject, account: StoredAccount): void {
+  const device = requireResourceId(config, 'device')
+  requireText(config, 'resource', 0, MAX_TEXT_CHARS)
+  const update = readChoice(config, 'update', BUCKET_UPDATES)
+  if (update === undefined) throw badRequest("'update' is required")
+  if (update === 'interval' && typeof config.interval !== 'number') throw badRequest("'interval' must be a number when 'update' is interval")
+  if (update !== 'interval' && Object.hasOwn(config, 'interval')) throw badRequest("'interval' applies to update 'interval' only")
+  // As conservative as asset references (see readAssetRefs): the source device must exist
+  // already, and a device of another account is not emulated.
+  const owner = readResourceId(config, 'user', false) ?? account.username
+  if (owner !== account.username) throw badRequest("a device of another account ('user') is not emulated")
+  if (!account.devices.has(device)) throw badRequest(`device '${device}' does not exist`)
+}
+
+function parseBucketConfig (input: unknown, account: StoredAccount): JsonObject {
+  if (!isObject(input)) throw badRequest('must be a JSON object')
+  const fields = typeof input.source === 'string' ? BUCKET_SOURCE_FIELDS.get(input.source) : undefined
+  if (fields === undefined) throw badRequest(`'source' must be one of ${[...BUCKET_SOURCE_FIELDS.keys()].join(', ')}`)
+  rejectFields(input, fields, NO_FIELDS)
+  const tags = readArray(input, 'tags')
+  if (tags !== undefined && (tags.length > MAX_BUCKET_TAGS || !tags.every((tag) => typeof tag === 'string' && RESOURCE_ID_PATTERN.test(tag)))) {
+    throw badRequest(`'tags' must hold at most ${MAX_BUCKET_TAGS} resource IDs`)
+  }
+  if (input.source === 'mqtt') requireText(input, 'topic', 0, MAX_TOPIC_CHARS)
+  if (input.source === 'device') readDeviceSource(input, account)
+  return structuredClone(input)
+}
+
+function parseRetention (input: unknown): JsonObject {
+  if (!isObject(input)) throw badRequest('must be a JSON object')
+  rejectFields(input, RETENTION_FIELDS, NO_FIELDS)
+  if (Object.hasOwn(input, 'period') && !(Number.isInteger(input.period) && (input.period as number) >= 0)) {
+    throw badRequest("'period' must be a non-negative integer")
+  }
+  readChoice(input, 'unit', RETENTION_UNITS)
+  return structuredClone(input)
+}
+
+function readBucketFields (body: JsonObject, account: StoredAccount): JsonObject {
+  return keepDefined({
+    name: readText(body, 'name', 0, MAX_TEXT_CHARS),
+    description: readText(body, 'description', 0, MAX_TEXT_CHARS),
+    enabled: readBoolean(body, 'enabled'),
+    config: Object.hasOwn(body, 'config') ? labelErrors('config', () => parseBucketConfig(body.config, account)) : undefined,
+    backend: readChoice(body, 'backend', BUCKET_BACKENDS),
+    retention: Object.hasOwn(body, 'retention') ? labelErrors('retention', () => parseRetention(body.retention)) : undefined
+  })
+}
+
+const readNaming = (body: JsonObject, maxChars: number): JsonObject => keepDefined({
+  name: readText(body, 'name', 0, maxChars),
+  description: readText(body, 'description', 0, maxChars)
+})
+
+function readProjectConfig (body: JsonObject): JsonObject | undefined {
+  if (!Object.hasOwn(body, 'config')) return undefined
+  return labelErrors('config', () => {
+    const config = requireObject(body.config)
+    rejectFields(config, PROJECT_CONFIG_FIELDS, NO_FIELDS)
+    readBoolean(config, 'limit_bucket_access')
+    return structuredClone(config)
+  })
+}
+
+function readDashboardFields (body: JsonObject): JsonObject {
+  const opaque = DASHBOARD_OPAQUE_FIELDS.filter((field) => Object.hasOwn(body, field)).map((field) => [field, body[field]])
+  return structuredClone(keepDefined({
+    name: readText(body, 'name', 1, MAX_TEXT_CHARS),
+    description: readText(body, 'description', 0, MAX_TEXT_CHARS),
+    widgets: readArray(body, 'widgets'),
+    tabs: readArray(body, 'tabs'),
+    ...Object.fromEntries(opaque)
+  }))
+}
+
+function requireFields (fields: JsonObject, required: readonly string[]): void {
+  for (const field of required) if (!Object.hasOwn(fields, field)) throw badRequest(`'${field}' is required`)
+}
+
+const CATALOGS: Record<CatalogKind, CatalogRules> = {
+  buckets: {
+    noun: 'bucket',
+    idField: 'bucket',
+    actions: { list: 'ListBuckets', create: 'CreateBucket', read: 'ReadBucketConfig', update: 'UpdateBucket', remove: 'DeleteBucket' },
+    createFields: BUCKET_FIELDS,
+    updateFields: BUCKET_UPDATE_FIELDS,
+    create: (body, account) => {
+      const fields = readBucketFields(body, account)
+      requireFields(fields, ['name', 'enabled', 'config'])
+      return { name: '', description: '', ...fields, ...Object.fromEntries(readAssetRefs(body, false, account)) }
+    },
+    update: (record, body, account) => {
+      const fields = readBucketFields(body, account)
+      const refs = readAssetRefs(body, true, account)
+      assignDefined(record, fields)
+      applyAssetRefs(record, refs)
+    }
+  },
+  groups: {
+    noun: 'group',
+    idField: 'group',
+    actions: { list: 'ListGroups', create: 'CreateGroup', read: 'ReadGroupConfig', update: 'UpdateGroup', remove: 'DeleteGroup' },
+    createFields: GROUP_FIELDS,
+    updateFields: NAMING_FIELDS,
+    create: (body, account) => {
+      const naming = readNaming(body, Infinity)
+      const parent = readResourceId(body, 'parent', false)
+      if (parent !== undefined && !account.catalogs.groups.has(parent)) throw badRequest(`parent group '${parent}' does not exist`)
+      return { name: '', description: '', ...naming, ...(parent === undefined ? {} : { parent }) }
+    },
+    update: (record, body) => assignDefined(record, readNaming(body, Infinity))
+  },
+  types: {
+    noun: 'type',
+    idField: 'type',
+    actions: { list: 'ListTypes', create: 'CreateType', read: 'ReadTypeConfig', update: 'UpdateType', remove: 'DeleteType' },
+    createFields: TYPE_FIELDS,
+    updateFields: NAMING_FIELDS,
+    create: (body) => ({ name: '', description: '', ...readNaming(body, Infinity) }),
+    update: (record, body) => assignDefined(record, readNaming(body, Infinity))
+  },
+  products: {
+    noun: 'product',
+    idField: 'product',
+    actions: { list: 'ListProducts', create: 'CreateProduct', read: 'ReadProductConfig', update: 'UpdateProduct', remove: 'DeleteProduct' },
+    createFields: PRODUCT_FIELDS,
+    updateFields: PRODUCT_UPDATE_FIELDS,
+    unemulatedFields: PRODUCT_UNEMULATED_FIELDS,
+    create: (body) => {
+      const naming = readNaming(body, MAX_TEXT_CHARS)
+      requireFields(naming, ['name'])
+      return { name: '', description: '', ...naming, enabled: readBoolean(body, 'enabled') ?? true }
+    },
+    update: (record, body) => assignDefined(record, { ...readNaming(body, MAX_TEXT_CHARS), enabled: readBoolean(body, 'enabled') })
+  },
+  projects: {
+    noun: 'project',
+    idField: 'project',
+    actions: { list: 'ListProjects', create: 'CreateProject', read: 'ReadProjectConfig', update: 'UpdateProject', remove: 'DeleteProject' },
+    createFields: PROJECT_FIELDS,
+    updateFields: PROJECT_UPDATE_FIELDS,
+    create: (body) => {
+      const naming = readNaming(body, MAX_TEXT_CHARS)
+      requireFields(naming, ['name'])
+      return keepDefined({ name: '', description: '', ...naming, config: readProjectConfig(body) })
+    },
+    update: (record, body) => assignDefined(record, { ...readNaming(body, MAX_TEXT_CHARS), config: readProjectConfig(body) })
+  },
+  dashboards: {
+    noun: 'dashboard',
+    idField: 'dashboard',
+    actions: { list: 'ListDashboards', create: 'CreateDashboard', read: 'ReadDashboardConfig', update: 'UpdateDashboard', remove: 'DeleteDashboard' },
+    createFields: DASHBOARD_FIELDS,
+    updateFields: DASHBOARD_UPDATE_FIELDS,
+    create: (body) => {
+      const fields = readDashboardFields(body)
+      requireFields(fields, ['name', 'widgets'])
+      return { name: '', description: '', ...fields }
+    },
+    update: (record, body) => assignDefined(record, readDashboardFields(body))
+  }
+}
+
+function findEntry (account: StoredAccount, kind: CatalogKind, id: string): JsonObject {
+  const record = RESOURCE_ID_PATTERN.test(id) ? account.catalogs[kind].get(id) : undefined
+  if (record === undefined) throw new EmulatorHttpError(404, `${CATALOGS[kind].noun} not found`)
+  return record
+}
+
+function createEntry (account: StoredAccount, kind: CatalogKind, input: unknown): void {
+  const rules = CATALOGS[kind]
+  const body = requireObject(input)
+  rejectFields(body, rules.createFields, NO_FIELDS, rules.unemulatedFields)
+  const id = requireResourceId(body, rules.idField)
+  const record = { [rules.idField]: id, ...rules.create(body, account) }
+  if (account.catalogs[kind].has(id)) throw badRequest(`${rules.noun} already exists`)
+  account.catalogs[kind].set(id, record)
+}
+
+function updateEntry (account: StoredAccount, kind: CatalogKind, id: string, input: unknown): void {
+  const rules = CATALOGS[kind]
+  const record = findEntry(account, kind, id)
+  const body = requireObject(input)
+  rejectFields(body, rules.updateFields, new Set([rules.idField]), rules.unemulatedFields)
+  rules.update(record, body, account)
+}
+
+function deleteEntry (account: StoredAccount, kind: CatalogKind, id: string): void {
+  findEntry(account, kind, id)
+  account.catalogs[kind].delete(id)
+  // Devices, buckets and groups keep references to a deleted asset type, group or product (what
+  // Thinger does is unconfirmed); a deleted project leaves the devices it held.
+  if (kind !== 'projects') return
+  const assignment = `${account.username}@${id}`
+  for (const [deviceId, projects] of account.deviceProjects) {
+    const kept = projects.filter((project) => project !== assignment)
+    if (kept.length === 0) account.deviceProjects.delete(deviceId)
+    else account.deviceProjects.set(deviceId, kept)
+  }
+}
+
+function cloneDashboard (account: StoredAccount, sourceId: string, input: unknown): void {
+  const source = findEntry(account, 'dashboards', sourceId)
+  const body = requireObject(input)
+  rejectFields(body, CLONE_FIELDS, NO_FIELDS)
+  const target = requireResourceId(body, 'dashboard')
+  const fields = keepDefined({ ...readNaming(body, MAX_TEXT_CHARS), enabled: readBoolean(body, 'enabled') })
+  if (account.catalogs.dashboards.has(target)) throw badRequest('dashboard already exists')
+  account.catalogs.dashboards.set(target, { ...structuredClone(source), dashboard: target, ...fields })
+}
+
+function findDeviceIn (account: StoredAccount, deviceId: string): StoredDevice {
+  const stored = RESOURCE_ID_PATTERN.test(deviceId) ? account.devices.get(deviceId) : undefined
+  if (stored === undefined) throw new EmulatorHttpError(404, 'device not found')
+  return stored
+}
+
+function readPropertyFields (body: JsonObject): JsonObject {
+  return keepDefined({
+    name: readText(body, 'name', 0, MAX_TEXT_CHARS),
+    description: readText(body, 'description', 0, MAX_TEXT_CHARS),
+    value: Object.hasOwn(body, 'value') ? structuredClone(body.value) : undefined,
+    type: readChoice(body, 'type', PROPERTY_TYPES)
+  })
+}
+
+function parseProperty (input: unknown): JsonObject {
+  if (!isObject(input)) throw badRequest('a property must be a JSON object')
+  rejectFields(input, PROPERTY_FIELDS, NO_FIELDS, PROPERTY_UNEMULATED_FIELDS)
+  const property = requireResourceId(input, 'property')
+  const fields = readPropertyFields(input)
+  requireFields(fields, ['value'])
+  return { property, name: '', description: '', ...fields }
+}
+
+function createProperties (account: StoredAccount, deviceId: string, input: unknown): void {
+  findDeviceIn(account, deviceId)
+  // CreateDeviceProperty takes one property or an array of them; the array is all or nothing.
+  const parsed = Array.isArray(input)
+    ? input.map((item, index) => labelErrors(`property ${index}`, () => parseProperty(item)))
+    : [parseProperty(input)]
+  const stored = account.properties.get(deviceId) ?? new Map<string, JsonObject>()
+  const ids = parsed.map((property) => property.property as string)
+  if (ids.some((id, index) => stored.has(id) || ids.indexOf(id) !== index)) throw badRequest('property already exists')
+  for (const property of parsed) stored.set(property.property as string, property)
+  if (stored.size > 0) account.properties.set(deviceId, stored)
+}
+
+function findProperty (account: StoredAccount, deviceId: string, propertyId: string): JsonObject {
+  findDeviceIn(account, deviceId)
+  const property = account.properties.get(deviceId)?.get(propertyId)
+  if (property === undefined) throw new EmulatorHttpError(404, 'property not found')
+  return property
+}
+
+function updateProperty (account: StoredAccount, deviceId: string, propertyId: string, input: unknown): void {
+  const property = findProperty(account, deviceId, propertyId)
+  const body = requireObject(input)
+  rejectFields(body, PROPERTY_UPDATE_FIELDS, new Set(['property']), PROPERTY_UNEMULATED_FIELDS)
+  const fields = readPropertyFields(body)
+  requireFields(fields, ['value'])
+  assignDefined(property, fields)
+}
+
+function deleteProperty (account: StoredAccount, deviceId: string, propertyId: string): void {
+  findProperty(account, deviceId, propertyId)
+  const properties = account.properties.get(deviceId)
+  properties?.delete(propertyId)
+  if (properties?.size === 0) account.properties.delete(deviceId)
+}
+
+/**
+ * Replaces the projects of a device with `["user@project", ...]`. Projects shared by another
+ * account are not emulated: each item must name a project of the device's own account.
+ */
+function assignProjects (account: StoredAccount, deviceId: string, input: unknown): void {
+  findDeviceIn(account, deviceId)
+  if (!Array.isArray(input)) throw badRequest('body must be a JSON array of "user@project" strings')
+  const projects: string[] = []
+  for (const item of input) {
+    const match = typeof item === 'string' ? DEVICE_PROJECT_PATTERN.exec(item) : null
+    if (match === null) throw badRequest(`${JSON.stringify(item)} must match ${DEVICE_PROJECT_PATTERN.source}`)
+    if (match[1] !== account.username || !account.catalogs.projects.has(match[2] ?? '')) {
+      throw badRequest(`project '${item as string}' does not exist`)
+    }
+    if (!projects.includes(item as string)) projects.push(item as string)
+  }
+  if (projects.length === 0) account.deviceProjects.delete(deviceId)
+  else account.deviceProjects.set(deviceId, projects)
+}
+
+function snapshotAccount (account: StoredAccount): EmulatorResources {
+  const catalog = <View>(kind: CatalogKind): View[] =>
+    [...account.catalogs[kind].values()].map((record) => structuredClone(record) as unknown as View)
+  return {
+    devices: [...account.devices.values()].map((stored) => copyView(stored.view)),
+    properties: Object.fromEntries([...account.properties].map(([deviceId, properties]) => [
+      deviceId,
+      Object.fromEntries([...properties].map(([propertyId, property]) => [propertyId, structuredClone(property.value)]))
+    ])),
+    buckets: catalog('buckets'),
+    groups: catalog('groups'),
+    types: catalog('types'),
+    products: catalog('products'),
+    projects: catalog('projects'),
+    deviceProjects: Object.fromEntries([...account.deviceProjects].map(([deviceId, projects]) => [deviceId, [...projects]])),
+    dashboards: catalog('dashboards')
+  }
+}
+
+function seedAccount (account: StoredAccount, input: unknown): void {
+  const fixtures = requireObject(input)
+  rejectFields(fixtures, SEED_FIELDS, NO_FIELDS)
+  // Staged on copies, so that a rejected entry leaves the account as it was.
+  const staged: StoredAccount = { ...account, catalogs: { ...account.catalogs } }
+  for (const kind of SEED_KINDS) {
+    const entries = readArray(fixtures, kind)
+    if (entries === undefined) continue
+    staged.catalogs[kind] = new Map(account.catalogs[kind])
+    entries.forEach((entry, index) => labelErrors(`${kind}[${index}]`, () => createEntry(staged, kind, entry)))
+  }
+  account.catalogs = staged.catalogs
 }
 
 function readBody (req: IncomingMessage): Promise<string> {
@@ -329,7 +948,8 @@ function validateOptions (options: ThingerEmulatorOptions): void {
 const isLoopback = (host: string): boolean => LOOPBACK_HOSTS.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
 
 /**
- * Starts an emulator of Thinger.io's device REST API on loopback and resolves once it listens.
+ * Starts an emulator of Thinger.io's REST API (devices, and the properties, buckets, assets,
+ * products, projects and dashboards of provisioning profiles) on loopback; resolves once it listens.
  * Throws a TypeError on invalid options or a non-loopback host (the admin routes have no auth).
  */
 async function startThingerEmulator (
@@ -341,12 +961,9 @@ async function startThingerEmulator (
   const hashIterations = options.hashIterations ?? DEFAULT_HASH_ITERATIONS
 
   const grants = new Map<string, TokenGrant>()
-  const accounts = new Map<string, { maxDevices?: number; devices: Map<string, StoredDevice> }>()
+  const accounts = new Map<string, StoredAccount>()
   for (const account of options.accounts) {
-    accounts.set(account.username, {
-      ...(account.maxDevices === undefined ? {} : { maxDevices: account.maxDevices }),
-      devices: new Map()
-    })
+    accounts.set(account.username, newAccount(account.username, account.maxDevices))
     for (const grant of account.tokens) {
       grants.set(grant.token, { username: account.username, allow: new Set(grant.allow ?? ALL_ACTIONS) })
     }
@@ -392,19 +1009,13 @@ async function startThingerEmulator (
     if (grant.username !== user || !grant.allow.has(action)) throw new EmulatorHttpError(403, 'forbidden')
   }
 
-  function devicesOf (username: string): Map<string, StoredDevice> {
+  function accountOf (username: string): StoredAccount {
     const account = accounts.get(username)
     if (account === undefined) throw new EmulatorHttpError(404, 'user not found')
-    return account.devices
+    return account
   }
 
-  function findDevice (username: string, deviceId: string): StoredDevice {
-    const stored = RESOURCE_ID_PATTERN.test(deviceId) ? devicesOf(username).get(deviceId) : undefined
-    if (stored === undefined) throw new EmulatorHttpError(404, 'device not found')
-    return stored
-  }
-
-  function listDevices (username: string, query: URLSearchParams): Reply {
+  function listDevices (account: StoredAccount, query: URLSearchParams): Reply {
     const readPaging = (name: string): number | undefined => {
       const raw = query.get(name)
       if (raw === null) return undefined
@@ -418,7 +1029,7 @@ async function startThingerEmulator (
     const exactFilters = (['type', ...ASSET_FIELDS] as const)
       .map((field) => [field, query.get(field)] as const)
       .filter((pair): pair is readonly [typeof pair[0], string] => pair[1] !== null)
-    const matching = [...devicesOf(username).values()]
+    const matching = [...account.devices.values()]
       .map((stored) => stored.view)
       .filter((view) => name === undefined ||
         view.device.toLowerCase().includes(name) || view.name.toLowerCase().includes(name))
@@ -427,7 +1038,7 @@ async function startThingerEmulator (
     return { status: 200, body: page.map(copyView) }
   }
 
-  function createDevice (username: string, body: JsonObject): Reply {
+  function createDevice (account: StoredAccount, body: JsonObject): Reply {
     rejectFields(body, CREATE_FIELDS)
     const deviceId = readResourceId(body, 'device', false)
     if (deviceId === undefined) throw badRequest("'device' is required")
@@ -448,16 +1059,11 @@ async function startThingerEmulator (
     const description = readText(body, 'description', takesCredential ? 0 : 1, MAX_TEXT_CHARS) ?? ''
     const name = readText(body, 'name', 0, MAX_TEXT_CHARS) ?? ''
     const enabled = readBoolean(body, 'enabled') ?? true
-    const assets: Partial<Record<typeof ASSET_FIELDS[number], string>> = {}
-    for (const field of ASSET_FIELDS) {
-      const value = readResourceId(body, field, false)
-      if (value !== undefined) assets[field] = value
-    }
+    const assets = Object.fromEntries(readAssetRefs(body, false, account)) as Partial<Record<AssetField, string>>
 
-    const account = accounts.get(username)
-    const devices = devicesOf(username)
+    const devices = account.devices
     if (devices.has(deviceId)) throw badRequest('device already exists')
-    if (account?.maxDevices !== undefined && devices.size >= account.maxDevices) {
+    if (account.maxDevices !== undefined && devices.size >= account.maxDevices) {
       throw badRequest('device limit reached for this account')
     }
     const now = Date.now()
@@ -468,7 +1074,7 @@ async function startThingerEmulator (
     return { status: 200, body: {} }
   }
 
-  function updateDevice (stored: StoredDevice, body: JsonObject): Reply {
+  function updateDevice (account: StoredAccount, stored: StoredDevice, body: JsonObject): Reply {
     rejectFields(body, UPDATE_FIELDS)
     const credential = readText(body, 'credentials', MIN_UPDATE_CREDENTIAL_CHARS, MAX_TEXT_CHARS)
     if (credential !== undefined && !CREDENTIAL_DEVICE_TYPES.includes(stored.view.type)) {
@@ -477,7 +1083,7 @@ async function startThingerEmulator (
     const name = readText(body, 'name', 0, MAX_TEXT_CHARS)
     const description = readText(body, 'description', 0, MAX_TEXT_CHARS)
     const enabled = readBoolean(body, 'enabled')
-    const assets = ASSET_FIELDS.map((field) => [field, readResourceId(body, field, true)] as const)
+    const assets = readAssetRefs(body, true, account)
 
     const view = stored.view
     if (credential !== undefined) stored.secret = hashCredential(credential, hashIterations)
@@ -486,43 +1092,149 @@ async function startThingerEmulator (
     if (enabled !== undefined) view.enabled = enabled
     for (const [field, value] of assets) {
       if (value === '') delete view[field]
-      else if (value !== undefined) view[field] = value
+      else view[field] = value
     }
     view.modified = Date.now()
     return { status: 200, body: {} }
   }
 
-  async function answerApi (req: IncomingMessage, url: URL): Promise<Reply> {
-    const match = API_ROUTE_PATTERN.exec(url.pathname)
-    if (match === null) throw new EmulatorHttpError(404, 'not found')
-    let user: string
-    let deviceId: string | undefined
-    try {
-      user = decodeURIComponent(match[1] ?? '')
-      deviceId = match[2] === undefined ? undefined : decodeURIComponent(match[2])
-    } catch {
-      throw new EmulatorHttpError(404, 'not found')
-    }
-    const action = (deviceId === undefined ? COLLECTION_ACTIONS : DEVICE_ACTIONS).get(req.method ?? 'GET')
-    if (action === undefined) throw new EmulatorHttpError(404, 'not found')
-    authorize(req, url, user, action)
+  const ok = (body: unknown = {}): Reply => ({ status: 200, body })
 
-    switch (action) {
-      case 'ListDevices':
-        return listDevices(user, url.searchParams)
-      case 'ReadDevice':
-        return { status: 200, body: copyView(findDevice(user, deviceId as string).view) }
-      case 'CreateDevice':
-        return createDevice(user, parseJsonObject(await readBody(req)))
-      case 'UpdateDevice': {
-        const stored = findDevice(user, deviceId as string)
-        return updateDevice(stored, parseJsonObject(await readBody(req)))
+  function deleteDevice (account: StoredAccount, deviceId: string): Reply {
+    findDeviceIn(account, deviceId)
+    account.devices.delete(deviceId)
+    account.properties.delete(deviceId)
+    account.deviceProjects.delete(deviceId)
+    return ok()
+  }
+
+  const catalogRoutes = CATALOG_KINDS.flatMap((kind): RouteRule[] => {
+    const { actions } = CATALOGS[kind]
+    return [
+      {
+        pattern: new RegExp(`^/v1/users/([^/]+)/${kind}$`),
+        params: [],
+        methods: {
+          GET: [actions.list, ({ account }) => ok([...account.catalogs[kind].values()].map((record) => structuredClone(record)))],
+          POST: [actions.create, async ({ account, readJson }) => {
+            createEntry(account, kind, await readJson())
+            return ok()
+          }]
+        }
+      },
+      {
+        pattern: new RegExp(`^/v1/users/([^/]+)/${kind}/([^/]+)$`),
+        params: ['id'],
+        methods: {
+          GET: [actions.read, ({ account, id }) => ok(structuredClone(findEntry(account, kind, id)))],
+          PUT: [actions.update, async ({ account, id, readJson }) => {
+            findEntry(account, kind, id)
+            updateEntry(account, kind, id, await readJson())
+            return ok()
+          }],
+          DELETE: [actions.remove, ({ account, id }) => {
+            deleteEntry(account, kind, id)
+            return ok()
+          }]
+        }
       }
-      case 'DeleteDevice':
-        findDevice(user, deviceId as string)
-        devicesOf(user).delete(deviceId as string)
-        return { status: 200, body: {} }
+    ]
+  })
+
+  // Handlers look their target up before reading the body: a missing target answers 404 whatever the body.
+  const routes: readonly RouteRule[] = [
+    {
+      pattern: /^\/v1\/users\/([^/]+)\/devices$/,
+      params: [],
+      methods: {
+        GET: ['ListDevices', ({ account, query }) => listDevices(account, query)],
+        POST: ['CreateDevice', async ({ account, readJson }) => createDevice(account, requireObject(await readJson()))]
+      }
+    },
+    {
+      pattern: /^\/v1\/users\/([^/]+)\/devices\/([^/]+)$/,
+      params: ['device'],
+      methods: {
+        GET: ['ReadDevice', ({ account, device }) => ok(copyView(findDeviceIn(account, device).view))],
+        PUT: ['UpdateDevice', async ({ account, device, readJson }) => {
+          const stored = findDeviceIn(account, device)
+          return updateDevice(account, stored, requireObject(await readJson()))
+        }],
+        DELETE: ['DeleteDevice', ({ account, device }) => deleteDevice(account, device)]
+      }
+    },
+    {
+      pattern: /^\/v1\/users\/([^/]+)\/devices\/([^/]+)\/projects$/,
+      params: ['device'],
+      methods: {
+        PUT: ['UpdateDeviceProjects', async ({ account, device, readJson }) => {
+          findDeviceIn(account, device)
+          assignProjects(account, device, await readJson())
+          return ok()
+        }]
+      }
+    },
+    {
+      pattern: /^\/v3\/users\/([^/]+)\/devices\/([^/]+)\/properties$/,
+      params: ['device'],
+      methods: {
+        GET: ['ListDeviceProperties', ({ account, device }) => {
+          findDeviceIn(account, device)
+          return ok([...account.properties.get(device)?.values() ?? []].map((property) => structuredClone(property)))
+        }],
+        POST: ['CreateDeviceProperty', async ({ account, device, readJson }) => {
+          findDeviceIn(account, device)
+          createProperties(account, device, await readJson())
+          return ok()
+        }]
+      }
+    },
+    {
+      pattern: /^\/v3\/users\/([^/]+)\/devices\/([^/]+)\/properties\/([^/]+)$/,
+      params: ['device', 'id'],
+      methods: {
+        GET: ['ReadDeviceProperty', ({ account, device, id }) => ok(structuredClone(findProperty(account, device, id)))],
+        PUT: ['UpdateDeviceProperty', async ({ account, device, id, readJson }) => {
+          findProperty(account, device, id)
+          updateProperty(account, device, id, await readJson())
+          return ok()
+        }],
+        DELETE: ['DeleteDeviceProperty', ({ account, device, id }) => {
+          deleteProperty(account, device, id)
+          return ok()
+        }]
+      }
+    },
+    ...catalogRoutes,
+    {
+      pattern: /^\/v1\/users\/([^/]+)\/dashboards\/([^/]+)\/clone$/,
+      params: ['id'],
+      methods: {
+        POST: ['CloneDashboard', async ({ account, id, readJson }) => {
+          findEntry(account, 'dashboards', id)
+          cloneDashboard(account, id, await readJson())
+          return ok()
+        }]
+      }
     }
+  ]
+
+  async function answerApi (req: IncomingMessage, url: URL): Promise<Reply> {
+    for (const route of routes) {
+      const match = route.pattern.exec(url.pathname)
+      if (match === null) continue
+      const handler = route.methods[req.method ?? 'GET']
+      if (handler === undefined) break
+      const [user = '', ...values] = decodeSegments(match)
+      const [action, answer] = handler
+      authorize(req, url, user, action)
+      const call: RouteCall = { account: accountOf(user), device: '', id: '', query: url.searchParams, readJson: async () => parseJson(await readBody(req)) }
+      route.params.forEach((param, index) => {
+        call[param] = values[index] ?? ''
+      })
+      return answer(call)
+    }
+    throw new EmulatorHttpError(404, 'not found')
   }
 
   async function answerAdmin (req: IncomingMessage, route: string): Promise<Reply> {
@@ -547,6 +1259,18 @@ async function startThingerEmulator (
       if (deviceId === undefined) return { status: 200, body: emulator.devices(user) }
       const view = emulator.device(user, deviceId)
       return view === undefined ? { status: 404, body: errorBody('device not found') } : { status: 200, body: view }
+    }
+    const resourcesMatch = /^\/resources\/([^/]+)$/.exec(route)
+    if (method === 'GET' && resourcesMatch !== null) {
+      const [user = ''] = decodeSegments(resourcesMatch)
+      return { status: 200, body: emulator.resources(user) }
+    }
+    const seedMatch = /^\/seed\/([^/]+)$/.exec(route)
+    if (method === 'POST' && seedMatch !== null) {
+      const [user = ''] = decodeSegments(seedMatch)
+      const fixtures = await readJson()
+      emulator.seed(user, fixtures as EmulatorSeed)
+      return { status: 200, body: {} }
     }
     switch (`${method} ${route}`) {
       case 'GET /calls':
@@ -643,7 +1367,12 @@ async function startThingerEmulator (
       recorded = []
     },
     reset: () => {
-      for (const account of accounts.values()) account.devices.clear()
+      for (const account of accounts.values()) {
+        account.devices.clear()
+        account.properties.clear()
+        account.deviceProjects.clear()
+        for (const kind of CATALOG_KINDS) account.catalogs[kind].clear()
+      }
       recorded = []
       faults = []
     },
@@ -668,6 +1397,10 @@ async function startThingerEmulator (
       return stored === undefined ? undefined : copyView(stored.view)
     },
     devices: (username) => [...(accounts.get(username)?.devices.values() ?? [])].map((stored) => copyView(stored.view)),
+    resources: (username) => snapshotAccount(accounts.get(username) ?? newAccount(username)),
+    seed: (username, fixtures) => {
+      seedAccount(accountOf(username), fixtures)
+    },
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const timer of timers) clearTimeout(timer)

@@ -1,4 +1,3 @@
-import type { Config } from '../../lib/config.js'
 import { ConfigError, type ProvisionerError, UpstreamUnavailableError } from '../../lib/errors.js'
 
 // Errors that retrying will not fix: a missing parameter, missing permissions, a wrong KMS key.
@@ -13,25 +12,22 @@ const SSM_CONFIGURATION_ERRORS = new Set([
   'InvalidSignatureException',
 ])
 
+/** Names the setting (or fleets-file field) that names an SSM parameter, for operators' logs. */
+export type SettingOfParameter = (parameterName: string) => string
+
 /**
  * Turns a failure of @middy/ssm into the error a device sees: an unusable parameter is a
  * configuration error (500, logged with the setting's name); anything else means SSM is
  * unreachable or throttling, which is retryable (503).
  */
-export function classifySsmError(error: unknown, config: Config): ProvisionerError | undefined {
+export function classifySsmError(error: unknown, settingOf: SettingOfParameter): ProvisionerError | undefined {
   const cause = (error as { cause?: { package?: string; data?: unknown } })?.cause
   if (cause?.package !== '@middy/util' || !Array.isArray(cause.data)) return undefined
   for (const reason of cause.data as Array<{ name?: string; message?: string }>) {
     const missing = /^InvalidParameter (.+)$/.exec(reason?.message ?? '')
-    if (missing) return new ConfigError(settingOf(missing[1] ?? '', config), 'the SSM parameter does not exist')
+    if (missing) return new ConfigError(settingOf(missing[1] ?? ''), 'the SSM parameter does not exist')
     if (SSM_CONFIGURATION_ERRORS.has(reason?.name ?? '')) return new ConfigError('SSM', `reading parameters failed with ${reason.name}`)
   }
   const first = cause.data[0] as { name?: string } | undefined
   return new UpstreamUnavailableError(`SSM unavailable: ${first?.name ?? 'unknown error'}`, { cause: error })
-}
-
-function settingOf(parameterName: string, config: Config): string {
-  if (parameterName === config.thingerTokenParam) return 'THINGER_TOKEN_PARAM'
-  if (parameterName === config.fleetKeyParam) return 'FLEET_KEY_PARAM'
-  return 'SSM parameter'
 }

@@ -1,9 +1,10 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { AttestationError, ConfigError } from '../errors.js'
 
 const MIN_FLEET_KEY_BYTES = 32
 const SIGNATURE_BYTES = 32
 const PROTOCOL_VERSION = 'v1'
+const MIN_CLAIM_SECRET_CHARS = 16
 const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
 /**
@@ -66,4 +67,28 @@ export function checkClock(timestamp: number, nowSeconds: number, skewSeconds: n
       serverTime: nowSeconds,
     })
   }
+}
+
+/**
+ * Checks a fleet's claim secret in constant time: both sides are hashed with a random key first,
+ * so neither their contents nor their lengths show in the comparison's timing.
+ * @throws AttestationError `invalid_claim` when it does not match.
+ */
+export function verifyClaim(given: string, stored: string): void {
+  const key = randomBytes(32)
+  const digest = (value: string) => createHmac('sha256', key).update(value, 'utf8').digest()
+  if (!timingSafeEqual(digest(given), digest(stored))) {
+    throw new AttestationError('invalid_claim', 'the claim secret is not this fleet’s')
+  }
+}
+
+/**
+ * Reads a fleet's claim secret as stored in SSM.
+ * @throws ConfigError when it is shorter than 16 characters; the value itself is never quoted.
+ */
+export function decodeClaimSecret(storedValue: unknown, setting: string): string {
+  if (typeof storedValue !== 'string' || storedValue.trim().length < MIN_CLAIM_SECRET_CHARS) {
+    throw new ConfigError(setting, `the claim secret must be at least ${MIN_CLAIM_SECRET_CHARS} characters`)
+  }
+  return storedValue.trim()
 }

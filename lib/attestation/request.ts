@@ -1,19 +1,27 @@
 import { AttestationError, ValidationError } from '../errors.js'
+import { DEFAULT_FLEET, type Fleet, type Proof } from '../fleets/fleet.js'
 
 const THINGER_DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
+const FLEET_NAME_PATTERN = /^[a-z0-9_-]{1,32}$/
 // Standard base64 of exactly 32 bytes: 43 characters and one padding '='.
 const SIGNATURE_PATTERN = /^[A-Za-z0-9+/]{43}=$/
-const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature'])
+const MAX_CLAIM_CHARS = 256
+const MAX_META_KEYS = 16
+const META_KEY_PATTERN = /^[a-z0-9_]{1,32}$/
+const MAX_META_VALUE_CHARS = 64
+const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'claim', 'fleet', 'meta'])
 
-/** A provisioning request, version 1 of the device protocol, shape-checked. */
+/** A provisioning request (device protocol version 1), shape-checked. */
 export interface ProvisionRequest {
   device: string
-  timestamp: number
-  signature: string
+  fleet: string
+  meta: Record<string, string>
+  proof: { kind: 'hmac'; timestamp: number; signature: string } | { kind: 'claim'; claim: string }
 }
 
 /**
- * Checks that a parsed JSON body is a version 1 provisioning request.
+ * Checks that a parsed JSON body is a provisioning request: `device` with either `timestamp` and
+ * `signature` (a device key) or `claim` (a fleet's claim secret), and optionally `fleet` and `meta`.
  * @throws ValidationError `invalid_request` naming the first field that is wrong.
  */
 export function parseProvisionRequest(body: unknown): ProvisionRequest {
@@ -24,10 +32,23 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   for (const field of Object.keys(record)) {
     if (!ALLOWED_FIELDS.has(field)) throw new ValidationError(`unknown field "${field.slice(0, 32)}"`)
   }
-  const { device, timestamp, signature } = record
+  const { device, timestamp, signature, claim, fleet, meta } = record
   if (typeof device !== 'string') throw new ValidationError('"device" must be a string')
   if (!THINGER_DEVICE_ID_PATTERN.test(device)) {
     throw new ValidationError('"device" must match ^[A-Za-z0-9_-]{1,32}$')
+  }
+  if (fleet !== undefined && (typeof fleet !== 'string' || !FLEET_NAME_PATTERN.test(fleet))) {
+    throw new ValidationError('"fleet" must match ^[a-z0-9_-]{1,32}$')
+  }
+  const request = { device, fleet: (fleet as string | undefined) ?? DEFAULT_FLEET, meta: parseMeta(meta) }
+  if (claim !== undefined) {
+    if (timestamp !== undefined || signature !== undefined) {
+      throw new ValidationError('send either "claim" or "timestamp" and "signature", not both')
+    }
+    if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_CLAIM_CHARS) {
+      throw new ValidationError(`"claim" must be a string of 1 to ${MAX_CLAIM_CHARS} characters`)
+    }
+    return { ...request, proof: { kind: 'claim', claim } }
   }
   if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp < 0) {
     throw new ValidationError('"timestamp" must be a non-negative integer (Unix seconds)')
@@ -36,15 +57,38 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   if (!SIGNATURE_PATTERN.test(signature)) {
     throw new ValidationError('"signature" must be the base64 of 32 bytes')
   }
-  return { device, timestamp, signature }
+  return { ...request, proof: { kind: 'hmac', timestamp, signature } }
+}
+
+function parseMeta(meta: unknown): Record<string, string> {
+  if (meta === undefined) return {}
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new ValidationError('"meta" must be an object')
+  const entries = Object.entries(meta)
+  if (entries.length > MAX_META_KEYS) throw new ValidationError(`"meta" may have at most ${MAX_META_KEYS} keys`)
+  const result: Record<string, string> = {}
+  for (const [key, value] of entries) {
+    if (!META_KEY_PATTERN.test(key)) throw new ValidationError('"meta" keys must match ^[a-z0-9_]{1,32}$')
+    if (typeof value !== 'string' || value.length > MAX_META_VALUE_CHARS) {
+      throw new ValidationError(`"meta" values must be strings of at most ${MAX_META_VALUE_CHARS} characters`)
+    }
+    result[key] = value
+  }
+  return result
 }
 
 /**
- * Refuses a device ID outside the operator's `DEVICE_ID_PATTERN`.
- * @throws AttestationError `device_not_allowed`.
+ * Finds the request's fleet and checks what needs no secret: the fleet exists, accepts this kind
+ * of proof, and allows this device ID.
+ * @throws AttestationError `unknown_fleet`, `proof_not_accepted` or `device_not_allowed`.
  */
-export function checkDeviceAllowed(device: string, pattern: RegExp): void {
-  if (!pattern.test(device)) {
-    throw new AttestationError('device_not_allowed', 'this device ID is not allowed by this service')
+export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<string, Fleet>): Fleet {
+  const fleet = fleets.get(request.fleet)
+  if (fleet === undefined) throw new AttestationError('unknown_fleet', 'this service has no such fleet')
+  if (!fleet.proof.includes(request.proof.kind as Proof)) {
+    throw new AttestationError('proof_not_accepted', `this fleet does not accept ${request.proof.kind === 'claim' ? 'claim secrets' : 'device keys'}`)
   }
+  if (!fleet.devicePattern.test(request.device)) {
+    throw new AttestationError('device_not_allowed', 'this device ID is not allowed in this fleet')
+  }
+  return fleet
 }

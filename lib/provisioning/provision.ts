@@ -1,10 +1,17 @@
 import { DeviceStateError, UpstreamError, UpstreamUnavailableError } from '../errors.js'
-import type { ThingerClient, ThingerDevice } from '../thinger/client.js'
+import type { Fleet } from '../fleets/fleet.js'
+import type { ThingerClient, ThingerDevice, UpdateDeviceBody } from '../thinger/client.js'
 import { isRetryableThingerError, ThingerHttpError } from '../thinger/errors.js'
 import { generateCredential } from './credential.js'
+import type { ProvisioningPlan } from './plan.js'
 
 const DEFAULT_MAX_ROUNDS = 3
+const DEFAULT_RESUME_WINDOW_MS = 15 * 60 * 1000
+const DEFAULT_SHARED_TTL_MS = 5 * 60 * 1000
 const CREDENTIAL_DEVICE_TYPES = new Set(['Generic', 'MQTT'])
+const UPDATABLE_FIELDS = ['name', 'description', 'asset_type', 'asset_group', 'product'] as const
+/** The device property that records a finished provisioning. */
+export const PROVISIONING_PROPERTY = 'provisioning'
 
 /** What a device receives once provisioned. */
 export interface ProvisionResult {
@@ -16,44 +23,79 @@ export interface ProvisionResult {
   created: boolean
 }
 
+export type ThingerPort = Pick<
+  ThingerClient,
+  | 'getDevice'
+  | 'createDevice'
+  | 'updateDevice'
+  | 'getResource'
+  | 'createResource'
+  | 'cloneDashboard'
+  | 'getDeviceProperty'
+  | 'createDeviceProperty'
+  | 'updateDeviceProperty'
+  | 'setDeviceProjects'
+>
+
 export interface ProvisionDeps {
-  thinger: Pick<ThingerClient, 'getDevice' | 'createDevice' | 'updateDevice'>
+  thinger: ThingerPort
   username: string
   host: string
+  fleet: Pick<Fleet, 'reprovision'>
+  plan: ProvisioningPlan
   newCredential?: () => string
+  now?: () => number
   maxRounds?: number
+  /** An interrupted provisioning younger than this may be resumed under the `reject` policy. */
+  resumeWindowMs?: number
+  /** Asset types, groups and products known to exist, with when that knowledge expires (one per container). */
+  knownShared?: Map<string, number>
+  sharedTtlMs?: number
 }
 
 /**
- * Makes sure `device` exists on Thinger.io as a `Generic` device whose credential is a fresh one,
- * and returns that credential. A new device costs one Thinger call (create); an existing one three
- * (create refused, read, update). "Already exists" is decided by reading the device, never from the
- * wording of Thinger's 400.
- * @throws DeviceStateError when the device exists but is disabled or cannot log in with a credential;
+ * Makes sure `device` exists on Thinger.io as its fleet's plan says, with a fresh credential, and
+ * returns that credential once every step succeeded. Each step is "ensure": create, and when
+ * Thinger refuses or the answer is lost, read the state instead of trusting a message; so a retry
+ * after any failure finishes the remaining steps without duplicating one. A new device with an
+ * empty profile costs one Thinger call.
+ * @throws DeviceStateError (`device_disabled`, `device_conflict`, `already_provisioned`);
  *   UpstreamError when Thinger refuses for good; UpstreamUnavailableError when it cannot be reached.
  */
 export async function provisionDevice(device: string, deps: ProvisionDeps): Promise<ProvisionResult> {
-  const { thinger, username, host } = deps
+  const { thinger, plan } = deps
+  for (const shared of plan.shared) await ensureShared(shared.kind, shared.id, deps)
+  const { credential, created } = await ensureDevice(device, deps)
+  for (const { property, value } of plan.properties) await ensureProperty(thinger, device, property, value)
+  if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
+  if (plan.dashboard) await ensureDashboard(thinger, plan.dashboard)
+  if (plan.projects.length > 0) await call(() => thinger.setDeviceProjects(device, plan.projects))
+  if (plan.record) {
+    const record = { ...plan.record, provisionedAt: new Date((deps.now ?? Date.now)()).toISOString() }
+    await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record)
+  }
+  return { username: deps.username, device, credential, host: deps.host, created }
+}
+
+async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ credential: string; created: boolean }> {
+  const { thinger, plan } = deps
   const credential = (deps.newCredential ?? generateCredential)()
   const maxRounds = deps.maxRounds ?? DEFAULT_MAX_ROUNDS
   let lastError: unknown
   for (let round = 0; round < maxRounds; round++) {
     try {
-      await thinger.createDevice({ device, type: 'Generic', credentials: credential })
-      return { username, device, credential, host, created: true }
+      await thinger.createDevice({ ...plan.device, credentials: credential })
+      return { credential, created: true }
     } catch (error) {
-      const refused = error instanceof ThingerHttpError && error.status === 400
-      // A 429 says the create was not done and more calls now would only add load: come back later.
-      const throttled = error instanceof ThingerHttpError && error.status === 429
-      if (throttled || (!refused && !isRetryableThingerError(error))) throw toUpstreamError(error)
+      if (!isAmbiguousCreateFailure(error)) throw toUpstreamError(error)
       lastError = error
     }
-    // The create was refused (duplicate, or invalid, or a limit) or its answer was lost: the state decides.
+    // The create was refused (duplicate, invalid, or a limit) or its answer was lost: the state decides.
     const existing = await call(() => thinger.getDevice(device))
     if (existing !== undefined) {
-      checkReplaceable(existing)
-      if (await call(() => thinger.updateDevice(device, { credentials: credential }))) {
-        return { username, device, credential, host, created: false }
+      await checkReplaceable(device, existing, deps)
+      if (await call(() => thinger.updateDevice(device, { ...fieldsToUpdate(existing, plan), credentials: credential }))) {
+        return { credential, created: false }
       }
       // Deleted between the read and the update: start over with a create.
       continue
@@ -67,7 +109,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   throw toUpstreamError(lastError)
 }
 
-function checkReplaceable(existing: ThingerDevice): void {
+async function checkReplaceable(device: string, existing: ThingerDevice, deps: ProvisionDeps): Promise<void> {
   if (!CREDENTIAL_DEVICE_TYPES.has(existing.type)) {
     throw new DeviceStateError(
       'device_conflict',
@@ -78,6 +120,94 @@ function checkReplaceable(existing: ThingerDevice): void {
   if (existing.enabled === false) {
     throw new DeviceStateError('device_disabled', 'this device is disabled on Thinger.io')
   }
+  if (deps.fleet.reprovision !== 'reject') return
+  // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
+  // and recent enough that the device has not been in use.
+  const record = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
+  const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.now ?? Date.now)() - existing.created
+  if (record !== undefined || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
+    throw new DeviceStateError(
+      'already_provisioned',
+      'this device is already provisioned; this fleet does not replace credentials',
+      record === undefined ? 'device exists without a provisioning record' : 'device has a provisioning record',
+    )
+  }
+}
+
+function fieldsToUpdate(existing: ThingerDevice, plan: ProvisioningPlan): UpdateDeviceBody {
+  const update: UpdateDeviceBody = {}
+  for (const field of UPDATABLE_FIELDS) {
+    const wanted = plan.device[field]
+    if (wanted !== undefined && existing[field] !== wanted) update[field] = wanted
+  }
+  return update
+}
+
+async function ensureShared(kind: 'types' | 'groups' | 'products', id: string, deps: ProvisionDeps): Promise<void> {
+  const key = `${kind}/${id}`
+  const now = (deps.now ?? Date.now)()
+  const known = deps.knownShared?.get(key)
+  if (known !== undefined && known > now) return
+  const { thinger } = deps
+  const exists = async () => (await thinger.getResource(kind, id)) !== undefined
+  if (!(await call(exists))) {
+    const singular = { types: 'type', groups: 'group', products: 'product' }[kind]
+    const body: Record<string, unknown> = { [singular]: id, name: id, description: 'Created by thinger-provisioner' }
+    if (kind === 'products') body.enabled = true
+    await ensure(() => thinger.createResource(kind, body), exists, `asset ${singular} ${id}`)
+  }
+  deps.knownShared?.set(key, now + (deps.sharedTtlMs ?? DEFAULT_SHARED_TTL_MS))
+}
+
+async function ensureProperty(thinger: ThingerPort, device: string, property: string, value: unknown): Promise<void> {
+  await ensure(
+    () => thinger.createDeviceProperty(device, property, value),
+    () => thinger.updateDeviceProperty(device, property, value),
+    `property ${property}`,
+  )
+}
+
+async function ensureBucket(thinger: ThingerPort, device: string, bucket: NonNullable<ProvisioningPlan['bucket']>): Promise<void> {
+  await ensure(
+    () => thinger.createResource('buckets', bucket),
+    async () => {
+      const existing = await thinger.getResource('buckets', bucket.bucket)
+      if (existing === undefined) return false
+      const source = (existing.config as { device?: unknown } | undefined)?.device
+      if (source !== device) throw new UpstreamError(`bucket ${bucket.bucket} exists and is fed by another source (${String(source)})`)
+      return true
+    },
+    `bucket ${bucket.bucket}`,
+  )
+}
+
+async function ensureDashboard(thinger: ThingerPort, dashboard: NonNullable<ProvisioningPlan['dashboard']>): Promise<void> {
+  await ensure(
+    () => thinger.cloneDashboard(dashboard.template, { dashboard: dashboard.dashboard, name: dashboard.name }),
+    async () => (await thinger.getResource('dashboards', dashboard.dashboard)) !== undefined,
+    `dashboard ${dashboard.dashboard} (from template ${dashboard.template})`,
+  )
+}
+
+/** Creates something; when Thinger refuses or the answer is lost, `confirm` reads (or fixes) the state. */
+async function ensure(create: () => Promise<void>, confirm: () => Promise<boolean>, what: string): Promise<void> {
+  try {
+    await create()
+    return
+  } catch (error) {
+    if (!isAmbiguousCreateFailure(error)) throw toUpstreamError(error)
+    if (await call(confirm)) return
+    if (error instanceof ThingerHttpError && error.status < 500) {
+      throw new UpstreamError(`${what}: create refused with ${error.status} and it does not exist: ${error.upstreamMessage ?? 'no message'}`, { cause: error })
+    }
+    throw toUpstreamError(error)
+  }
+}
+
+/** A 400 (maybe a duplicate) or a lost answer: the create may or may not have happened. 429 said it did not. */
+function isAmbiguousCreateFailure(error: unknown): boolean {
+  if (error instanceof ThingerHttpError) return error.status === 400 || (error.status !== 429 && isRetryableThingerError(error))
+  return isRetryableThingerError(error)
 }
 
 async function call<T>(operation: () => Promise<T>): Promise<T> {

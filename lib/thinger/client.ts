@@ -14,6 +14,11 @@ export interface ThingerDevice {
   enabled?: boolean
   name?: string
   description?: string
+  asset_type?: string
+  asset_group?: string
+  product?: string
+  /** Creation time, epoch milliseconds. */
+  created?: number
 }
 
 /** Body of `POST /v1/users/{user}/devices` for a device that logs in with a credential. */
@@ -39,6 +44,9 @@ export interface UpdateDeviceBody {
   asset_group?: string
   product?: string
 }
+
+/** Account-level resources the profiles use, by their REST collection name. */
+export type ResourceKind = 'types' | 'groups' | 'products' | 'buckets' | 'dashboards' | 'projects'
 
 /** Retries of idempotent calls: full-jitter exponential backoff, `Retry-After` honoured. */
 export interface RetryOptions {
@@ -137,8 +145,71 @@ export class ThingerClient {
     return response.status !== 404
   }
 
+  /**
+   * Reads one account-level resource (asset type, asset group, product, bucket, dashboard, project).
+   * @returns it, or `undefined` when Thinger answers 404.
+   */
+  async getResource(kind: ResourceKind, id: string): Promise<Record<string, unknown> | undefined> {
+    const response = await this.#withRetries(() => this.#call('GET', `Read ${kind}`, `${this.#userPath()}/${kind}/${encodeURIComponent(id)}`, undefined, [404]))
+    if (response.status === 404) return undefined
+    return (await readJson(response)) as Record<string, unknown>
+  }
+
+  /** Creates an account-level resource. Called once only (a 400 may mean it exists: read it). */
+  async createResource(kind: ResourceKind, body: Record<string, unknown>): Promise<void> {
+    const response = await this.#call('POST', `Create ${kind}`, `${this.#userPath()}/${kind}`, body)
+    await response.body?.cancel()
+  }
+
+  /** Clones a dashboard into a new one. Called once only (a 400 may mean the copy exists: read it). */
+  async cloneDashboard(template: string, body: { dashboard: string; name: string; description?: string }): Promise<void> {
+    const response = await this.#call('POST', 'Clone dashboards', `${this.#userPath()}/dashboards/${encodeURIComponent(template)}/clone`, body)
+    await response.body?.cancel()
+  }
+
+  /**
+   * Reads a device property.
+   * @returns `{ value }`, or `undefined` when the device or the property does not exist.
+   */
+  async getDeviceProperty(device: string, property: string): Promise<{ value: unknown } | undefined> {
+    const response = await this.#withRetries(() => this.#call('GET', 'Read property', this.#propertyPath(device, property), undefined, [404]))
+    if (response.status === 404) return undefined
+    return (await readJson(response)) as { value: unknown }
+  }
+
+  /** Creates a device property. Called once only (a 400 may mean it exists: update it). */
+  async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
+    const response = await this.#call('POST', 'Create property', `/v3${this.#userPath()}/devices/${encodeURIComponent(device)}/properties`, { property, value })
+    await response.body?.cancel()
+  }
+
+  /**
+   * Replaces a device property's value.
+   * @returns `false` when Thinger answers 404.
+   */
+  async updateDeviceProperty(device: string, property: string, value: unknown): Promise<boolean> {
+    const response = await this.#withRetries(() => this.#call('PUT', 'Update property', this.#propertyPath(device, property), { value }, [404]))
+    await response.body?.cancel()
+    return response.status !== 404
+  }
+
+  /** Sets the projects a device belongs to (replacing the list, so repeating it is harmless). */
+  async setDeviceProjects(device: string, projects: string[]): Promise<void> {
+    const body = projects.map((project) => `${this.#options.username}@${project}`)
+    const response = await this.#withRetries(() => this.#call('PUT', 'Update device projects', `${this.#devicePath(device)}/projects`, body))
+    await response.body?.cancel()
+  }
+
+  #userPath(): string {
+    return `/v1/users/${encodeURIComponent(this.#options.username)}`
+  }
+
+  #propertyPath(device: string, property: string): string {
+    return `/v3${this.#userPath()}/devices/${encodeURIComponent(device)}/properties/${encodeURIComponent(property)}`
+  }
+
   #devicesPath(): string {
-    return `/v1/users/${encodeURIComponent(this.#options.username)}/devices`
+    return `${this.#userPath()}/devices`
   }
 
   #devicePath(device: string): string {

@@ -4,8 +4,6 @@ import type { TestProject } from 'vitest/node'
 import { startLocalStack } from '../../local/stack.js'
 import { freePort } from '../support/ports.js'
 
-export const E2E_DEVICE_ID_PATTERN = 'e2e_[A-Za-z0-9_]{1,28}'
-
 declare module 'vitest' {
   export interface ProvidedContext {
     provisionUrl: string
@@ -14,7 +12,7 @@ declare module 'vitest' {
   }
 }
 
-/** Starts the local stack (emulator, local SSM, serverless-offline) once for every e2e test file. */
+/** Starts the local stack as `npm start` does (emulator, local SSM, local/fleets.yml, serverless-offline) once for every e2e test file. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const logDir = join(process.cwd(), 'reports')
   mkdirSync(logDir, { recursive: true })
@@ -25,7 +23,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
     lambdaPort: await freePort(),
     thingerPort: 0,
     ssmPort: 0,
-    env: { DEVICE_ID_PATTERN: E2E_DEVICE_ID_PATTERN },
     onOutput: (chunk) => appendFileSync(offlineLogFile, chunk),
   })
   project.provide('provisionUrl', `${stack.url}/v1/provision`)

@@ -132,7 +132,7 @@ describe('POST /v1/provision (local stack over HTTP)', () => {
       ['the signature is wrong', () => provision({ ...signedBody(newDeviceId()), signature: signedBody(newDeviceId()).signature }), 401, 'invalid_signature'],
       ['the key belongs to another fleet', () => provision(signedBody(newDeviceId(), { fleetKey: 'dGhpbmdlci1wcm92aXNpb25lci10ZXN0LWZsZWV0LWtleS0wMDE=' })), 401, 'invalid_signature'],
       ['the timestamp is stale', () => signedProvision(newDeviceId(), { timestamp: Math.floor(Date.now() / 1000) - 3600 }), 401, 'clock_skew'],
-      ['the device is outside DEVICE_ID_PATTERN', () => provision(signedBody(newDeviceId('other'))), 403, 'device_not_allowed'],
+      ['the device is outside its fleet’s pattern', () => provision({ ...signedBody(newDeviceId('other')), fleet: 'workshop' }), 403, 'device_not_allowed'],
       ['the device ID breaks Thinger’s rule', () => provision(signedBody('e2e_has space')), 400, 'invalid_request'],
       ['the body is not JSON', () => provision('{"device": '), 400, 'invalid_request'],
       ['the body is a JSON array', () => provision('[]'), 400, 'invalid_request'],

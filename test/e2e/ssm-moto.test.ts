@@ -43,6 +43,8 @@ describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a thi
       lambdaPort: await freePort(),
       thingerPort: 0,
       ssmEndpoint: endpoint,
+      // No fleets file: the first release's settings define the one fleet, as they still may.
+      fleetsFile: null,
       env: { DEVICE_ID_PATTERN: 'e2e_[A-Za-z0-9_]{1,28}' },
       onOutput: (chunk) => {
         logs += chunk
@@ -73,6 +75,15 @@ describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a thi
     expect(logs).not.toContain(response.json.credential)
     expect(logs).not.toContain(fleetKey)
     expect(logs).not.toContain(LOCAL_THINGER_TOKEN)
+  })
+
+  it('applies DEVICE_ID_PATTERN of the settings-defined fleet', async () => {
+    // Act
+    const response = await provision(signedBody('other_device', { fleetKey }))
+
+    // Assess
+    expect(response.status).toBe(403)
+    expect(response.json.error.code).toBe('device_not_allowed')
   })
 
   it('refuses a device signed with any other fleet key', async () => {

@@ -26,8 +26,13 @@ describe('Function: loadConfig', () => {
         thingerUsername: 'alice',
         thingerDeviceHost: 'backend.thinger.io',
         thingerTokenParam: '/thinger-provisioner/dev/thinger-token',
-        fleetKeyParam: '/thinger-provisioner/dev/fleet-key',
-        deviceIdPattern: expect.any(RegExp),
+        fleets: new Map([
+          [
+            'default',
+            { name: 'default', proof: ['hmac'], keyParam: '/thinger-provisioner/dev/fleet-key', devicePattern: expect.any(RegExp), reprovision: 'rotate', profile: { type: 'Generic' } },
+          ],
+        ]),
+        fleetsSource: 'environment',
         clockSkewSeconds: 300,
         ssmCacheSeconds: 300,
         thingerTimeoutMs: 5000,
@@ -40,7 +45,7 @@ describe('Function: loadConfig', () => {
 
       // Assess
       expect(config.thingerTokenParam).toBe('/thinger-provisioner/prod/thinger-token')
-      expect(config.fleetKeyParam).toBe('/thinger-provisioner/prod/fleet-key')
+      expect(config.fleets.get('default')?.keyParam).toBe('/thinger-provisioner/prod/fleet-key')
     })
 
     it('treats empty settings as absent', () => {
@@ -64,7 +69,7 @@ describe('Function: loadConfig', () => {
 
     it('accepts by default exactly the device IDs Thinger.io accepts', () => {
       // Prepare
-      const { deviceIdPattern } = loadConfig({ ...MINIMAL_ENV })
+      const deviceIdPattern = loadConfig({ ...MINIMAL_ENV }).fleets.get('default')!.devicePattern
 
       // Act & Assess
       expect(deviceIdPattern.test('a')).toBe(true)
@@ -108,8 +113,13 @@ describe('Function: loadConfig', () => {
         thingerUsername: 'fleet_owner-1',
         thingerDeviceHost: 'mqtt.example.test:8883',
         thingerTokenParam: '/custom/token',
-        fleetKeyParam: '/custom/fleet.key',
-        deviceIdPattern: /^(?:esp32_[0-9a-f]{12})$/,
+        fleets: new Map([
+          [
+            'default',
+            { name: 'default', proof: ['hmac'], keyParam: '/custom/fleet.key', devicePattern: /^(?:esp32_[0-9a-f]{12})$/, reprovision: 'rotate', profile: { type: 'Generic' } },
+          ],
+        ]),
+        fleetsSource: 'environment',
         clockSkewSeconds: 60,
         ssmCacheSeconds: 3600,
         thingerTimeoutMs: 2500,

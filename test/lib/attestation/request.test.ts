@@ -1,6 +1,13 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { checkDeviceAllowed, parseProvisionRequest } from '../../../lib/attestation/request.js'
+import { admitToFleet, parseProvisionRequest } from '../../../lib/attestation/request.js'
+import type { Fleet } from '../../../lib/fleets/fleet.js'
+
+/** The device-pattern check as a fleet of its own applies it. */
+function checkDeviceAllowed(device: string, devicePattern: RegExp): void {
+  const fleet: Fleet = { name: 'default', proof: ['hmac'], keyParam: '/k', devicePattern, reprovision: 'rotate', profile: { type: 'Generic' } }
+  admitToFleet({ device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: 0, signature: '' } }, new Map([['default', fleet]]))
+}
 import { loadConfig } from '../../../lib/config.js'
 import { AttestationError, ValidationError } from '../../../lib/errors.js'
 import { captureError } from '../capture-error.js'
@@ -17,12 +24,12 @@ const expectInvalidRequest = (error: unknown, message?: string): void => {
 }
 
 describe('Function: parseProvisionRequest', () => {
-  it('returns the three fields of a valid request', () => {
+  it('returns the fields of a valid request, in the default fleet with no meta', () => {
     // Act
     const request = parseProvisionRequest({ ...VALID })
 
     // Assess
-    expect(request).toEqual(VALID)
+    expect(request).toEqual({ device: DEVICE, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: TIMESTAMP, signature: SIGNATURE } })
   })
 
   it.each([
@@ -45,7 +52,7 @@ describe('Function: parseProvisionRequest', () => {
     const request = parseProvisionRequest({ ...VALID, timestamp })
 
     // Assess
-    expect(request.timestamp).toBe(timestamp)
+    expect(request.proof).toMatchObject({ kind: 'hmac', timestamp })
   })
 
   it('returns a new object without the prototype or extra state of the body', () => {
@@ -57,7 +64,7 @@ describe('Function: parseProvisionRequest', () => {
 
     // Assess
     expect(request).not.toBe(body)
-    expect(Object.keys(request).sort()).toEqual(['device', 'signature', 'timestamp'])
+    expect(Object.keys(request).sort()).toEqual(['device', 'fleet', 'meta', 'proof'])
   })
 
   it.each([
@@ -222,17 +229,20 @@ describe('Function: parseProvisionRequest', () => {
   })
 
   it('never throws anything but ValidationError for an object with arbitrary values in the known fields', () => {
-    const fieldValue = fc.oneof(fc.jsonValue(), fc.constant(DEVICE), fc.constant(TIMESTAMP), fc.constant(SIGNATURE))
+    const fieldValue = fc.oneof(fc.jsonValue(), fc.constant(DEVICE), fc.constant(TIMESTAMP), fc.constant(SIGNATURE), fc.constant('default'), fc.constant({ site: 'lab' }))
     fc.assert(
       fc.property(
-        fc.record({ device: fieldValue, timestamp: fieldValue, signature: fieldValue }, { requiredKeys: [] }),
+        fc.record({ device: fieldValue, timestamp: fieldValue, signature: fieldValue, claim: fieldValue, fleet: fieldValue, meta: fieldValue }, { requiredKeys: [] }),
         (body) => {
           // Act
           try {
             const request = parseProvisionRequest(body)
 
             // Assess
-            expect(request).toEqual(body)
+            expect(request.device).toBe(body.device)
+            expect(request.fleet).toBe(body.fleet ?? 'default')
+            if (request.proof.kind === 'hmac') expect(request.proof).toEqual({ kind: 'hmac', timestamp: body.timestamp, signature: body.signature })
+            else expect(request.proof).toEqual({ kind: 'claim', claim: body.claim })
           } catch (error) {
             expect(error).toBeInstanceOf(ValidationError)
           }
@@ -256,7 +266,7 @@ describe('Function: parseProvisionRequest', () => {
           const request = parseProvisionRequest(body)
 
           // Assess
-          expect(request).toEqual(body)
+          expect(request).toEqual({ device: body.device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: body.timestamp, signature: body.signature } })
         },
       ),
       { numRuns: 300 },
@@ -265,7 +275,7 @@ describe('Function: parseProvisionRequest', () => {
 })
 
 describe('Function: checkDeviceAllowed', () => {
-  const pattern = loadConfig({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}', THINGER_USERNAME: 'x' }).deviceIdPattern
+  const pattern = loadConfig({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}', THINGER_USERNAME: 'x' }).fleets.get('default')!.devicePattern
 
   it('accepts a device matching the operator pattern', () => {
     // Act & Assess
@@ -287,14 +297,14 @@ describe('Function: checkDeviceAllowed', () => {
     expect(error).toMatchObject({
       code: 'device_not_allowed',
       statusCode: 403,
-      message: 'this device ID is not allowed by this service',
+      message: 'this device ID is not allowed in this fleet',
       serverTime: undefined,
     })
   })
 
   it('anchors an alternation as a whole, so neither branch matches a longer ID', () => {
     // Prepare
-    const alternation = loadConfig({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}|test-[0-9]+', THINGER_USERNAME: 'x' }).deviceIdPattern
+    const alternation = loadConfig({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}|test-[0-9]+', THINGER_USERNAME: 'x' }).fleets.get('default')!.devicePattern
 
     // Act
     const refusedPrefix = captureError(() => checkDeviceAllowed(`x${DEVICE}`, alternation))
@@ -309,7 +319,7 @@ describe('Function: checkDeviceAllowed', () => {
 
   it('accepts any protocol-valid device under the default pattern', () => {
     // Prepare
-    const defaultPattern = loadConfig({ THINGER_USERNAME: 'x' }).deviceIdPattern
+    const defaultPattern = loadConfig({ THINGER_USERNAME: 'x' }).fleets.get('default')!.devicePattern
 
     // Act & Assess
     fc.assert(

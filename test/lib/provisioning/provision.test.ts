@@ -68,11 +68,34 @@ class FakeThinger implements ThingerPort {
     })) as boolean
   }
 
+  // An empty profile must cost nothing beyond the device calls: any profile call fails the test.
+  getResource = unexpected
+  createResource = unexpected
+  cloneDashboard = unexpected
+  getDeviceProperty = unexpected
+  createDeviceProperty = unexpected
+  updateDeviceProperty = unexpected
+  setDeviceProjects = unexpected
+
   async #invoke(operation: Operation, run: () => Promise<unknown>): Promise<unknown> {
     this.calls.push(operation)
     const step = this.#steps[operation].shift() ?? this.#always[operation]
     return step === undefined ? run() : step(run)
   }
+}
+
+async function unexpected(): Promise<never> {
+  throw new Error('a profile call was made for an empty profile')
+}
+
+const profileCallsUnexpected = {
+  getResource: unexpected,
+  createResource: unexpected,
+  cloneDashboard: unexpected,
+  getDeviceProperty: unexpected,
+  createDeviceProperty: unexpected,
+  updateDeviceProperty: unexpected,
+  setDeviceProjects: unexpected,
 }
 
 function httpError(method: string, operation: string, status: number, message?: string, retryAfterSeconds?: number): ThingerHttpError {
@@ -89,7 +112,14 @@ describe('Function: provisionDevice', () => {
 
   beforeEach(() => {
     thinger = new FakeThinger()
-    deps = { thinger, username: USERNAME, host: HOST, newCredential: () => NEW_CREDENTIAL }
+    deps = {
+      thinger,
+      username: USERNAME,
+      host: HOST,
+      newCredential: () => NEW_CREDENTIAL,
+      fleet: { reprovision: 'rotate' },
+      plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [] },
+    }
   })
 
   it('creates a new device in one call and returns its credential', async () => {
@@ -357,6 +387,7 @@ describe('Function: provisionDevice', () => {
     // Prepare
     const bodies: unknown[] = []
     const recording: ThingerPort = {
+      ...profileCallsUnexpected,
       getDevice: (device) => thinger.getDevice(device),
       updateDevice: (device, body) => thinger.updateDevice(device, body),
       createDevice: (body) => {
