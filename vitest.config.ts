@@ -15,6 +15,8 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           globalSetup: ['test/e2e/global-setup.ts'],
+          // The files share one emulator and inject faults into it: one file at a time.
+          fileParallelism: false,
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },

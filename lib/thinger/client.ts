@@ -179,7 +179,7 @@ export class ThingerClient {
 
   /** Creates a device property. Called once only (a 400 may mean it exists: update it). */
   async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
-    const response = await this.#call('POST', 'Create property', `/v3${this.#userPath()}/devices/${encodeURIComponent(device)}/properties`, { property, value })
+    const response = await this.#call('POST', 'Create property', this.#propertiesPath(device), { property, value })
     await response.body?.cancel()
   }
 
@@ -200,12 +200,16 @@ export class ThingerClient {
     await response.body?.cancel()
   }
 
-  #userPath(): string {
-    return `/v1/users/${encodeURIComponent(this.#options.username)}`
+  #userPath(version: 'v1' | 'v3' = 'v1'): string {
+    return `/${version}/users/${encodeURIComponent(this.#options.username)}`
+  }
+
+  #propertiesPath(device: string): string {
+    return `${this.#userPath('v3')}/devices/${encodeURIComponent(device)}/properties`
   }
 
   #propertyPath(device: string, property: string): string {
-    return `/v3${this.#userPath()}/devices/${encodeURIComponent(device)}/properties/${encodeURIComponent(property)}`
+    return `${this.#propertiesPath(device)}/${encodeURIComponent(property)}`
   }
 
   #devicesPath(): string {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -131,6 +131,39 @@ describe('Deployment: osls package', () => {
     expect(Number(tuned.Resources.ProvisionLambdaFunction.Properties.ReservedConcurrentExecutions)).toBe(25)
     const settings = tuned.Resources.HttpApiStage.Properties.DefaultRouteSettings
     expect([Number(settings.ThrottlingRateLimit), Number(settings.ThrottlingBurstLimit)]).toEqual([40, 80])
+  }, 120_000)
+
+  it('grants reads of every parameter a fleets file names, and compiles the fleets into the bundle', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+
+    // Act
+    const { template: withFleets } = await packageService(other, { THINGER_USERNAME: 'acme', FLEETS_FILE: 'local/fleets.yml', THINGER_TOKEN_PARAM: '/acme/thinger-token' })
+    const { stdout: bundle } = await run('unzip', ['-p', join(other, 'thinger-provisioner.zip'), 'functions/provision.mjs'], { maxBuffer: 10_000_000 })
+
+    // Assess
+    rmSync(other, { recursive: true, force: true })
+    const ssmStatement = (withFleets.Resources.IamRoleLambdaExecution.Properties.Policies[0].PolicyDocument.Statement as Statement[]).find((st) => st.Action.includes('ssm:GetParameters'))!
+    const names = ssmStatement.Resource.map((r: any) => r['Fn::Join'][1].at(-1))
+    expect(names.sort()).toEqual(['/acme/thinger-token', '/thinger-provisioner/local/fleet-key', '/thinger-provisioner/local/workshop/claim-secret', '/thinger-provisioner/local/workshop/fleet-key'])
+    expect(bundle).toContain('workshop_template')
+  }, 120_000)
+
+  it('fails to package when the fleets file is wrong, naming the fleet and the field', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+    const fleetsFile = join(other, 'fleets.yml')
+    writeFileSync(fleetsFile, 'version: 1\nfleets:\n  sensors:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      bucket: { id: "{device}_data", resource: data, update: hourly }\n')
+
+    // Act
+    const failure = await packageService(join(other, 'out'), { THINGER_USERNAME: 'acme', FLEETS_FILE: fleetsFile }).then(
+      () => undefined,
+      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
+    )
+
+    // Assess
+    rmSync(other, { recursive: true, force: true })
+    expect(failure).toContain('fleet "sensors", field profile.bucket.update: must be one of interval, events')
   }, 120_000)
 
   it('fails to package, naming the setting, when THINGER_USERNAME is missing', async () => {
