@@ -1,0 +1,803 @@
+/*
+ * provision: the Linux reference client of the thinger-provisioner protocol, on the portable core
+ * (thinger_provision.c) and libcurl. It proves the device's identity with its device key, asks
+ * for the text response, retries by the protocol's rules and saves the Thinger credentials to an
+ * owner-only file. Run with --help for usage and exit codes.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "thinger_provision.h"
+
+#define DEFAULT_OUT_PATH "./thinger-credentials"
+#define DEFAULT_TIMEOUT_MS 10000L
+#define DEFAULT_MAX_ATTEMPTS 5L
+#define MAX_TIMEOUT_MS 600000L
+#define MAX_ATTEMPTS_LIMIT 100L
+#define BACKOFF_BASE_MS 1000u
+#define BACKOFF_CAP_MS 60000u
+/* A CLI run is attended: a longer Retry-After ends it rather than hanging for an hour. */
+#define MAX_RETRY_AFTER_WAIT_SECS 300u
+#define SECRET_FILE_MAX_BYTES 512
+#define URL_MAX_LEN 2048
+#define USER_AGENT "thinger-provision-c/1"
+#define ENV_DEVICE_KEY "THINGER_DEVICE_KEY"
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_INTERNAL = 1,
+    EXIT_USAGE = 2,
+    EXIT_REFUSED = 3,
+    EXIT_UNAVAILABLE = 4,
+    EXIT_SERVICE = 5,
+    EXIT_OUTPUT = 6,
+    EXIT_TLS = 7
+};
+
+static const char USAGE[] =
+    "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
+    "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
+    "       provision --derive-key --device ID (--fleet-key-file FILE | --fleet-key B64)\n"
+    "\n"
+    "Provisions a Thinger.io device through a thinger-provisioner service and saves its\n"
+    "credentials (username, device, credential, host, created as key=value lines) to FILE,\n"
+    "created owner-only (0600) and replaced atomically.\n"
+    "\n"
+    "  --url URL            base URL of the service; the request goes to URL" TPROV_PATH ".\n"
+    "                       https is required; http only for localhost, 127.0.0.1 and [::1]\n"
+    "  --device ID          Thinger device ID, [A-Za-z0-9_-]{1,32}\n"
+    "  --device-key-file F  file holding the device key (base64, 44 characters). Preferred:\n"
+    "                       a key on the command line is visible to every user via ps\n"
+    "  --device-key KEY     the device key itself; overwritten in argv at once, but still\n"
+    "                       briefly visible. Without either option the key is read from\n"
+    "                       the environment variable " ENV_DEVICE_KEY "\n"
+    "  --out FILE           credentials file (default " DEFAULT_OUT_PATH ")\n"
+    "  --ca FILE            PEM bundle of CAs to trust instead of the system's\n"
+    "  --timeout-ms N       time limit of one HTTP exchange (default 10000)\n"
+    "  --max-attempts N     requests before giving up on transient failures (default 5);\n"
+    "                       the one immediate retry after clock_skew is not counted\n"
+    "\n"
+    "  --derive-key         factory and test helper: print the device key for --device,\n"
+    "                       HMAC-SHA256(fleet key, device ID) in base64, and exit. The fleet\n"
+    "                       key never belongs on a device\n"
+    "  --fleet-key-file F   file holding the fleet key (base64); preferred over --fleet-key\n"
+    "  --fleet-key B64      the fleet key itself\n"
+    "\n"
+    "Prints device, username, host, created and credentials_file as key=value lines; never the\n"
+    "credential or a key. Retries: clock_skew once at once with the server's time; 429, 503,\n"
+    "5xx gateway answers and network failures with exponential backoff and full jitter (1 s\n"
+    "doubling to 60 s), after the Retry-After when the service gives one (more than 300 s\n"
+    "ends the run); other 4xx never.\n"
+    "\n"
+    "exit codes:\n"
+    "  0  provisioned, credentials saved\n"
+    "  1  internal error (libcurl could not start, out of memory)\n"
+    "  2  usage: bad option, device ID, key or URL\n"
+    "  3  refused by the service (invalid_signature, device_not_allowed, device_disabled,\n"
+    "     device_conflict, invalid_request, clock_skew even with the server's time, ...):\n"
+    "     retrying will not help\n"
+    "  4  unavailable: network failures, 429 or 503 until --max-attempts ran out, or a\n"
+    "     Retry-After over 300 s: try again later\n"
+    "  5  service error: 500/502 not marked retryable, or an answer outside the protocol\n"
+    "  6  the credentials file could not be written; if the service had answered, the\n"
+    "     device's credential was already replaced: run again\n"
+    "  7  TLS: the service's certificate is not trusted (see --ca)\n";
+
+typedef struct {
+    const char *url;
+    const char *device;
+    const char *device_key;      /* from argv, already copied into key below */
+    const char *device_key_file;
+    const char *out_path;
+    const char *ca_file;
+    const char *fleet_key;
+    const char *fleet_key_file;
+    long timeout_ms;
+    long max_attempts;
+    int derive_key;
+    char key[SECRET_FILE_MAX_BYTES + 1]; /* the device or fleet key in use */
+} options_t;
+
+typedef struct {
+    char body[TPROV_RESPONSE_MAX_LEN];
+    size_t len;
+    int overflow;
+} response_buffer_t;
+
+typedef struct {
+    long http_status;          /* 0: no HTTP answer */
+    tprov_status_t parse_status;
+    tprov_response_t response;
+    int has_header_retry_after;
+    uint32_t header_retry_after_secs;
+    CURLcode curl_code;
+    char curl_error[CURL_ERROR_SIZE];
+} exchange_t;
+
+static void fail(const char *message)
+{
+    fprintf(stderr, "provision: %s\n", message);
+}
+
+static int usage_error(const char *message)
+{
+    fprintf(stderr, "provision: %s\n(run provision --help for usage)\n", message);
+    return EXIT_USAGE;
+}
+
+static int parse_long(const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* Copies a secret into dst (dst_size bytes), trimming trailing whitespace such as the newline
+ * of a file. Returns 0, or -1 when it is empty or too long. */
+static int take_secret(char *dst, size_t dst_size, const char *src, size_t src_len)
+{
+    while (src_len > 0 && (src[src_len - 1] == '\n' || src[src_len - 1] == '\r' ||
+                           src[src_len - 1] == ' ' || src[src_len - 1] == '\t')) {
+        src_len--;
+    }
+    if (src_len == 0 || src_len >= dst_size) {
+        return -1;
+    }
+    memcpy(dst, src, src_len);
+    dst[src_len] = '\0';
+    return 0;
+}
+
+static int read_secret_file(const char *path, char *dst, size_t dst_size)
+{
+    char buf[SECRET_FILE_MAX_BYTES + 2];
+    size_t len = 0;
+    struct stat st;
+    int fd = open(path, O_RDONLY);
+    int result = -1;
+
+    if (fd < 0) {
+        fprintf(stderr, "provision: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0077) != 0) {
+        fprintf(stderr, "provision: warning: %s is readable by other users (chmod 600 it)\n",
+                path);
+    }
+    while (len < sizeof buf) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    if (len > SECRET_FILE_MAX_BYTES || take_secret(dst, dst_size, buf, len) != 0) {
+        fprintf(stderr, "provision: %s does not hold a single key\n", path);
+    } else {
+        result = 0;
+    }
+    tprov_memzero(buf, sizeof buf);
+    return result;
+}
+
+static int parse_options(int argc, char **argv, options_t *opt)
+{
+    int i;
+
+    opt->out_path = DEFAULT_OUT_PATH;
+    opt->timeout_ms = DEFAULT_TIMEOUT_MS;
+    opt->max_attempts = DEFAULT_MAX_ATTEMPTS;
+
+    for (i = 1; i < argc; i++) {
+        const char *name = argv[i];
+        char *value = NULL;
+
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+            fputs(USAGE, stdout);
+            exit(EXIT_OK);
+        }
+        if (strcmp(name, "--derive-key") == 0) {
+            opt->derive_key = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "provision: %s needs a value\n", name);
+            return usage_error("bad arguments");
+        }
+        value = argv[++i];
+        if (strcmp(name, "--url") == 0) {
+            opt->url = value;
+        } else if (strcmp(name, "--device") == 0) {
+            opt->device = value;
+        } else if (strcmp(name, "--device-key") == 0) {
+            if (take_secret(opt->key, sizeof opt->key, value, strlen(value)) != 0) {
+                return usage_error("--device-key is empty or too long");
+            }
+            /* Shortens the time the key is readable in /proc/PID/cmdline. */
+            tprov_memzero(value, strlen(value));
+            opt->device_key = "(argv)";
+        } else if (strcmp(name, "--device-key-file") == 0) {
+            opt->device_key_file = value;
+        } else if (strcmp(name, "--out") == 0) {
+            opt->out_path = value;
+        } else if (strcmp(name, "--ca") == 0) {
+            opt->ca_file = value;
+        } else if (strcmp(name, "--timeout-ms") == 0) {
+            if (parse_long(value, 1, MAX_TIMEOUT_MS, &opt->timeout_ms) != 0) {
+                return usage_error("--timeout-ms must be 1 to 600000");
+            }
+        } else if (strcmp(name, "--max-attempts") == 0) {
+            if (parse_long(value, 1, MAX_ATTEMPTS_LIMIT, &opt->max_attempts) != 0) {
+                return usage_error("--max-attempts must be 1 to 100");
+            }
+        } else if (strcmp(name, "--fleet-key") == 0) {
+            if (take_secret(opt->key, sizeof opt->key, value, strlen(value)) != 0) {
+                return usage_error("--fleet-key is empty or too long");
+            }
+            tprov_memzero(value, strlen(value));
+            opt->fleet_key = "(argv)";
+        } else if (strcmp(name, "--fleet-key-file") == 0) {
+            opt->fleet_key_file = value;
+        } else {
+            fprintf(stderr, "provision: unknown option %s\n", name);
+            return usage_error("bad arguments");
+        }
+    }
+
+    if (opt->device == NULL) {
+        return usage_error("--device is required");
+    }
+    if (tprov_validate_device_id(opt->device) != TPROV_OK) {
+        return usage_error("--device must match [A-Za-z0-9_-]{1,32}");
+    }
+    if (opt->derive_key) {
+        if (opt->device_key != NULL || opt->device_key_file != NULL || opt->url != NULL) {
+            return usage_error("--derive-key takes only --device and a fleet key");
+        }
+        if ((opt->fleet_key != NULL) == (opt->fleet_key_file != NULL)) {
+            return usage_error("--derive-key needs one of --fleet-key-file, --fleet-key");
+        }
+        if (opt->fleet_key_file != NULL &&
+            read_secret_file(opt->fleet_key_file, opt->key, sizeof opt->key) != 0) {
+            return EXIT_USAGE;
+        }
+        return EXIT_OK;
+    }
+
+    if (opt->url == NULL) {
+        return usage_error("--url is required");
+    }
+    if (opt->fleet_key != NULL || opt->fleet_key_file != NULL) {
+        return usage_error("a fleet key is only for --derive-key: devices hold device keys");
+    }
+    if (opt->device_key != NULL && opt->device_key_file != NULL) {
+        return usage_error("give one of --device-key-file, --device-key");
+    }
+    if (opt->device_key_file != NULL) {
+        if (read_secret_file(opt->device_key_file, opt->key, sizeof opt->key) != 0) {
+            return EXIT_USAGE;
+        }
+    } else if (opt->device_key == NULL) {
+        const char *env = getenv(ENV_DEVICE_KEY);
+
+        if (env == NULL || take_secret(opt->key, sizeof opt->key, env, strlen(env)) != 0) {
+            return usage_error("no device key: give --device-key-file, --device-key or "
+                               ENV_DEVICE_KEY);
+        }
+    }
+    return EXIT_OK;
+}
+
+static int derive_key(options_t *opt)
+{
+    char device_key[TPROV_DEVICE_KEY_B64_LEN + 1];
+    tprov_status_t status = tprov_derive_device_key(opt->key, opt->device, device_key,
+                                                    sizeof device_key);
+
+    tprov_memzero(opt->key, sizeof opt->key);
+    if (status == TPROV_ERR_KEY) {
+        return usage_error("the fleet key must be base64 of 32 to 256 bytes");
+    }
+    if (status != TPROV_OK) {
+        fprintf(stderr, "provision: cannot derive the key: %s\n", tprov_status_name(status));
+        return EXIT_INTERNAL;
+    }
+    printf("%s\n", device_key);
+    tprov_memzero(device_key, sizeof device_key);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+/* Checks the base URL and writes base + TPROV_PATH to out. Plain http is allowed for loopback
+ * only: the answer carries a credential. */
+static int build_url(const char *base, char *out, size_t out_size)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL;
+    char *host = NULL;
+    char *query = NULL;
+    char *fragment = NULL;
+    size_t len = strlen(base);
+    int result = EXIT_OK;
+
+    if (u == NULL) {
+        return EXIT_INTERNAL;
+    }
+    if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        result = usage_error("--url is not a URL");
+    } else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+               curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK) {
+        result = usage_error("--url must be a base URL, without ?query or #fragment");
+    } else if (strcmp(scheme, "https") != 0 &&
+               !(strcmp(scheme, "http") == 0 &&
+                 (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 ||
+                  strcmp(host, "[::1]") == 0))) {
+        result = usage_error("--url must be https (http only for localhost)");
+    } else {
+        while (len > 0 && base[len - 1] == '/') {
+            len--;
+        }
+        if (len + sizeof TPROV_PATH > out_size) {
+            result = usage_error("--url is too long");
+        } else {
+            memcpy(out, base, len);
+            memcpy(out + len, TPROV_PATH, sizeof TPROV_PATH);
+        }
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(query);
+    curl_free(fragment);
+    curl_url_cleanup(u);
+    return result;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *userdata)
+{
+    response_buffer_t *buffer = userdata;
+    size_t len = size * count;
+
+    if (len > sizeof buffer->body - buffer->len) {
+        buffer->overflow = 1;
+        return 0; /* aborts the transfer: no protocol answer is this long */
+    }
+    memcpy(buffer->body + buffer->len, data, len);
+    buffer->len += len;
+    return len;
+}
+
+static int set_options(CURL *curl, const options_t *opt, const char *url,
+                       struct curl_slist *headers, response_buffer_t *buffer, char *error_buffer)
+{
+    CURLcode rc = CURLE_OK;
+
+#define SET(option, value) \
+    if (rc == CURLE_OK) rc = curl_easy_setopt(curl, option, value)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_HTTPHEADER, headers);
+    SET(CURLOPT_USERAGENT, USER_AGENT);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L); /* a redirect would resend a signed request elsewhere */
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "https,http");
+#endif
+    SET(CURLOPT_TIMEOUT_MS, opt->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, opt->timeout_ms);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, buffer);
+    SET(CURLOPT_ERRORBUFFER, error_buffer);
+    if (opt->ca_file != NULL) {
+        SET(CURLOPT_CAINFO, opt->ca_file);
+    }
+#undef SET
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static int is_tls_trust_failure(CURLcode code)
+{
+    return code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CACERT_BADFILE ||
+           code == CURLE_SSL_ISSUER_ERROR || code == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+           code == CURLE_SSL_INVALIDCERTSTATUS || code == CURLE_SSL_CRL_BADFILE;
+}
+
+/* One POST; fills ex. Returns 0, or -1 when curl could not be set up. */
+static int exchange(CURL *curl, const options_t *opt, const char *url,
+                    struct curl_slist *headers, const char *request_body, size_t request_len,
+                    exchange_t *ex)
+{
+    response_buffer_t buffer;
+
+    memset(&buffer, 0, sizeof buffer);
+    memset(ex, 0, sizeof *ex);
+    if (set_options(curl, opt, url, headers, &buffer, ex->curl_error) != 0 ||
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request_body) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)request_len) != CURLE_OK) {
+        return -1;
+    }
+    ex->curl_code = curl_easy_perform(curl);
+    if (ex->curl_code == CURLE_OK || buffer.overflow) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &ex->http_status);
+#if LIBCURL_VERSION_NUM >= 0x074200
+        curl_off_t retry_after = 0;
+
+        /* Gateways' own 429/503 carry the header only; the body's retry_after wins when both. */
+        if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+            retry_after > 0) {
+            ex->has_header_retry_after = 1;
+            ex->header_retry_after_secs =
+                retry_after > (curl_off_t)UINT32_MAX ? UINT32_MAX : (uint32_t)retry_after;
+        }
+#endif
+    }
+    if (buffer.overflow) {
+        ex->parse_status = TPROV_ERR_RESPONSE_TOO_LARGE;
+    } else if (ex->curl_code == CURLE_OK) {
+        ex->parse_status = tprov_parse_response(buffer.body, buffer.len, opt->device,
+                                                &ex->response);
+    } else {
+        ex->parse_status = TPROV_ERR_RESPONSE_EMPTY;
+    }
+    tprov_memzero(&buffer, sizeof buffer);
+    return 0;
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t value = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+
+    if (fd >= 0) {
+        if (read(fd, &value, sizeof value) != (ssize_t)sizeof value) {
+            value = 0;
+        }
+        close(fd);
+    }
+    if (value == 0) {
+        value = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
+    }
+    return value;
+}
+
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec left;
+
+    left.tv_sec = (time_t)(ms / 1000u);
+    left.tv_nsec = (long)(ms % 1000u) * 1000000L;
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+}
+
+static uint64_t unix_now(void)
+{
+    time_t now = time(NULL);
+
+    return now > 0 ? (uint64_t)now : 0u;
+}
+
+/* The credentials go to a temporary file created with O_EXCL and mode 0600 (mkstemp) before
+ * the request is sent, so that an unwritable directory fails before the service replaces the
+ * credential; they are renamed over the target only after fsync. */
+typedef struct {
+    char tmp_path[PATH_MAX];
+    int fd;
+} pending_file_t;
+
+static int open_pending(const char *out_path, pending_file_t *pf)
+{
+    int n = snprintf(pf->tmp_path, sizeof pf->tmp_path, "%s.tmp.XXXXXX", out_path);
+
+    pf->fd = -1;
+    if (n < 0 || (size_t)n >= sizeof pf->tmp_path) {
+        fail("--out path is too long");
+        return -1;
+    }
+    pf->fd = mkstemp(pf->tmp_path);
+    if (pf->fd < 0 || fchmod(pf->fd, S_IRUSR | S_IWUSR) != 0) {
+        fprintf(stderr, "provision: cannot create a file next to %s: %s\n", out_path,
+                strerror(errno));
+        if (pf->fd >= 0) {
+            close(pf->fd);
+            unlink(pf->tmp_path);
+            pf->fd = -1;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static void discard_pending(pending_file_t *pf)
+{
+    if (pf->fd >= 0) {
+        close(pf->fd);
+        unlink(pf->tmp_path);
+        pf->fd = -1;
+    }
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int write_line(int fd, const char *key, const char *value)
+{
+    return write_all(fd, key, strlen(key)) || write_all(fd, "=", 1) ||
+           write_all(fd, value, strlen(value)) || write_all(fd, "\n", 1);
+}
+
+static int fsync_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t len = slash == NULL ? 0 : (size_t)(slash - path);
+    int fd;
+    int result;
+
+    if (slash == NULL) {
+        strcpy(dir, ".");
+    } else if (len == 0) {
+        strcpy(dir, "/");
+    } else if (len < sizeof dir) {
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    } else {
+        return -1;
+    }
+    fd = open(dir, O_RDONLY);
+    if (fd < 0) {
+        return -1;
+    }
+    result = fsync(fd);
+    close(fd);
+    return result;
+}
+
+static int commit_credentials(pending_file_t *pf, const char *out_path,
+                              const tprov_response_t *r)
+{
+    int failed = write_line(pf->fd, "username", r->username) ||
+                 write_line(pf->fd, "device", r->device) ||
+                 write_line(pf->fd, "credential", r->credential) ||
+                 write_line(pf->fd, "host", r->host) ||
+                 write_line(pf->fd, "created", r->created ? "true" : "false") ||
+                 fsync(pf->fd) != 0;
+
+    if (close(pf->fd) != 0) {
+        failed = 1;
+    }
+    pf->fd = -1;
+    if (failed || rename(pf->tmp_path, out_path) != 0) {
+        fprintf(stderr, "provision: cannot write %s: %s\n", out_path, strerror(errno));
+        unlink(pf->tmp_path);
+        return -1;
+    }
+    if (fsync_parent_dir(out_path) != 0) {
+        fprintf(stderr, "provision: warning: cannot sync the directory of %s\n", out_path);
+    }
+    return 0;
+}
+
+static void describe_failure(const exchange_t *ex, char *out, size_t out_size)
+{
+    if (ex->http_status == 0) {
+        snprintf(out, out_size, "no answer: %s",
+                 ex->curl_error[0] != '\0' ? ex->curl_error : curl_easy_strerror(ex->curl_code));
+    } else if (ex->parse_status == TPROV_OK) {
+        snprintf(out, out_size, "HTTP %ld, error=%s", ex->http_status, ex->response.error);
+    } else {
+        snprintf(out, out_size, "HTTP %ld, not a protocol answer (%s)%s", ex->http_status,
+                 tprov_status_name(ex->parse_status),
+                 ex->http_status == 404 || ex->http_status == 405
+                     ? ": is --url the service's base URL?"
+                     : "");
+    }
+}
+
+static int give_up_code(const exchange_t *ex)
+{
+    if (ex->parse_status == TPROV_OK && ex->response.kind == TPROV_RESPONSE_ERROR &&
+        ex->http_status >= 400 && ex->http_status <= 499) {
+        return EXIT_REFUSED;
+    }
+    return EXIT_SERVICE;
+}
+
+static int provision(options_t *opt)
+{
+    char url[URL_MAX_LEN];
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    char reason[CURL_ERROR_SIZE + 64];
+    size_t body_len = 0;
+    struct curl_slist *headers = NULL;
+    CURL *curl = NULL;
+    pending_file_t pending;
+    exchange_t ex;
+    int64_t clock_offset_secs = 0;
+    int resynced = 0;
+    long failures = 0;
+    int result = EXIT_INTERNAL;
+    tprov_status_t status;
+
+    memset(&ex, 0, sizeof ex);
+    pending.fd = -1;
+    result = build_url(opt->url, url, sizeof url);
+    if (result != EXIT_OK) {
+        return result;
+    }
+    /* Validates the key before any network traffic. */
+    status = tprov_build_request_body(opt->device, unix_now(), opt->key, body, sizeof body,
+                                      &body_len);
+    tprov_memzero(body, sizeof body);
+    if (status == TPROV_ERR_KEY) {
+        return usage_error("the device key must be 44 characters of base64 (32 bytes)");
+    }
+    if (status != TPROV_OK) {
+        fprintf(stderr, "provision: %s\n", tprov_status_name(status));
+        return EXIT_INTERNAL;
+    }
+    if (open_pending(opt->out_path, &pending) != 0) {
+        return EXIT_OUTPUT;
+    }
+
+    curl = curl_easy_init();
+    headers = curl_slist_append(headers, "Content-Type: " TPROV_CONTENT_TYPE);
+    headers = headers == NULL ? NULL : curl_slist_append(headers, "Accept: " TPROV_ACCEPT);
+    if (curl == NULL || headers == NULL) {
+        fail("cannot start libcurl");
+        result = EXIT_INTERNAL;
+        goto done;
+    }
+
+    for (;;) {
+        int64_t corrected = (int64_t)unix_now() + clock_offset_secs;
+        uint64_t timestamp = corrected > 0 ? (uint64_t)corrected : 0u;
+        tprov_next_t next;
+        uint32_t delay_ms;
+        int has_retry_after;
+        uint32_t retry_after_secs;
+
+        status = tprov_build_request_body(opt->device, timestamp, opt->key, body, sizeof body,
+                                          &body_len);
+        if (status != TPROV_OK || exchange(curl, opt, url, headers, body, body_len, &ex) != 0) {
+            fail("cannot prepare the request");
+            result = EXIT_INTERNAL;
+            break;
+        }
+        tprov_memzero(body, sizeof body);
+
+        if (ex.http_status == 0 && is_tls_trust_failure(ex.curl_code)) {
+            describe_failure(&ex, reason, sizeof reason);
+            fprintf(stderr, "provision: TLS: %s\n", reason);
+            result = EXIT_TLS;
+            break;
+        }
+        next = tprov_next_step(ex.http_status, ex.parse_status, &ex.response);
+        if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && resynced) {
+            fail("refused for clock_skew even with the server's time");
+            result = EXIT_REFUSED;
+            break;
+        }
+        if (next == TPROV_NEXT_STORE_CREDENTIALS) {
+            if (commit_credentials(&pending, opt->out_path, &ex.response) != 0) {
+                fail("the service replaced the device's credential, but it was not saved: "
+                     "run again");
+                result = EXIT_OUTPUT;
+                break;
+            }
+            printf("device=%s\nusername=%s\nhost=%s\ncreated=%s\ncredentials_file=%s\n",
+                   ex.response.device, ex.response.username, ex.response.host,
+                   ex.response.created ? "true" : "false", opt->out_path);
+            if (!ex.response.created) {
+                fprintf(stderr, "provision: %s already existed: its credential was replaced, "
+                        "the old one no longer logs in\n", ex.response.device);
+            }
+            result = fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+            break;
+        }
+        if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME) {
+            clock_offset_secs = (int64_t)ex.response.server_time - (int64_t)unix_now();
+            resynced = 1;
+            fprintf(stderr, "provision: clock_skew: this clock is %lld s %s the service's; "
+                    "retrying with the service's time\n",
+                    (long long)(clock_offset_secs < 0 ? -clock_offset_secs : clock_offset_secs),
+                    clock_offset_secs < 0 ? "ahead of" : "behind");
+            continue;
+        }
+        describe_failure(&ex, reason, sizeof reason);
+        if (next == TPROV_NEXT_GIVE_UP) {
+            fprintf(stderr, "provision: %s\n", reason);
+            result = give_up_code(&ex);
+            break;
+        }
+
+        has_retry_after = ex.response.has_retry_after || ex.has_header_retry_after;
+        retry_after_secs = ex.response.has_retry_after ? ex.response.retry_after_secs
+                                                       : ex.header_retry_after_secs;
+        if (++failures >= opt->max_attempts) {
+            fprintf(stderr, "provision: %s; giving up after %ld attempts\n", reason, failures);
+            result = EXIT_UNAVAILABLE;
+            break;
+        }
+        if (has_retry_after && retry_after_secs > MAX_RETRY_AFTER_WAIT_SECS) {
+            fprintf(stderr, "provision: %s; the service asks to retry after %lu s\n", reason,
+                    (unsigned long)retry_after_secs);
+            result = EXIT_UNAVAILABLE;
+            break;
+        }
+        delay_ms = tprov_retry_delay_ms((uint32_t)failures, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
+                                        has_retry_after != 0, retry_after_secs, random_u32());
+        fprintf(stderr, "provision: %s; retry %ld of %ld in %lu ms\n", reason, failures,
+                opt->max_attempts - 1, (unsigned long)delay_ms);
+        sleep_ms(delay_ms);
+    }
+
+done:
+    tprov_memzero(body, sizeof body);
+    tprov_memzero(&ex.response, sizeof ex.response);
+    discard_pending(&pending);
+    curl_slist_free_all(headers);
+    if (curl != NULL) {
+        curl_easy_cleanup(curl);
+    }
+    return result;
+}
+
+int main(int argc, char **argv)
+{
+    options_t opt;
+    int result;
+
+    memset(&opt, 0, sizeof opt);
+    result = parse_options(argc, argv, &opt);
+    if (result != EXIT_OK) {
+        tprov_memzero(opt.key, sizeof opt.key);
+        return result;
+    }
+    if (opt.derive_key) {
+        return derive_key(&opt);
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fail("cannot start libcurl");
+        return EXIT_INTERNAL;
+    }
+    result = provision(&opt);
+    tprov_memzero(opt.key, sizeof opt.key);
+    curl_global_cleanup();
+    return result;
+}

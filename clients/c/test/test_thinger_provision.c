@@ -1,0 +1,899 @@
+/* Host unit tests of the core: the protocol test vector, request building, and the text response
+ * parser against well-formed, malformed and random input. Plain C, no framework: each test
+ * function is one case; the run ends with "N passed, N failed" and exits non-zero on failure. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thinger_provision.h"
+
+/* The protocol's test vector (docs/firmware.md). */
+#define FLEET_KEY_B64 "dGhpbmdlci1wcm92aXNpb25lci10ZXN0LWZsZWV0LWtleS0wMDE="
+#define DEVICE_ID "esp32_a1b2c3d4e5f6"
+#define TIMESTAMP 1764150000u
+#define DEVICE_KEY_B64 "slJ/UknDHHGumvra+RjeJHZq2Cp87+EN3n7coIJFlxA="
+#define SIGNATURE_B64 "ZHYss//dxmIMMb/zLDJIbEOChjZeGQgm3h3mDEmz+yA="
+#define REQUEST_BODY \
+    "{\"device\":\"esp32_a1b2c3d4e5f6\",\"timestamp\":1764150000," \
+    "\"signature\":\"ZHYss//dxmIMMb/zLDJIbEOChjZeGQgm3h3mDEmz+yA=\"}"
+
+#define CREDENTIAL "Xq3kP9vL2mN8rT5wY7zA1bC4"
+#define SUCCESS_BODY \
+    "username=acme\ndevice=esp32_a1b2c3d4e5f6\ncredential=" CREDENTIAL \
+    "\nhost=backend.thinger.io\ncreated=true\n"
+
+static int g_passed;
+static int g_failed;
+static int g_case_failures;
+
+#define CHECK(cond)                                                             \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            g_case_failures++;                                                  \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+        }                                                                       \
+    } while (0)
+
+#define CHECK_STATUS(expr, expected)                                            \
+    do {                                                                        \
+        tprov_status_t got_ = (expr);                                           \
+        if (got_ != (expected)) {                                               \
+            g_case_failures++;                                                  \
+            fprintf(stderr, "  %s:%d: %s gave %s, expected %s\n", __FILE__, __LINE__, #expr, \
+                    tprov_status_name(got_), tprov_status_name(expected));      \
+        }                                                                       \
+    } while (0)
+
+#define RUN(test) run(#test, test)
+
+static void run(const char *name, void (*test)(void))
+{
+    g_case_failures = 0;
+    test();
+    if (g_case_failures == 0) {
+        g_passed++;
+        printf("ok   %s\n", name);
+    } else {
+        g_failed++;
+        printf("FAIL %s\n", name);
+    }
+}
+
+/* Parses text from an exact-size heap copy with no NUL after it, so that AddressSanitizer
+ * (make sanitize) catches any read past len. */
+static tprov_status_t parse_n(const char *text, size_t len, const char *expected_device,
+                              tprov_response_t *out)
+{
+    char *copy = malloc(len == 0 ? 1 : len);
+    tprov_status_t status;
+
+    if (copy == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    memcpy(copy, text, len);
+    status = tprov_parse_response(len == 0 ? NULL : copy, len, expected_device, out);
+    free(copy);
+    return status;
+}
+
+static tprov_status_t parse(const char *text, tprov_response_t *out)
+{
+    return parse_n(text, strlen(text), NULL, out);
+}
+
+static int is_all_zero(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (b[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void repeat(char *out, char c, size_t n)
+{
+    memset(out, c, n);
+    out[n] = '\0';
+}
+
+/* --- test vector and request building --- */
+
+static void test_vector_device_key(void)
+{
+    char key[TPROV_DEVICE_KEY_B64_LEN + 1];
+
+    CHECK_STATUS(tprov_derive_device_key(FLEET_KEY_B64, DEVICE_ID, key, sizeof key), TPROV_OK);
+    CHECK(strcmp(key, DEVICE_KEY_B64) == 0);
+}
+
+static void test_vector_signature(void)
+{
+    char signature[TPROV_SIGNATURE_B64_LEN + 1];
+
+    CHECK_STATUS(tprov_sign(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, signature, sizeof signature),
+                 TPROV_OK);
+    CHECK(strcmp(signature, SIGNATURE_B64) == 0);
+}
+
+static void test_vector_request_body(void)
+{
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+
+    CHECK_STATUS(tprov_build_request_body(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, body, sizeof body,
+                                          &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, REQUEST_BODY) == 0);
+    CHECK(len == strlen(REQUEST_BODY));
+    CHECK(len == 113);
+}
+
+static void test_longest_request_body_fits_the_documented_bound(void)
+{
+    char device[TPROV_DEVICE_ID_MAX_LEN + 1];
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+
+    repeat(device, 'x', TPROV_DEVICE_ID_MAX_LEN);
+    CHECK_STATUS(tprov_build_request_body(device, UINT64_MAX, DEVICE_KEY_B64, body, sizeof body,
+                                          &len),
+                 TPROV_OK);
+    CHECK(len == TPROV_REQUEST_BODY_MAX_LEN);
+    CHECK(strstr(body, "\"timestamp\":18446744073709551615,") != NULL);
+}
+
+static void test_timestamp_zero_is_signed_as_0(void)
+{
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+
+    CHECK_STATUS(tprov_build_request_body(DEVICE_ID, 0, DEVICE_KEY_B64, body, sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strstr(body, "\"timestamp\":0,") != NULL);
+}
+
+static void test_request_body_refuses_a_small_buffer_and_wipes_it(void)
+{
+    char body[sizeof REQUEST_BODY]; /* exactly the body and its NUL */
+    size_t len = 99;
+
+    CHECK_STATUS(tprov_build_request_body(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, body,
+                                          sizeof body - 1, &len),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == 0);
+    CHECK(is_all_zero(body, sizeof body - 1));
+    CHECK_STATUS(tprov_build_request_body(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, body, sizeof body,
+                                          &len),
+                 TPROV_OK);
+    CHECK_STATUS(tprov_build_request_body(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, body, 0, &len),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+}
+
+static void test_small_key_and_signature_buffers_are_refused(void)
+{
+    char out[TPROV_DEVICE_KEY_B64_LEN + 1];
+
+    CHECK_STATUS(tprov_derive_device_key(FLEET_KEY_B64, DEVICE_ID, out, sizeof out - 1),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+    CHECK_STATUS(tprov_sign(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, out, sizeof out - 1),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+}
+
+static void test_device_ids_are_validated(void)
+{
+    char longest[TPROV_DEVICE_ID_MAX_LEN + 2];
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len;
+    static const char *const invalid[] = { "", "a b", "dev/1", "dev.1", "\"quote", "caf\xc3\xa9",
+                                           "line\n", "tab\t" };
+    size_t i;
+
+    CHECK_STATUS(tprov_validate_device_id("A-z_09"), TPROV_OK);
+    repeat(longest, 'a', TPROV_DEVICE_ID_MAX_LEN);
+    CHECK_STATUS(tprov_validate_device_id(longest), TPROV_OK);
+    repeat(longest, 'a', TPROV_DEVICE_ID_MAX_LEN + 1);
+    CHECK_STATUS(tprov_validate_device_id(longest), TPROV_ERR_DEVICE_ID);
+    CHECK_STATUS(tprov_build_request_body(longest, TIMESTAMP, DEVICE_KEY_B64, body, sizeof body,
+                                          &len),
+                 TPROV_ERR_DEVICE_ID);
+    for (i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        CHECK_STATUS(tprov_validate_device_id(invalid[i]), TPROV_ERR_DEVICE_ID);
+        CHECK_STATUS(tprov_build_request_body(invalid[i], TIMESTAMP, DEVICE_KEY_B64, body,
+                                              sizeof body, &len),
+                     TPROV_ERR_DEVICE_ID);
+    }
+    CHECK_STATUS(tprov_validate_device_id(NULL), TPROV_ERR_ARGUMENT);
+}
+
+static void test_malformed_device_keys_are_refused(void)
+{
+    char out[TPROV_SIGNATURE_B64_LEN + 1];
+    static const char *const invalid[] = {
+        "",
+        "slJ/UknDHHGumvra+RjeJHZq2Cp87+EN3n7coIJFlxA",     /* padding missing */
+        "slJ/UknDHHGumvra+RjeJHZq2Cp87+EN3n7coIJFlxA=\n",  /* a newline from a file */
+        " slJ/UknDHHGumvra+RjeJHZq2Cp87+EN3n7coIJFlxA=",   /* leading space */
+        "slJ_UknDHHGumvra-RjeJHZq2Cp87-EN3n7coIJFlxA=",    /* base64url, not base64 */
+        "slJ/UknDHHGumvra+RjeJHZq2Cp87+EN3n7coIJFlx==",    /* 31 bytes */
+        "c2hvcnQ=",                                        /* 5 bytes */
+        FLEET_KEY_B64                                      /* the fleet key is not a device key */
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        CHECK_STATUS(tprov_sign(DEVICE_ID, TIMESTAMP, invalid[i], out, sizeof out), TPROV_ERR_KEY);
+    }
+    CHECK_STATUS(tprov_sign(DEVICE_ID, TIMESTAMP, NULL, out, sizeof out), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_sign(NULL, TIMESTAMP, DEVICE_KEY_B64, out, sizeof out), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_sign(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, NULL, 45), TPROV_ERR_ARGUMENT);
+}
+
+static void test_fleet_keys_outside_32_to_256_bytes_are_refused(void)
+{
+    char out[TPROV_DEVICE_KEY_B64_LEN + 1];
+    /* base64 of 31 bytes, 32 bytes, 256 bytes and 257 bytes of 'A' (0x41 = "QUFB") */
+    char b64[400];
+    size_t i;
+
+    /* 31 bytes: 10 groups of "QUFB" (30 bytes) + "QQ==" (1 byte) */
+    b64[0] = '\0';
+    for (i = 0; i < 10; i++) {
+        strcat(b64, "QUFB");
+    }
+    strcat(b64, "QQ==");
+    CHECK_STATUS(tprov_derive_device_key(b64, DEVICE_ID, out, sizeof out), TPROV_ERR_KEY);
+    /* 32 bytes: 10 groups + "QUE=" (2 bytes) */
+    b64[40] = '\0';
+    strcat(b64, "QUE=");
+    CHECK_STATUS(tprov_derive_device_key(b64, DEVICE_ID, out, sizeof out), TPROV_OK);
+    /* 256 bytes: 85 groups (255 bytes) + "QQ==" */
+    b64[0] = '\0';
+    for (i = 0; i < 85; i++) {
+        strcat(b64, "QUFB");
+    }
+    strcat(b64, "QQ==");
+    CHECK_STATUS(tprov_derive_device_key(b64, DEVICE_ID, out, sizeof out), TPROV_OK);
+    /* 257 bytes */
+    b64[340] = '\0';
+    strcat(b64, "QUE=");
+    CHECK_STATUS(tprov_derive_device_key(b64, DEVICE_ID, out, sizeof out), TPROV_ERR_KEY);
+    CHECK_STATUS(tprov_derive_device_key("not base64!", DEVICE_ID, out, sizeof out),
+                 TPROV_ERR_KEY);
+    CHECK(is_all_zero(out, sizeof out));
+    CHECK_STATUS(tprov_derive_device_key(FLEET_KEY_B64, "bad id", out, sizeof out),
+                 TPROV_ERR_DEVICE_ID);
+}
+
+/* --- parsing well-formed responses --- */
+
+static void test_success_response_is_parsed(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse_n(SUCCESS_BODY, strlen(SUCCESS_BODY), DEVICE_ID, &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS);
+    CHECK(strcmp(r.username, "acme") == 0);
+    CHECK(strcmp(r.device, DEVICE_ID) == 0);
+    CHECK(strcmp(r.credential, CREDENTIAL) == 0);
+    CHECK(strcmp(r.host, "backend.thinger.io") == 0);
+    CHECK(r.created);
+    CHECK(!r.has_retry_after && !r.has_server_time);
+    CHECK(r.error[0] == '\0');
+}
+
+static void test_host_may_carry_a_port(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\nhost=acme.aws.thinger.io:25206\ncreated=true\n", &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.host, "acme.aws.thinger.io:25206") == 0);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\nhost=bad host\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+}
+
+static void test_created_false_means_the_device_existed(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=acme\ndevice=d1\ncredential=abc\nhost=h.example\n"
+                       "created=false\n",
+                       &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS);
+    CHECK(!r.created);
+}
+
+static void test_field_order_is_free(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("created=true\nhost=h\ncredential=c\ndevice=d\nusername=u\n", &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS);
+}
+
+static void test_values_split_at_the_first_equals_sign(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=a=b==\nhost=h\ncreated=true\n", &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.credential, "a=b==") == 0);
+}
+
+static void test_utf8_username_is_kept(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=jos\xc3\xa9\ndevice=d\ncredential=c\nhost=h\ncreated=true\n", &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.username, "jos\xc3\xa9") == 0);
+}
+
+static void test_unknown_keys_are_ignored(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("version=2\nusername=u\nx-trace.id=a b=c\ndevice=d\ncredential=c\n"
+                       "expires_at=\nhost=h\ncreated=true\nversion=3\n",
+                       &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS);
+    CHECK_STATUS(parse("error=device_not_allowed\nmessage=not in the allow-list\n", &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR);
+}
+
+static void test_error_response_is_parsed(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("error=invalid_signature\n", &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR);
+    CHECK(strcmp(r.error, "invalid_signature") == 0);
+    CHECK(!r.has_retry_after && !r.has_server_time);
+}
+
+static void test_error_with_retry_after(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("error=upstream_unavailable\nretry_after=30\n", &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR);
+    CHECK(strcmp(r.error, "upstream_unavailable") == 0);
+    CHECK(r.has_retry_after && r.retry_after_secs == 30);
+    CHECK_STATUS(parse("error=upstream_unavailable\nretry_after=4294967295\n", &r), TPROV_OK);
+    CHECK(r.retry_after_secs == UINT32_MAX);
+    CHECK_STATUS(parse("error=upstream_unavailable\nretry_after=0\n", &r), TPROV_OK);
+    CHECK(r.has_retry_after && r.retry_after_secs == 0);
+}
+
+static void test_error_with_server_time(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=1764150123\n", &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR);
+    CHECK(strcmp(r.error, "clock_skew") == 0);
+    CHECK(r.has_server_time && r.server_time == 1764150123u);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=18446744073709551615\n", &r), TPROV_OK);
+    CHECK(r.server_time == UINT64_MAX);
+}
+
+static void test_error_response_carries_no_credentials(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("error=internal_error\nusername=u\ndevice=d\ncredential=secret\nhost=h\n"
+                       "created=true\n",
+                       &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR);
+    CHECK(is_all_zero(r.credential, sizeof r.credential));
+    CHECK(r.username[0] == '\0' && r.device[0] == '\0' && r.host[0] == '\0');
+}
+
+static void test_crlf_line_endings_are_accepted(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\r\ndevice=d\r\ncredential=c\r\nhost=h\r\ncreated=true\r\n", &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.username, "u") == 0 && strcmp(r.credential, "c") == 0);
+    CHECK(r.created);
+    CHECK_STATUS(parse("error=clock_skew\r\nserver_time=5\n", &r), TPROV_OK);
+    CHECK(r.server_time == 5);
+}
+
+static void test_maximum_lengths_are_accepted(void)
+{
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    char username[TPROV_USERNAME_MAX_LEN + 1];
+    char device[TPROV_DEVICE_ID_MAX_LEN + 1];
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    char host[TPROV_HOST_MAX_LEN + 1];
+    tprov_response_t r;
+
+    repeat(username, 'u', TPROV_USERNAME_MAX_LEN);
+    repeat(device, 'd', TPROV_DEVICE_ID_MAX_LEN);
+    repeat(credential, 'c', TPROV_CREDENTIAL_MAX_LEN);
+    repeat(host, 'h', TPROV_HOST_MAX_LEN);
+    snprintf(body, sizeof body, "username=%s\ndevice=%s\ncredential=%s\nhost=%s\ncreated=true\n",
+             username, device, credential, host);
+    CHECK_STATUS(parse(body, &r), TPROV_OK);
+    CHECK(strcmp(r.username, username) == 0);
+    CHECK(strcmp(r.device, device) == 0);
+    CHECK(strcmp(r.credential, credential) == 0);
+    CHECK(strcmp(r.host, host) == 0);
+}
+
+static void test_body_of_exactly_the_maximum_size_is_accepted(void)
+{
+    char body[TPROV_RESPONSE_MAX_LEN + 2];
+    const char *fields = "username=u\ndevice=d\ncredential=c\nhost=h\ncreated=true\npad=";
+    size_t used = strlen(fields);
+    tprov_response_t r;
+
+    memcpy(body, fields, used);
+    memset(body + used, 'p', TPROV_RESPONSE_MAX_LEN - used - 1);
+    body[TPROV_RESPONSE_MAX_LEN - 1] = '\n';
+    CHECK_STATUS(parse_n(body, TPROV_RESPONSE_MAX_LEN, NULL, &r), TPROV_OK);
+    body[TPROV_RESPONSE_MAX_LEN - 1] = 'p';
+    body[TPROV_RESPONSE_MAX_LEN] = '\n';
+    CHECK_STATUS(parse_n(body, TPROV_RESPONSE_MAX_LEN + 1, NULL, &r),
+                 TPROV_ERR_RESPONSE_TOO_LARGE);
+}
+
+/* --- malformed responses --- */
+
+static void test_empty_body_is_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse_n("", 0, NULL, &r), TPROV_ERR_RESPONSE_EMPTY);
+    CHECK(r.kind == TPROV_RESPONSE_NONE);
+}
+
+static void test_truncated_body_is_refused(void)
+{
+    tprov_response_t r;
+    size_t cut;
+
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\nhost=h\ncreated=true", &r),
+                 TPROV_ERR_RESPONSE_TRUNCATED);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=17641", &r), TPROV_ERR_RESPONSE_TRUNCATED);
+    /* Every proper prefix of a good body is refused: cut at a line end, a field is missing;
+     * anywhere else, the last line has no newline. */
+    for (cut = 1; cut < strlen(SUCCESS_BODY); cut++) {
+        tprov_status_t status = parse_n(SUCCESS_BODY, cut, NULL, &r);
+
+        CHECK(status == TPROV_ERR_RESPONSE_TRUNCATED || status == TPROV_ERR_RESPONSE_MISSING);
+        CHECK(is_all_zero(&r, sizeof r));
+    }
+}
+
+static void test_oversized_body_is_refused(void)
+{
+    static char body[4096];
+    tprov_response_t r;
+
+    memset(body, 'a', sizeof body);
+    memcpy(body, "pad=", 4);
+    body[sizeof body - 1] = '\n';
+    CHECK_STATUS(parse_n(body, sizeof body, NULL, &r), TPROV_ERR_RESPONSE_TOO_LARGE);
+}
+
+static void test_oversized_values_are_refused(void)
+{
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    char big[TPROV_HOST_MAX_LEN + 2]; /* the longest field bound */
+    tprov_response_t r;
+
+    repeat(big, 'x', TPROV_USERNAME_MAX_LEN + 1);
+    snprintf(body, sizeof body, "username=%s\ndevice=d\ncredential=c\nhost=h\ncreated=true\n", big);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE_TOO_LONG);
+
+    repeat(big, 'x', TPROV_DEVICE_ID_MAX_LEN + 1);
+    snprintf(body, sizeof body, "username=u\ndevice=%s\ncredential=c\nhost=h\ncreated=true\n", big);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE_TOO_LONG);
+
+    repeat(big, 'x', TPROV_CREDENTIAL_MAX_LEN + 1);
+    snprintf(body, sizeof body, "username=u\ndevice=d\ncredential=%s\nhost=h\ncreated=true\n", big);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE_TOO_LONG);
+    CHECK(is_all_zero(&r, sizeof r));
+
+    repeat(big, 'x', TPROV_HOST_MAX_LEN + 1);
+    snprintf(body, sizeof body, "username=u\ndevice=d\ncredential=c\nhost=%s\ncreated=true\n", big);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE_TOO_LONG);
+
+    repeat(big, 'x', TPROV_ERROR_CODE_MAX_LEN + 1);
+    snprintf(body, sizeof body, "error=%s\n", big);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE_TOO_LONG);
+}
+
+static void test_each_missing_success_field_is_refused(void)
+{
+    static const char *const lines[] = { "username=u\n", "device=d\n", "credential=c\n",
+                                         "host=h\n", "created=true\n" };
+    char body[256];
+    tprov_response_t r;
+    size_t skip;
+    size_t i;
+
+    for (skip = 0; skip < 5; skip++) {
+        body[0] = '\0';
+        for (i = 0; i < 5; i++) {
+            if (i != skip) {
+                strcat(body, lines[i]);
+            }
+        }
+        CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_MISSING);
+        CHECK(r.kind == TPROV_RESPONSE_NONE);
+    }
+    CHECK_STATUS(parse("unknown=1\n", &r), TPROV_ERR_RESPONSE_MISSING);
+}
+
+static void test_bad_created_values_are_refused(void)
+{
+    static const char *const values[] = { "yes", "TRUE", "True", "1", "", "true ", " false",
+                                          "falsey" };
+    char body[128];
+    tprov_response_t r;
+    size_t i;
+
+    for (i = 0; i < sizeof values / sizeof values[0]; i++) {
+        snprintf(body, sizeof body, "username=u\ndevice=d\ncredential=c\nhost=h\ncreated=%s\n",
+                 values[i]);
+        CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE);
+    }
+}
+
+static void test_duplicate_known_keys_are_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\nusername=v\ndevice=d\ncredential=c\nhost=h\ncreated=true\n",
+                       &r),
+                 TPROV_ERR_RESPONSE_DUPLICATE);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\ncredential=c\nhost=h\ncreated=true\n",
+                       &r),
+                 TPROV_ERR_RESPONSE_DUPLICATE);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(parse("error=a\nerror=b\n", &r), TPROV_ERR_RESPONSE_DUPLICATE);
+    CHECK_STATUS(parse("error=a\nretry_after=1\nretry_after=1\n", &r),
+                 TPROV_ERR_RESPONSE_DUPLICATE);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=1\nserver_time=2\n", &r),
+                 TPROV_ERR_RESPONSE_DUPLICATE);
+}
+
+static void test_bad_numbers_are_refused(void)
+{
+    static const char *const values[] = { "", "abc", "-1", "+1", "1.5", " 5", "5 ", "0x10",
+                                          "4294967296", "99999999999999999999" };
+    char body[128];
+    tprov_response_t r;
+    size_t i;
+
+    for (i = 0; i < sizeof values / sizeof values[0]; i++) {
+        snprintf(body, sizeof body, "error=upstream_unavailable\nretry_after=%s\n", values[i]);
+        CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE);
+    }
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=18446744073709551616\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=soon\n", &r), TPROV_ERR_RESPONSE_VALUE);
+}
+
+static void test_bad_field_values_are_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\ndevice=d v\ncredential=c\nhost=h\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c d\nhost=h\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\nhost=h/evil\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=c\nhost=h@evil\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=\ndevice=d\ncredential=c\nhost=h\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=u\ndevice=d\ncredential=\nhost=h\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("error=Clock_Skew\n", &r), TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("error=\n", &r), TPROV_ERR_RESPONSE_VALUE);
+}
+
+static void test_lines_that_are_not_key_value_are_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("username=u\ngarbage\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("username=u\n\ndevice=d\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("=value\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("user name=u\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("<html><meta charset=\"utf-8\">\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("{\"error\":{\"code\":\"clock_skew\"}}\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("\xef\xbb\xbf" "error=x\n", &r), TPROV_ERR_RESPONSE_SYNTAX); /* UTF-8 BOM */
+}
+
+static void test_control_bytes_and_stray_cr_are_refused(void)
+{
+    tprov_response_t r;
+    static const char with_nul[] = "error=a\0b\n";
+
+    CHECK_STATUS(parse_n(with_nul, sizeof with_nul - 1, NULL, &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("error=a\rb\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("error=ab\r\r\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("error=a\tb\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("note=\x1b[31m\nerror=a\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("error=a\x7f\n", &r), TPROV_ERR_RESPONSE_SYNTAX);
+    CHECK_STATUS(parse("error=a\r", &r), TPROV_ERR_RESPONSE_TRUNCATED); /* old Mac line end */
+}
+
+static void test_credentials_for_another_device_are_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse_n(SUCCESS_BODY, strlen(SUCCESS_BODY), "esp32_000000000000", &r),
+                 TPROV_ERR_RESPONSE_DEVICE_MISMATCH);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(parse_n(SUCCESS_BODY, strlen(SUCCESS_BODY), "esp32_a1b2c3d4e5f", &r),
+                 TPROV_ERR_RESPONSE_DEVICE_MISMATCH);
+    /* An error names no device, so there is nothing to compare. */
+    CHECK_STATUS(parse_n("error=x\n", 8, "esp32_000000000000", &r), TPROV_OK);
+}
+
+static void test_null_arguments_are_refused(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(tprov_parse_response(NULL, 5, NULL, &r), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_parse_response("x=1\n", 4, NULL, NULL), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_parse_response(NULL, 0, NULL, &r), TPROV_ERR_RESPONSE_EMPTY);
+}
+
+/* --- what to do next, and when --- */
+
+static tprov_next_t next_for(long http_status, const char *body)
+{
+    tprov_response_t r;
+    tprov_status_t status = tprov_parse_response(body, strlen(body), NULL, &r);
+
+    return tprov_next_step(http_status, status, &r);
+}
+
+static void test_next_step_follows_the_retry_rules(void)
+{
+    CHECK(next_for(201, SUCCESS_BODY) == TPROV_NEXT_STORE_CREDENTIALS);
+    CHECK(next_for(200, SUCCESS_BODY) == TPROV_NEXT_STORE_CREDENTIALS);
+    CHECK(next_for(202, SUCCESS_BODY) == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(500, SUCCESS_BODY) == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(401, "error=clock_skew\nserver_time=1764150000\n") ==
+          TPROV_NEXT_RETRY_WITH_SERVER_TIME);
+    CHECK(next_for(401, "error=clock_skew\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(401, "error=invalid_signature\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(403, "error=device_not_allowed\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(400, "error=invalid_request\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(413, "error=payload_too_large\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(415, "error=unsupported_media_type\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(503, "error=upstream_unavailable\nretry_after=30\n") ==
+          TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(503, "error=upstream_unavailable\n") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(429, "error=too_many_requests\n") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(502, "error=upstream_error\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(500, "error=internal_error\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(500, "error=internal_error\nretry_after=5\n") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(200, "error=internal_error\n") == TPROV_NEXT_GIVE_UP);
+    /* Answers that are not the protocol: gateways, proxies, the network. */
+    CHECK(tprov_next_step(0, TPROV_ERR_RESPONSE_EMPTY, NULL) == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(504, "{\"message\":\"Endpoint request timed out\"}") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(502, "<html>Bad Gateway</html>\n") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(429, "{\"message\":\"Too Many Requests\"}") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(503, "") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(404, "{\"message\":\"Not Found\"}") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(200, "{\"username\":\"acme\"}") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(201, "username=u\ndevice=d\n") == TPROV_NEXT_GIVE_UP);
+}
+
+static void test_backoff_has_full_jitter_within_an_exponential_cap(void)
+{
+    uint32_t attempt;
+
+    /* With the largest random value the delay is the ceiling itself. */
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, false, 0, UINT32_MAX) <= 1000);
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, false, 0, 1000) == 1000);
+    CHECK(tprov_retry_delay_ms(2, 1000, 60000, false, 0, 2000) == 2000);
+    CHECK(tprov_retry_delay_ms(3, 1000, 60000, false, 0, 4000) == 4000);
+    CHECK(tprov_retry_delay_ms(3, 1000, 60000, false, 0, 4001) == 0);
+    CHECK(tprov_retry_delay_ms(7, 1000, 60000, false, 0, 60000) == 60000);
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, false, 0, 0) == 0);
+    for (attempt = 0; attempt < 100; attempt++) {
+        CHECK(tprov_retry_delay_ms(attempt, 1000, 60000, false, 0, 0xDEADBEEFu) <= 60000);
+        CHECK(tprov_retry_delay_ms(attempt, 0, 60000, false, 0, 0xDEADBEEFu) == 0);
+    }
+    CHECK(tprov_retry_delay_ms(UINT32_MAX, UINT32_MAX, UINT32_MAX, false, 0, UINT32_MAX) ==
+          UINT32_MAX);
+}
+
+static void test_retry_after_comes_first_and_is_clamped(void)
+{
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, true, 30, 0) == 30000);
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, true, 30, 500) == 30500);
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, true, 0, 0) == 0);
+    CHECK(tprov_retry_delay_ms(1, 1000, 60000, true, UINT32_MAX, 0) ==
+          TPROV_RETRY_AFTER_MAX_SECS * 1000u);
+    CHECK(tprov_retry_delay_ms(40, UINT32_MAX, UINT32_MAX, true, UINT32_MAX, UINT32_MAX) ==
+          UINT32_MAX);
+}
+
+/* --- the rest --- */
+
+static void test_status_names_are_distinct(void)
+{
+    int a;
+    int b;
+
+    for (a = TPROV_OK; a <= TPROV_ERR_RESPONSE_DEVICE_MISMATCH; a++) {
+        CHECK(strncmp(tprov_status_name((tprov_status_t)a), "TPROV_", 6) == 0);
+        CHECK(strcmp(tprov_status_name((tprov_status_t)a), "TPROV_UNKNOWN") != 0);
+        for (b = a + 1; b <= TPROV_ERR_RESPONSE_DEVICE_MISMATCH; b++) {
+            CHECK(strcmp(tprov_status_name((tprov_status_t)a),
+                         tprov_status_name((tprov_status_t)b)) != 0);
+        }
+    }
+    CHECK(strcmp(tprov_status_name(TPROV_ERR_KEY), "TPROV_ERR_KEY") == 0);
+    CHECK(strcmp(tprov_status_name((tprov_status_t)999), "TPROV_UNKNOWN") == 0);
+}
+
+static void test_memzero_clears_every_byte(void)
+{
+    unsigned char buf[37];
+
+    memset(buf, 0xA5, sizeof buf);
+    tprov_memzero(buf, sizeof buf);
+    CHECK(is_all_zero(buf, sizeof buf));
+    tprov_memzero(NULL, 0);
+}
+
+static uint32_t g_rng = 0x2545F491u;
+
+static uint32_t next_random(void)
+{
+    /* xorshift32: deterministic, so a failure reproduces */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 17;
+    g_rng ^= g_rng << 5;
+    return g_rng;
+}
+
+static int is_terminated(const char *field, size_t size)
+{
+    return memchr(field, '\0', size) != NULL;
+}
+
+/* Mutated and random bodies: the parser must return a defined status, leave nothing behind on
+ * failure, and on success hold NUL-terminated fields that passed their checks. */
+static void test_parser_survives_mutated_and_random_input(void)
+{
+    static const char *const seeds[] = { SUCCESS_BODY, "error=clock_skew\nserver_time=17\n",
+                                         "error=upstream_unavailable\nretry_after=30\n" };
+    char body[TPROV_RESPONSE_MAX_LEN + 16];
+    tprov_response_t r;
+    int i;
+
+    for (i = 0; i < 30000; i++) {
+        size_t len;
+        int edits;
+        tprov_status_t status;
+
+        if (i % 10 == 0) {
+            size_t k;
+
+            len = next_random() % sizeof body;
+            for (k = 0; k < len; k++) {
+                body[k] = (char)(next_random() & 0xFFu);
+            }
+        } else {
+            const char *seed = seeds[next_random() % 3u];
+
+            len = strlen(seed);
+            memcpy(body, seed, len);
+            for (edits = 1 + (int)(next_random() % 4u); edits > 0; edits--) {
+                size_t at = next_random() % len;
+                uint32_t what = next_random() % 4u;
+
+                if (what == 0) {
+                    body[at] = (char)(next_random() & 0xFFu);
+                } else if (what == 1) {
+                    body[at] = "=\n\r\0a0"[next_random() % 6u];
+                } else if (what == 2 && len > 1) {
+                    len = at + 1; /* truncate */
+                } else if (len + 8 < sizeof body) {
+                    memmove(body + at + 8, body + at, len - at); /* grow a value */
+                    memset(body + at, 'z', 8);
+                    len += 8;
+                }
+            }
+        }
+        status = parse_n(body, len, (i & 1) ? DEVICE_ID : NULL, &r);
+        CHECK(strncmp(tprov_status_name(status), "TPROV_", 6) == 0);
+        CHECK(strcmp(tprov_status_name(status), "TPROV_UNKNOWN") != 0);
+        if (status != TPROV_OK) {
+            CHECK(is_all_zero(&r, sizeof r));
+            continue;
+        }
+        CHECK(r.kind == TPROV_RESPONSE_SUCCESS || r.kind == TPROV_RESPONSE_ERROR);
+        CHECK(is_terminated(r.username, sizeof r.username));
+        CHECK(is_terminated(r.credential, sizeof r.credential));
+        CHECK(is_terminated(r.host, sizeof r.host));
+        CHECK(is_terminated(r.error, sizeof r.error));
+        if (r.kind == TPROV_RESPONSE_SUCCESS) {
+            CHECK(tprov_validate_device_id(r.device) == TPROV_OK);
+            CHECK(r.credential[0] != '\0');
+        } else {
+            CHECK(r.error[0] != '\0');
+            CHECK(r.credential[0] == '\0');
+        }
+        if (g_case_failures > 0) {
+            fprintf(stderr, "  failing input %d, %zu bytes\n", i, len);
+            return;
+        }
+    }
+}
+
+int main(void)
+{
+    RUN(test_vector_device_key);
+    RUN(test_vector_signature);
+    RUN(test_vector_request_body);
+    RUN(test_longest_request_body_fits_the_documented_bound);
+    RUN(test_timestamp_zero_is_signed_as_0);
+    RUN(test_request_body_refuses_a_small_buffer_and_wipes_it);
+    RUN(test_small_key_and_signature_buffers_are_refused);
+    RUN(test_device_ids_are_validated);
+    RUN(test_malformed_device_keys_are_refused);
+    RUN(test_fleet_keys_outside_32_to_256_bytes_are_refused);
+    RUN(test_success_response_is_parsed);
+    RUN(test_host_may_carry_a_port);
+    RUN(test_created_false_means_the_device_existed);
+    RUN(test_field_order_is_free);
+    RUN(test_values_split_at_the_first_equals_sign);
+    RUN(test_utf8_username_is_kept);
+    RUN(test_unknown_keys_are_ignored);
+    RUN(test_error_response_is_parsed);
+    RUN(test_error_with_retry_after);
+    RUN(test_error_with_server_time);
+    RUN(test_error_response_carries_no_credentials);
+    RUN(test_crlf_line_endings_are_accepted);
+    RUN(test_maximum_lengths_are_accepted);
+    RUN(test_body_of_exactly_the_maximum_size_is_accepted);
+    RUN(test_empty_body_is_refused);
+    RUN(test_truncated_body_is_refused);
+    RUN(test_oversized_body_is_refused);
+    RUN(test_oversized_values_are_refused);
+    RUN(test_each_missing_success_field_is_refused);
+    RUN(test_bad_created_values_are_refused);
+    RUN(test_duplicate_known_keys_are_refused);
+    RUN(test_bad_numbers_are_refused);
+    RUN(test_bad_field_values_are_refused);
+    RUN(test_lines_that_are_not_key_value_are_refused);
+    RUN(test_control_bytes_and_stray_cr_are_refused);
+    RUN(test_credentials_for_another_device_are_refused);
+    RUN(test_null_arguments_are_refused);
+    RUN(test_next_step_follows_the_retry_rules);
+    RUN(test_backoff_has_full_jitter_within_an_exponential_cap);
+    RUN(test_retry_after_comes_first_and_is_clamped);
+    RUN(test_status_names_are_distinct);
+    RUN(test_memzero_clears_every_byte);
+    RUN(test_parser_survives_mutated_and_random_input);
+
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,164 @@
+/*
+ * thinger_provision: the device side of the thinger-provisioner protocol, version 1.
+ *
+ * Portable C99 with no I/O and no allocation: every buffer is the caller's, every failure is a
+ * tprov_status_t. Crypto comes from mbedTLS (HMAC-SHA256 and base64 only), with calls that exist
+ * in both mbedTLS 2.28 and 3.x; mbedtls_md_hmac() itself borrows its SHA-256 context and HMAC
+ * pads (about 240 bytes) from the mbedTLS allocator for the length of the call. The transport
+ * (HTTP over TLS) is the caller's: see docs/firmware.md for the protocol and
+ * clients/c/provision.c for a complete client.
+ *
+ * A provisioning round, in the caller:
+ *   1. tprov_build_request_body(device, now + clock_offset, device_key_b64, body, ...)
+ *   2. POST body to TPROV_PATH with Content-Type TPROV_CONTENT_TYPE and Accept TPROV_ACCEPT
+ *   3. tprov_parse_response(response_body, length, device, &response)
+ *   4. tprov_next_step(http_status, parse_status, &response) says what to do next.
+ */
+#ifndef THINGER_PROVISION_H
+#define THINGER_PROVISION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TPROV_PROTOCOL_VERSION 1
+#define TPROV_PATH "/v1/provision"
+#define TPROV_CONTENT_TYPE "application/json"
+#define TPROV_ACCEPT "text/plain"
+
+/* Field bounds, in bytes, not counting the terminating NUL. */
+#define TPROV_DEVICE_ID_MAX_LEN 32
+#define TPROV_USERNAME_MAX_LEN 64
+#define TPROV_CREDENTIAL_MAX_LEN 255
+/* A host name (at most 253) and an optional ":port" (at most 6 more). */
+#define TPROV_HOST_MAX_LEN 259
+#define TPROV_ERROR_CODE_MAX_LEN 32
+
+/* A device key is HMAC-SHA256 output: 32 bytes, 44 characters of base64. */
+#define TPROV_DEVICE_KEY_LEN 32
+#define TPROV_DEVICE_KEY_B64_LEN 44
+#define TPROV_SIGNATURE_B64_LEN 44
+#define TPROV_FLEET_KEY_MIN_LEN 32
+#define TPROV_FLEET_KEY_MAX_LEN 256
+
+/* Longest request body: {"device":"<32>","timestamp":<20 digits>,"signature":"<44>"}. */
+#define TPROV_REQUEST_BODY_MAX_LEN 137
+/* The largest text response a v1 server may send; anything longer is refused unparsed. */
+#define TPROV_RESPONSE_MAX_LEN 1024
+/* Retry-After values above this are clamped, so no answer can park a device for days. */
+#define TPROV_RETRY_AFTER_MAX_SECS 3600u
+
+typedef enum {
+    TPROV_OK = 0,
+    TPROV_ERR_ARGUMENT,              /* a NULL pointer where a value is required */
+    TPROV_ERR_BUFFER_TOO_SMALL,      /* the output buffer cannot hold the result and its NUL */
+    TPROV_ERR_DEVICE_ID,             /* the device ID does not match ^[A-Za-z0-9_-]{1,32}$ */
+    TPROV_ERR_KEY,                   /* a key is not valid base64 or has the wrong length */
+    TPROV_ERR_CRYPTO,                /* mbedTLS failed: no SHA-256 in its build, or no memory */
+    TPROV_ERR_RESPONSE_EMPTY,        /* the response body has no bytes */
+    TPROV_ERR_RESPONSE_TOO_LARGE,    /* the body is longer than TPROV_RESPONSE_MAX_LEN */
+    TPROV_ERR_RESPONSE_TRUNCATED,    /* the last line has no terminating '\n' */
+    TPROV_ERR_RESPONSE_SYNTAX,       /* a line is not key=value, or holds a control byte */
+    TPROV_ERR_RESPONSE_DUPLICATE,    /* a known key appears twice */
+    TPROV_ERR_RESPONSE_VALUE_TOO_LONG, /* a known value is longer than its field */
+    TPROV_ERR_RESPONSE_VALUE,        /* a known value is empty or malformed */
+    TPROV_ERR_RESPONSE_MISSING,      /* a success response lacks a required key */
+    TPROV_ERR_RESPONSE_DEVICE_MISMATCH /* the credentials are for another device */
+} tprov_status_t;
+
+typedef enum {
+    TPROV_RESPONSE_NONE = 0, /* nothing parsed: the status said why */
+    TPROV_RESPONSE_SUCCESS,
+    TPROV_RESPONSE_ERROR
+} tprov_response_kind_t;
+
+/* A parsed text response. Success fields are set for TPROV_RESPONSE_SUCCESS, the others for
+ * TPROV_RESPONSE_ERROR; every string is NUL-terminated. It holds the credential: wipe it with
+ * tprov_memzero() once stored. */
+typedef struct {
+    tprov_response_kind_t kind;
+    char username[TPROV_USERNAME_MAX_LEN + 1];
+    char device[TPROV_DEVICE_ID_MAX_LEN + 1];
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    char host[TPROV_HOST_MAX_LEN + 1];
+    bool created; /* true: 201, new device; false: 200, existed, its credential was replaced */
+    char error[TPROV_ERROR_CODE_MAX_LEN + 1];
+    bool has_retry_after;
+    uint32_t retry_after_secs;
+    bool has_server_time;
+    uint64_t server_time; /* Unix seconds, set with error "clock_skew" */
+} tprov_response_t;
+
+/* What the caller does after one exchange. */
+typedef enum {
+    TPROV_NEXT_STORE_CREDENTIALS = 0, /* success: store the response fields, stop */
+    TPROV_NEXT_RETRY_WITH_SERVER_TIME, /* clock_skew: retry now, once, with server_time as now */
+    TPROV_NEXT_RETRY_LATER,          /* transient: wait tprov_retry_delay_ms(), then retry */
+    TPROV_NEXT_GIVE_UP               /* permanent: the same request will fail again */
+} tprov_next_t;
+
+/* Returns the enumerator's name ("TPROV_ERR_KEY"), or "TPROV_UNKNOWN". Never NULL. */
+const char *tprov_status_name(tprov_status_t status);
+
+/* Returns TPROV_OK when device_id matches ^[A-Za-z0-9_-]{1,32}$, else TPROV_ERR_DEVICE_ID
+ * (TPROV_ERR_ARGUMENT for NULL). */
+tprov_status_t tprov_validate_device_id(const char *device_id);
+
+/* Factory and test helper, never needed on a device: writes base64(HMAC-SHA256(fleet key,
+ * device_id)) and a NUL to out (out_size >= TPROV_DEVICE_KEY_B64_LEN + 1). The fleet key is
+ * base64 of 32 to 256 bytes. Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_DEVICE_ID, TPROV_ERR_KEY,
+ * TPROV_ERR_BUFFER_TOO_SMALL, TPROV_ERR_CRYPTO. */
+tprov_status_t tprov_derive_device_key(const char *fleet_key_b64, const char *device_id,
+                                       char *out, size_t out_size);
+
+/* Writes the request signature, base64(HMAC-SHA256(device key, "v1\n" device "\n" timestamp)),
+ * and a NUL to out (out_size >= TPROV_SIGNATURE_B64_LEN + 1). The device key is the 44-character
+ * base64 text flashed at the factory. Errors as tprov_derive_device_key. */
+tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char *device_key_b64,
+                          char *out, size_t out_size);
+
+/* Writes the JSON request body and a NUL to out (out_size >= TPROV_REQUEST_BODY_MAX_LEN + 1 is
+ * always enough) and its length, without the NUL, to *out_len. The body is a short-lived bearer
+ * token: send it once, log it never, wipe it after. Errors as tprov_sign. */
+tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestamp,
+                                        const char *device_key_b64, char *out, size_t out_size,
+                                        size_t *out_len);
+
+/* Parses a text response body (Accept: text/plain) of len bytes; it need not be NUL-terminated.
+ * Lines end in "\n" ("\r\n" is accepted too); each is key=value, split at the first '='. Unknown
+ * keys are ignored; a known key must be well formed and appear at most once. A body with an
+ * "error" key is an error response, otherwise it is a success that must carry username, device,
+ * credential, host and created. When expected_device is not NULL a success for another device
+ * is refused. On failure *out is wiped. Errors: TPROV_ERR_ARGUMENT and TPROV_ERR_RESPONSE_*. */
+tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
+                                    tprov_response_t *out);
+
+/* Decides what follows one exchange. http_status is 0 when no HTTP answer came (DNS, connect,
+ * timeout); parse_status and response are what tprov_parse_response gave for the body
+ * (response is read only when parse_status is TPROV_OK). A caller that already retried once
+ * with the server time treats a second TPROV_NEXT_RETRY_WITH_SERVER_TIME as TPROV_NEXT_GIVE_UP,
+ * and one whose TLS peer failed verification gives up without asking. */
+tprov_next_t tprov_next_step(long http_status, tprov_status_t parse_status,
+                             const tprov_response_t *response);
+
+/* Milliseconds to wait before retry number attempt (1 for the first retry). Exponential backoff
+ * with full jitter: uniform in [0, min(cap_ms, base_ms * 2^(attempt-1))], drawn from
+ * random_value. With a Retry-After (from the body or the header) that many seconds, at most
+ * TPROV_RETRY_AFTER_MAX_SECS, come first and the jitter is added on top. Saturates at
+ * UINT32_MAX. */
+uint32_t tprov_retry_delay_ms(uint32_t attempt, uint32_t base_ms, uint32_t cap_ms,
+                              bool has_retry_after, uint32_t retry_after_secs,
+                              uint32_t random_value);
+
+/* Overwrites len bytes at p with zeros in a way the compiler may not remove. */
+void tprov_memzero(void *p, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* THINGER_PROVISION_H */

@@ -1,0 +1,20 @@
+// Build-time settings of the sketch. Nothing here is a secret of the platform or of the fleet:
+// the per-device key lives in NVS (see README.md), the Thinger credentials come from the service.
+#pragma once
+
+// Wi-Fi of the site. A product would take these from a captive portal (ThingerESP32WebConfig)
+// or SmartConfig instead of the firmware image.
+#define WIFI_SSID "your-ssid"
+#define WIFI_PASSWORD "your-wifi-password"
+
+// The provisioning service: https://PROVISIONING_HOST PROVISIONING_BASE_PATH/v1/provision.
+// PROVISIONING_BASE_PATH is "" for an HTTP API's default stage or a custom domain, "/dev" for a
+// REST API stage named dev. Its root CA is in provisioning_ca.h.
+#define PROVISIONING_HOST "abc123defg.execute-api.eu-west-1.amazonaws.com"
+#define PROVISIONING_PORT 443
+#define PROVISIONING_BASE_PATH ""
+
+// Only for a private Thinger.io instance: the thinger.io library picks its TLS root certificate
+// at compile time from this define (community servers without it, Let's Encrypt with it). The
+// host the service returns is still the one the device connects to; see README.md.
+// #define THINGER_SERVER "acme.aws.thinger.io"

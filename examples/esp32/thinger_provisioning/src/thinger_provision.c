@@ -1,0 +1,645 @@
+/* thinger_provision: see thinger_provision.h for the contract of each function. */
+#include "thinger_provision.h"
+
+#include <string.h>
+
+#include "mbedtls/base64.h"
+#include "mbedtls/md.h"
+
+#define SIGNATURE_PREFIX "v1\n"
+#define U64_MAX_DIGITS 20
+/* "v1\n" + device ID + "\n" + timestamp */
+#define SIGNED_MESSAGE_MAX_LEN (3 + TPROV_DEVICE_ID_MAX_LEN + 1 + U64_MAX_DIGITS)
+/* base64 of TPROV_FLEET_KEY_MAX_LEN bytes, with padding */
+#define FLEET_KEY_B64_MAX_LEN (((TPROV_FLEET_KEY_MAX_LEN + 2) / 3) * 4)
+/* Decoders get a few spare bytes so that a library's length estimate never rejects a good key;
+ * the decoded length is checked exactly afterwards. */
+#define DECODE_SLACK 4
+
+/* One bit per known response key, to refuse duplicates. */
+#define SEEN_USERNAME 0x01u
+#define SEEN_DEVICE 0x02u
+#define SEEN_CREDENTIAL 0x04u
+#define SEEN_HOST 0x08u
+#define SEEN_CREATED 0x10u
+#define SEEN_ERROR 0x20u
+#define SEEN_RETRY_AFTER 0x40u
+#define SEEN_SERVER_TIME 0x80u
+#define SEEN_ALL_SUCCESS \
+    (SEEN_USERNAME | SEEN_DEVICE | SEEN_CREDENTIAL | SEEN_HOST | SEEN_CREATED)
+
+void tprov_memzero(void *p, size_t len)
+{
+    volatile unsigned char *v = (volatile unsigned char *)p;
+
+    while (len > 0) {
+        *v++ = 0;
+        len--;
+    }
+}
+
+const char *tprov_status_name(tprov_status_t status)
+{
+    switch (status) {
+    case TPROV_OK: return "TPROV_OK";
+    case TPROV_ERR_ARGUMENT: return "TPROV_ERR_ARGUMENT";
+    case TPROV_ERR_BUFFER_TOO_SMALL: return "TPROV_ERR_BUFFER_TOO_SMALL";
+    case TPROV_ERR_DEVICE_ID: return "TPROV_ERR_DEVICE_ID";
+    case TPROV_ERR_KEY: return "TPROV_ERR_KEY";
+    case TPROV_ERR_CRYPTO: return "TPROV_ERR_CRYPTO";
+    case TPROV_ERR_RESPONSE_EMPTY: return "TPROV_ERR_RESPONSE_EMPTY";
+    case TPROV_ERR_RESPONSE_TOO_LARGE: return "TPROV_ERR_RESPONSE_TOO_LARGE";
+    case TPROV_ERR_RESPONSE_TRUNCATED: return "TPROV_ERR_RESPONSE_TRUNCATED";
+    case TPROV_ERR_RESPONSE_SYNTAX: return "TPROV_ERR_RESPONSE_SYNTAX";
+    case TPROV_ERR_RESPONSE_DUPLICATE: return "TPROV_ERR_RESPONSE_DUPLICATE";
+    case TPROV_ERR_RESPONSE_VALUE_TOO_LONG: return "TPROV_ERR_RESPONSE_VALUE_TOO_LONG";
+    case TPROV_ERR_RESPONSE_VALUE: return "TPROV_ERR_RESPONSE_VALUE";
+    case TPROV_ERR_RESPONSE_MISSING: return "TPROV_ERR_RESPONSE_MISSING";
+    case TPROV_ERR_RESPONSE_DEVICE_MISMATCH: return "TPROV_ERR_RESPONSE_DEVICE_MISMATCH";
+    }
+    return "TPROV_UNKNOWN";
+}
+
+/* Character classes by value, not <ctype.h>, so that no locale can widen them. */
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(unsigned char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static bool is_device_id_char(unsigned char c)
+{
+    return is_alnum(c) || c == '_' || c == '-';
+}
+
+static bool is_base64_char(unsigned char c)
+{
+    return is_alnum(c) || c == '+' || c == '/';
+}
+
+static bool is_key_char(unsigned char c)
+{
+    return is_alnum(c) || c == '_' || c == '-' || c == '.';
+}
+
+static bool is_control(unsigned char c)
+{
+    return c < 0x20u || c == 0x7Fu;
+}
+
+tprov_status_t tprov_validate_device_id(const char *device_id)
+{
+    size_t i;
+
+    if (device_id == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    for (i = 0; device_id[i] != '\0'; i++) {
+        if (i == TPROV_DEVICE_ID_MAX_LEN || !is_device_id_char((unsigned char)device_id[i])) {
+            return TPROV_ERR_DEVICE_ID;
+        }
+    }
+    return i == 0 ? TPROV_ERR_DEVICE_ID : TPROV_OK;
+}
+
+/* Writes v in decimal, without a NUL; returns the number of digits. */
+static size_t format_u64(uint64_t v, char out[U64_MAX_DIGITS])
+{
+    char reversed[U64_MAX_DIGITS];
+    size_t n = 0;
+    size_t i;
+
+    do {
+        reversed[n++] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    for (i = 0; i < n; i++) {
+        out[i] = reversed[n - 1u - i];
+    }
+    return n;
+}
+
+static tprov_status_t hmac_sha256(const unsigned char *key, size_t key_len,
+                                  const unsigned char *message, size_t message_len,
+                                  unsigned char out[TPROV_DEVICE_KEY_LEN])
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+
+    if (md == NULL || mbedtls_md_hmac(md, key, key_len, message, message_len, out) != 0) {
+        return TPROV_ERR_CRYPTO;
+    }
+    return TPROV_OK;
+}
+
+/* 32 bytes to 44 characters of base64 and a NUL; out_size was checked by the caller. */
+static tprov_status_t encode_32(const unsigned char in[TPROV_DEVICE_KEY_LEN], char *out,
+                                size_t out_size)
+{
+    size_t written = 0;
+
+    if (mbedtls_base64_encode((unsigned char *)out, out_size, &written, in,
+                              TPROV_DEVICE_KEY_LEN) != 0 ||
+        written != TPROV_DEVICE_KEY_B64_LEN) {
+        return TPROV_ERR_CRYPTO;
+    }
+    return TPROV_OK;
+}
+
+/* The device key must be exactly the 44 characters the factory flashed: 43 of the alphabet and
+ * one '='. A stray newline or space from NVS or a file is refused here rather than guessed at. */
+static tprov_status_t decode_device_key(const char *b64, unsigned char key[TPROV_DEVICE_KEY_LEN])
+{
+    unsigned char decoded[TPROV_DEVICE_KEY_LEN + DECODE_SLACK];
+    size_t decoded_len = 0;
+    size_t i;
+    tprov_status_t status = TPROV_OK;
+
+    for (i = 0; i < TPROV_DEVICE_KEY_B64_LEN - 1u; i++) {
+        if (!is_base64_char((unsigned char)b64[i])) {
+            return TPROV_ERR_KEY;
+        }
+    }
+    if (b64[TPROV_DEVICE_KEY_B64_LEN - 1u] != '=' || b64[TPROV_DEVICE_KEY_B64_LEN] != '\0') {
+        return TPROV_ERR_KEY;
+    }
+    if (mbedtls_base64_decode(decoded, sizeof decoded, &decoded_len, (const unsigned char *)b64,
+                              TPROV_DEVICE_KEY_B64_LEN) != 0 ||
+        decoded_len != TPROV_DEVICE_KEY_LEN) {
+        status = TPROV_ERR_KEY;
+    } else {
+        memcpy(key, decoded, TPROV_DEVICE_KEY_LEN);
+    }
+    tprov_memzero(decoded, sizeof decoded);
+    return status;
+}
+
+tprov_status_t tprov_derive_device_key(const char *fleet_key_b64, const char *device_id,
+                                       char *out, size_t out_size)
+{
+    unsigned char fleet_key[TPROV_FLEET_KEY_MAX_LEN + DECODE_SLACK];
+    unsigned char device_key[TPROV_DEVICE_KEY_LEN];
+    size_t fleet_key_b64_len = 0;
+    size_t fleet_key_len = 0;
+    tprov_status_t status;
+
+    if (fleet_key_b64 == NULL || device_id == NULL || out == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    if (out_size < TPROV_DEVICE_KEY_B64_LEN + 1u) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    status = tprov_validate_device_id(device_id);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    while (fleet_key_b64[fleet_key_b64_len] != '\0') {
+        if (++fleet_key_b64_len > FLEET_KEY_B64_MAX_LEN) {
+            return TPROV_ERR_KEY;
+        }
+    }
+    if (mbedtls_base64_decode(fleet_key, sizeof fleet_key, &fleet_key_len,
+                              (const unsigned char *)fleet_key_b64, fleet_key_b64_len) != 0 ||
+        fleet_key_len < TPROV_FLEET_KEY_MIN_LEN || fleet_key_len > TPROV_FLEET_KEY_MAX_LEN) {
+        status = TPROV_ERR_KEY;
+    } else {
+        status = hmac_sha256(fleet_key, fleet_key_len, (const unsigned char *)device_id,
+                             strlen(device_id), device_key);
+    }
+    if (status == TPROV_OK) {
+        status = encode_32(device_key, out, out_size);
+    }
+    tprov_memzero(fleet_key, sizeof fleet_key);
+    tprov_memzero(device_key, sizeof device_key);
+    if (status != TPROV_OK) {
+        tprov_memzero(out, out_size);
+    }
+    return status;
+}
+
+tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char *device_key_b64,
+                          char *out, size_t out_size)
+{
+    unsigned char device_key[TPROV_DEVICE_KEY_LEN];
+    unsigned char mac[TPROV_DEVICE_KEY_LEN];
+    char message[SIGNED_MESSAGE_MAX_LEN];
+    size_t message_len;
+    size_t device_id_len;
+    tprov_status_t status;
+
+    if (device_id == NULL || device_key_b64 == NULL || out == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    if (out_size < TPROV_SIGNATURE_B64_LEN + 1u) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    status = tprov_validate_device_id(device_id);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    status = decode_device_key(device_key_b64, device_key);
+    if (status != TPROV_OK) {
+        return status;
+    }
+
+    device_id_len = strlen(device_id);
+    memcpy(message, SIGNATURE_PREFIX, sizeof SIGNATURE_PREFIX - 1u);
+    message_len = sizeof SIGNATURE_PREFIX - 1u;
+    memcpy(message + message_len, device_id, device_id_len);
+    message_len += device_id_len;
+    message[message_len++] = '\n';
+    message_len += format_u64(timestamp, message + message_len);
+
+    status = hmac_sha256(device_key, sizeof device_key, (const unsigned char *)message,
+                         message_len, mac);
+    if (status == TPROV_OK) {
+        status = encode_32(mac, out, out_size);
+    }
+    tprov_memzero(device_key, sizeof device_key);
+    tprov_memzero(mac, sizeof mac);
+    return status;
+}
+
+/* A bounded string builder: appends until the buffer is full, then only records overflow. */
+typedef struct {
+    char *buf;
+    size_t size;
+    size_t len;
+    bool overflow;
+} writer_t;
+
+static void append(writer_t *w, const char *data, size_t data_len)
+{
+    if (w->overflow || data_len >= w->size - w->len) {
+        w->overflow = true;
+        return;
+    }
+    memcpy(w->buf + w->len, data, data_len);
+    w->len += data_len;
+    w->buf[w->len] = '\0';
+}
+
+static void append_str(writer_t *w, const char *s)
+{
+    append(w, s, strlen(s));
+}
+
+tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestamp,
+                                        const char *device_key_b64, char *out, size_t out_size,
+                                        size_t *out_len)
+{
+    char signature[TPROV_SIGNATURE_B64_LEN + 1];
+    char digits[U64_MAX_DIGITS];
+    writer_t w;
+    tprov_status_t status;
+
+    if (out == NULL || out_len == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    *out_len = 0;
+    if (out_size == 0) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    out[0] = '\0';
+    status = tprov_sign(device_id, timestamp, device_key_b64, signature, sizeof signature);
+    if (status != TPROV_OK) {
+        return status;
+    }
+
+    /* The device ID and base64 need no JSON escaping: their alphabets hold no '"' or '\'. */
+    w.buf = out;
+    w.size = out_size;
+    w.len = 0;
+    w.overflow = false;
+    append_str(&w, "{\"device\":\"");
+    append_str(&w, device_id);
+    append_str(&w, "\",\"timestamp\":");
+    append(&w, digits, format_u64(timestamp, digits));
+    append_str(&w, ",\"signature\":\"");
+    append_str(&w, signature);
+    append_str(&w, "\"}");
+    tprov_memzero(signature, sizeof signature);
+
+    if (w.overflow) {
+        tprov_memzero(out, out_size);
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    *out_len = w.len;
+    return TPROV_OK;
+}
+
+static bool key_equals(const char *key, size_t key_len, const char *name)
+{
+    return strlen(name) == key_len && memcmp(key, name, key_len) == 0;
+}
+
+static tprov_status_t copy_value(char *field, size_t max_len, const char *value, size_t value_len)
+{
+    if (value_len == 0) {
+        return TPROV_ERR_RESPONSE_VALUE;
+    }
+    if (value_len > max_len) {
+        return TPROV_ERR_RESPONSE_VALUE_TOO_LONG;
+    }
+    memcpy(field, value, value_len);
+    field[value_len] = '\0';
+    return TPROV_OK;
+}
+
+typedef enum {
+    CHARS_ANY_TEXT,   /* control bytes were refused for the whole line already */
+    CHARS_PRINTABLE,  /* visible ASCII, no space: credentials */
+    CHARS_HOSTNAME,   /* letters, digits, '.', '-', and ':' before a port */
+    CHARS_ERROR_CODE  /* lower-case letters, digits, '_' */
+} charset_t;
+
+static bool value_in_charset(const char *value, size_t value_len, charset_t charset)
+{
+    size_t i;
+
+    for (i = 0; i < value_len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        bool ok;
+
+        switch (charset) {
+        case CHARS_PRINTABLE: ok = c > 0x20u && c < 0x7Fu; break;
+        case CHARS_HOSTNAME: ok = is_alnum(c) || c == '.' || c == '-' || c == ':'; break;
+        case CHARS_ERROR_CODE: ok = (c >= 'a' && c <= 'z') || is_digit(c) || c == '_'; break;
+        case CHARS_ANY_TEXT: /* fall through */
+        default: ok = true; break;
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static tprov_status_t copy_text(char *field, size_t max_len, const char *value, size_t value_len,
+                                charset_t charset)
+{
+    tprov_status_t status = copy_value(field, max_len, value, value_len);
+
+    if (status == TPROV_OK && !value_in_charset(value, value_len, charset)) {
+        status = TPROV_ERR_RESPONSE_VALUE;
+    }
+    return status;
+}
+
+static tprov_status_t parse_decimal(const char *value, size_t value_len, uint64_t max,
+                                    uint64_t *out)
+{
+    uint64_t result = 0;
+    size_t i;
+
+    if (value_len == 0) {
+        return TPROV_ERR_RESPONSE_VALUE;
+    }
+    for (i = 0; i < value_len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        uint64_t digit;
+
+        if (!is_digit(c)) {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+        digit = (uint64_t)(c - '0');
+        if (result > (max - digit) / 10u) {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+        result = result * 10u + digit;
+    }
+    *out = result;
+    return TPROV_OK;
+}
+
+static tprov_status_t parse_field(const char *key, size_t key_len, const char *value,
+                                  size_t value_len, unsigned *seen, tprov_response_t *out)
+{
+    unsigned bit;
+    tprov_status_t status;
+    uint64_t number = 0;
+
+    if (key_equals(key, key_len, "username")) {
+        bit = SEEN_USERNAME;
+    } else if (key_equals(key, key_len, "device")) {
+        bit = SEEN_DEVICE;
+    } else if (key_equals(key, key_len, "credential")) {
+        bit = SEEN_CREDENTIAL;
+    } else if (key_equals(key, key_len, "host")) {
+        bit = SEEN_HOST;
+    } else if (key_equals(key, key_len, "created")) {
+        bit = SEEN_CREATED;
+    } else if (key_equals(key, key_len, "error")) {
+        bit = SEEN_ERROR;
+    } else if (key_equals(key, key_len, "retry_after")) {
+        bit = SEEN_RETRY_AFTER;
+    } else if (key_equals(key, key_len, "server_time")) {
+        bit = SEEN_SERVER_TIME;
+    } else {
+        return TPROV_OK; /* unknown keys belong to later protocol versions */
+    }
+    if ((*seen & bit) != 0u) {
+        return TPROV_ERR_RESPONSE_DUPLICATE;
+    }
+    *seen |= bit;
+
+    switch (bit) {
+    case SEEN_USERNAME:
+        return copy_text(out->username, TPROV_USERNAME_MAX_LEN, value, value_len, CHARS_ANY_TEXT);
+    case SEEN_DEVICE:
+        status = copy_value(out->device, TPROV_DEVICE_ID_MAX_LEN, value, value_len);
+        if (status == TPROV_OK && tprov_validate_device_id(out->device) != TPROV_OK) {
+            status = TPROV_ERR_RESPONSE_VALUE;
+        }
+        return status;
+    case SEEN_CREDENTIAL:
+        return copy_text(out->credential, TPROV_CREDENTIAL_MAX_LEN, value, value_len,
+                         CHARS_PRINTABLE);
+    case SEEN_HOST:
+        return copy_text(out->host, TPROV_HOST_MAX_LEN, value, value_len, CHARS_HOSTNAME);
+    case SEEN_CREATED:
+        if (key_equals(value, value_len, "true")) {
+            out->created = true;
+        } else if (key_equals(value, value_len, "false")) {
+            out->created = false;
+        } else {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+        return TPROV_OK;
+    case SEEN_ERROR:
+        return copy_text(out->error, TPROV_ERROR_CODE_MAX_LEN, value, value_len,
+                         CHARS_ERROR_CODE);
+    case SEEN_RETRY_AFTER:
+        status = parse_decimal(value, value_len, UINT32_MAX, &number);
+        out->retry_after_secs = (uint32_t)number;
+        out->has_retry_after = status == TPROV_OK;
+        return status;
+    default: /* SEEN_SERVER_TIME */
+        status = parse_decimal(value, value_len, UINT64_MAX, &number);
+        out->server_time = number;
+        out->has_server_time = status == TPROV_OK;
+        return status;
+    }
+}
+
+static tprov_status_t parse_line(const char *line, size_t line_len, unsigned *seen,
+                                 tprov_response_t *out)
+{
+    const char *equals;
+    size_t key_len;
+    size_t i;
+
+    /* CRLF is accepted: proxies and hand-written test servers send it, and no valid value can
+     * end in CR, since control bytes are refused below. */
+    if (line_len > 0 && line[line_len - 1u] == '\r') {
+        line_len--;
+    }
+    for (i = 0; i < line_len; i++) {
+        if (is_control((unsigned char)line[i])) {
+            return TPROV_ERR_RESPONSE_SYNTAX;
+        }
+    }
+    equals = (const char *)memchr(line, '=', line_len);
+    if (equals == NULL || equals == line) {
+        return TPROV_ERR_RESPONSE_SYNTAX;
+    }
+    key_len = (size_t)(equals - line);
+    for (i = 0; i < key_len; i++) {
+        if (!is_key_char((unsigned char)line[i])) {
+            return TPROV_ERR_RESPONSE_SYNTAX;
+        }
+    }
+    return parse_field(line, key_len, equals + 1, line_len - key_len - 1u, seen, out);
+}
+
+static tprov_status_t parse_body(const char *body, size_t len, const char *expected_device,
+                                 tprov_response_t *out)
+{
+    unsigned seen = 0;
+    size_t pos = 0;
+    tprov_status_t status;
+
+    if (len == 0) {
+        return TPROV_ERR_RESPONSE_EMPTY;
+    }
+    if (len > TPROV_RESPONSE_MAX_LEN) {
+        return TPROV_ERR_RESPONSE_TOO_LARGE;
+    }
+    if (body[len - 1u] != '\n') {
+        return TPROV_ERR_RESPONSE_TRUNCATED;
+    }
+    while (pos < len) {
+        const char *line = body + pos;
+        /* Never NULL: the body ends in '\n'. */
+        const char *newline = (const char *)memchr(line, '\n', len - pos);
+        size_t line_len = (size_t)(newline - line);
+
+        status = parse_line(line, line_len, &seen, out);
+        if (status != TPROV_OK) {
+            return status;
+        }
+        pos += line_len + 1u;
+    }
+
+    if ((seen & SEEN_ERROR) != 0u) {
+        out->kind = TPROV_RESPONSE_ERROR;
+        /* An error carries no usable credentials, whatever else it holds. */
+        tprov_memzero(out->username, sizeof out->username);
+        tprov_memzero(out->device, sizeof out->device);
+        tprov_memzero(out->credential, sizeof out->credential);
+        tprov_memzero(out->host, sizeof out->host);
+        out->created = false;
+        return TPROV_OK;
+    }
+    if ((seen & SEEN_ALL_SUCCESS) != SEEN_ALL_SUCCESS) {
+        return TPROV_ERR_RESPONSE_MISSING;
+    }
+    if (expected_device != NULL && strcmp(out->device, expected_device) != 0) {
+        return TPROV_ERR_RESPONSE_DEVICE_MISMATCH;
+    }
+    out->kind = TPROV_RESPONSE_SUCCESS;
+    out->has_retry_after = false;
+    out->has_server_time = false;
+    return TPROV_OK;
+}
+
+tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
+                                    tprov_response_t *out)
+{
+    tprov_status_t status;
+
+    if (out == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    tprov_memzero(out, sizeof *out);
+    if (body == NULL && len != 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    status = parse_body(body, len, expected_device, out);
+    if (status != TPROV_OK) {
+        tprov_memzero(out, sizeof *out);
+    }
+    return status;
+}
+
+static bool is_transient_status(long http_status)
+{
+    return http_status == 0 || http_status == 408 || http_status == 429 ||
+           http_status == 500 || http_status == 502 || http_status == 503 ||
+           http_status == 504;
+}
+
+tprov_next_t tprov_next_step(long http_status, tprov_status_t parse_status,
+                             const tprov_response_t *response)
+{
+    bool is_2xx = http_status >= 200 && http_status <= 299;
+
+    if (parse_status != TPROV_OK || response == NULL) {
+        /* No protocol answer: a gateway, a proxy or the network spoke. Only their transient
+         * statuses are worth another try; a 2xx we cannot read must not rotate the credential
+         * again and again. */
+        return is_transient_status(http_status) ? TPROV_NEXT_RETRY_LATER : TPROV_NEXT_GIVE_UP;
+    }
+    if (response->kind == TPROV_RESPONSE_SUCCESS) {
+        return http_status == 200 || http_status == 201 ? TPROV_NEXT_STORE_CREDENTIALS
+                                                        : TPROV_NEXT_GIVE_UP;
+    }
+    if (response->kind != TPROV_RESPONSE_ERROR || is_2xx) {
+        return TPROV_NEXT_GIVE_UP;
+    }
+    if (strcmp(response->error, "clock_skew") == 0) {
+        return response->has_server_time ? TPROV_NEXT_RETRY_WITH_SERVER_TIME : TPROV_NEXT_GIVE_UP;
+    }
+    /* The service marks what is retryable with retry_after; 429 and 503 are retryable by
+     * definition, with or without it. Every other protocol error is final. */
+    if (response->has_retry_after || http_status == 429 || http_status == 503) {
+        return TPROV_NEXT_RETRY_LATER;
+    }
+    return TPROV_NEXT_GIVE_UP;
+}
+
+uint32_t tprov_retry_delay_ms(uint32_t attempt, uint32_t base_ms, uint32_t cap_ms,
+                              bool has_retry_after, uint32_t retry_after_secs,
+                              uint32_t random_value)
+{
+    uint64_t ceiling_ms = base_ms;
+    uint64_t delay_ms;
+    uint32_t i;
+
+    for (i = 1; i < attempt && ceiling_ms != 0u && ceiling_ms < cap_ms; i++) {
+        ceiling_ms <<= 1;
+    }
+    if (ceiling_ms > cap_ms) {
+        ceiling_ms = cap_ms;
+    }
+    delay_ms = (uint64_t)random_value % (ceiling_ms + 1u);
+    if (has_retry_after) {
+        uint32_t secs = retry_after_secs < TPROV_RETRY_AFTER_MAX_SECS ? retry_after_secs
+                                                                      : TPROV_RETRY_AFTER_MAX_SECS;
+        delay_ms += (uint64_t)secs * 1000u;
+    }
+    return delay_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)delay_ms;
+}

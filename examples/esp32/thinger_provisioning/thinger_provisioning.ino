@@ -1,0 +1,492 @@
+// An ESP32 that provisions itself on Thinger.io through a thinger-provisioner service. It proves
+// who it is with its own device key (in NVS, flashed at the factory) and receives its Thinger
+// credentials; no account token and no fleet-wide secret is in this firmware. It provisions when
+// it has no credentials or when Thinger keeps refusing them, with jittered exponential backoff.
+// Settings: settings.h. Factory steps and design notes: README.md. Protocol: docs/firmware.md.
+
+#include "settings.h" // first: it may define THINGER_SERVER for ThingerESP32.h
+#ifdef THINGER_SERVER
+#define PRIVATE_THINGER_SERVER THINGER_SERVER // the library defines a default of its own
+#endif
+#include "provisioning_ca.h"
+#include "src/thinger_provision.h"
+
+#include <Preferences.h>
+#include <WiFi.h>
+#if __has_include(<esp_random.h>)
+#include <esp_random.h> // ESP-IDF 5; ESP-IDF 4 declares esp_random() in esp_system.h
+#endif
+#include <WiFiClientSecure.h>
+#include <ThingerESP32.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+// A fleet powered on together spreads its first requests over this window.
+static const uint32_t FIRST_ATTEMPT_SPREAD_MS = 10000;
+// Transient failures (network, 429, 503): full-jitter backoff from 5 s up to 15 min.
+static const uint32_t RETRY_BASE_MS = 5000;
+static const uint32_t RETRY_CAP_MS = 15UL * 60UL * 1000UL;
+// Refusals (403 device_not_allowed, 401 invalid_signature, ...) are not retried by the backoff;
+// the device asks again after hours so that an operator's fix needs no site visit.
+static const uint32_t REFUSED_PARK_MS = 6UL * 60UL * 60UL * 1000UL;
+static const uint32_t REFUSED_PARK_JITTER_MS = 30UL * 60UL * 1000UL;
+// Thinger refusing the stored credential this many times in a row means it was replaced or
+// deleted: provision again, with a backoff of its own from 1 min up to 1 h.
+static const uint8_t AUTH_FAILURES_BEFORE_REPROVISION = 3;
+static const uint32_t REPROVISION_BASE_MS = 60000;
+static const uint32_t REPROVISION_CAP_MS = 60UL * 60UL * 1000UL;
+static const uint32_t HTTP_TIMEOUT_MS = 15000;
+static const uint32_t SNTP_WAIT_MS = 10000;
+static const time_t MIN_VALID_UNIX_TIME = 1700000000; // 2023-11-14: earlier means no clock yet
+
+static const char NVS_NAMESPACE[] = "tprov";
+static const char NVS_DEVICE_KEY[] = "device_key";
+static const char NVS_DEVICE[] = "device";
+static const char NVS_USERNAME[] = "username";
+static const char NVS_CREDENTIAL[] = "credential";
+static const char NVS_HOST[] = "host";
+
+// What one HTTPS exchange gave; the parsed body is in g_response.
+struct Exchange {
+  long http_status; // 0: no HTTP answer
+  tprov_status_t parse_status;
+  bool has_header_retry_after;
+  uint32_t header_retry_after_secs;
+};
+
+static Preferences prefs;
+static char g_device_id[TPROV_DEVICE_ID_MAX_LEN + 1];
+static char g_username[TPROV_USERNAME_MAX_LEN + 1];
+static char g_credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+static char g_host[TPROV_HOST_MAX_LEN + 1];
+static bool g_have_credentials = false;
+static uint32_t g_next_attempt_ms = 0;
+static uint32_t g_failures = 0;      // consecutive transient failures
+static uint32_t g_reprovisions = 0;  // since Thinger last accepted a credential
+static uint8_t g_auth_failures = 0;   // refused logins in a row (set from thing.handle())
+static uint32_t g_wifi_up_since_ms = 0;
+static char g_response_body[TPROV_RESPONSE_MAX_LEN];
+static tprov_response_t g_response;
+
+// The client reads these buffers when it connects, so new credentials need no new object.
+ThingerESP32 thing(g_username, g_device_id, g_credential);
+
+// esptool's read_mac order, lower-case, so the factory can derive the key from the label.
+static void make_device_id() {
+  static const char HEX_DIGITS[] = "0123456789abcdef";
+  uint64_t mac = ESP.getEfuseMac();
+  size_t len = strlen("esp32_");
+
+  memcpy(g_device_id, "esp32_", len);
+  for (int i = 0; i < 6; i++) {
+    uint8_t b = (uint8_t)(mac >> (8 * i));
+    g_device_id[len++] = HEX_DIGITS[b >> 4];
+    g_device_id[len++] = HEX_DIGITS[b & 0x0F];
+  }
+  g_device_id[len] = '\0';
+}
+
+static bool read_nvs_string(const char *key, char *out, size_t size) {
+  out[0] = '\0';
+  return prefs.isKey(key) && prefs.getString(key, out, size) > 0 && out[0] != '\0';
+}
+
+static bool g_have_key = false; // mirrors NVS, read once at boot
+
+static bool has_device_key() {
+  return g_have_key;
+}
+
+static void schedule_attempt(uint32_t delay_ms) {
+  g_next_attempt_ms = millis() + delay_ms;
+  Serial.printf("[PROVISION] next attempt in %lu s\n", (unsigned long)(delay_ms / 1000));
+}
+
+static void load_credentials() {
+  char device[TPROV_DEVICE_ID_MAX_LEN + 1];
+
+  g_have_credentials = read_nvs_string(NVS_DEVICE, device, sizeof device) &&
+                       strcmp(device, g_device_id) == 0 &&
+                       read_nvs_string(NVS_USERNAME, g_username, sizeof g_username) &&
+                       read_nvs_string(NVS_CREDENTIAL, g_credential, sizeof g_credential) &&
+                       read_nvs_string(NVS_HOST, g_host, sizeof g_host);
+  if (!g_have_credentials) {
+    tprov_memzero(g_credential, sizeof g_credential);
+  }
+}
+
+static_assert(sizeof g_username == sizeof g_response.username, "same bounds as the parser");
+static_assert(sizeof g_credential == sizeof g_response.credential, "same bounds as the parser");
+static_assert(sizeof g_host == sizeof g_response.host, "same bounds as the parser");
+
+static void store_credentials(const tprov_response_t &r) {
+  memcpy(g_username, r.username, sizeof g_username);
+  memcpy(g_credential, r.credential, sizeof g_credential);
+  memcpy(g_host, r.host, sizeof g_host);
+  bool saved = prefs.putString(NVS_DEVICE, r.device) > 0 &&
+               prefs.putString(NVS_USERNAME, r.username) > 0 &&
+               prefs.putString(NVS_CREDENTIAL, r.credential) > 0 &&
+               prefs.putString(NVS_HOST, r.host) > 0;
+  if (!saved) {
+    Serial.println("[PROVISION] warning: NVS write failed; credentials kept until reboot");
+  }
+  thing.set_credentials(g_username, g_device_id, g_credential);
+  thing.set_host(g_host);
+#ifdef PRIVATE_THINGER_SERVER
+  if (strcmp(g_host, PRIVATE_THINGER_SERVER) != 0) {
+    Serial.printf("[PROVISION] warning: host %s is not THINGER_SERVER %s; the TLS root compiled "
+                  "in may not match it\n", g_host, PRIVATE_THINGER_SERVER);
+  }
+#endif
+  g_have_credentials = true;
+}
+
+static void forget_credentials() {
+  prefs.remove(NVS_CREDENTIAL);
+  g_have_credentials = false;
+  tprov_memzero(g_credential, sizeof g_credential);
+}
+
+// Reads one byte before deadline_ms, or returns -1 at the end of the stream or on timeout.
+static int read_byte(WiFiClientSecure &client, uint32_t deadline_ms) {
+  while ((int32_t)(millis() - deadline_ms) < 0) {
+    if (client.available() > 0) {
+      return client.read();
+    }
+    if (!client.connected()) {
+      return -1;
+    }
+    delay(1);
+  }
+  return -1;
+}
+
+// Reads a header line without its CR LF; a longer line is cut to fit. Returns its length or -1.
+static int read_line(WiFiClientSecure &client, uint32_t deadline_ms, char *line, size_t size) {
+  size_t len = 0;
+
+  for (;;) {
+    int c = read_byte(client, deadline_ms);
+    if (c < 0) {
+      return -1;
+    }
+    if (c == '\n') {
+      break;
+    }
+    if (c != '\r' && len + 1 < size) {
+      line[len++] = (char)c;
+    }
+  }
+  line[len] = '\0';
+  return (int)len;
+}
+
+static bool parse_header_number(const char *text, uint32_t &out) {
+  uint64_t value = 0;
+
+  while (*text == ' ') {
+    text++;
+  }
+  if (*text < '0' || *text > '9') {
+    return false; // an HTTP-date Retry-After is ignored: the backoff applies
+  }
+  for (; *text >= '0' && *text <= '9'; text++) {
+    value = value * 10 + (uint64_t)(*text - '0');
+    if (value > UINT32_MAX) {
+      return false;
+    }
+  }
+  out = (uint32_t)value;
+  return true;
+}
+
+// POSTs body to the service and parses the answer into g_response. HTTP/1.1 with
+// Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
+// answer is refused: the service sends Content-Length).
+static void https_post(const char *body, size_t body_len, Exchange &ex) {
+  WiFiClientSecure client;
+  char request[512];
+  char line[128];
+
+  ex = Exchange();
+  ex.parse_status = TPROV_ERR_RESPONSE_EMPTY;
+  client.setCACert(PROVISIONING_ROOT_CA);
+  if (!client.connect(PROVISIONING_HOST, PROVISIONING_PORT)) {
+    char reason[96];
+    client.lastError(reason, sizeof reason);
+    Serial.printf("[PROVISION] cannot connect to %s: %s\n", PROVISIONING_HOST, reason);
+    return;
+  }
+
+  // Head and body in one write, so in one TLS record.
+  int head_len = snprintf(request, sizeof request,
+                          "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+                          "Accept: %s\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
+                          PROVISIONING_BASE_PATH, TPROV_PATH, PROVISIONING_HOST,
+                          TPROV_CONTENT_TYPE, TPROV_ACCEPT, (unsigned)body_len);
+  if (head_len < 0 || (size_t)head_len + body_len > sizeof request) {
+    client.stop();
+    return;
+  }
+  memcpy(request + head_len, body, body_len);
+  size_t request_len = (size_t)head_len + body_len;
+  bool sent = client.write((const uint8_t *)request, request_len) == request_len;
+  tprov_memzero(request, sizeof request);
+  if (!sent) {
+    client.stop();
+    return;
+  }
+
+  uint32_t deadline_ms = millis() + HTTP_TIMEOUT_MS;
+  // "HTTP/1.1 201 Created"
+  if (read_line(client, deadline_ms, line, sizeof line) < 12 || strncmp(line, "HTTP/1.", 7) != 0 ||
+      line[9] < '1' || line[9] > '5') {
+    client.stop();
+    return;
+  }
+  long status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+  long content_length = -1;
+  bool chunked = false;
+  for (;;) {
+    int n = read_line(client, deadline_ms, line, sizeof line);
+    if (n < 0) {
+      client.stop();
+      return; // headers cut short: no answer
+    }
+    if (n == 0) {
+      break;
+    }
+    uint32_t value = 0;
+    if (strncasecmp(line, "content-length:", 15) == 0 && parse_header_number(line + 15, value)) {
+      content_length = (long)value;
+    } else if (strncasecmp(line, "transfer-encoding:", 18) == 0) {
+      chunked = true;
+    } else if (strncasecmp(line, "retry-after:", 12) == 0 &&
+               parse_header_number(line + 12, value)) {
+      ex.has_header_retry_after = true;
+      ex.header_retry_after_secs = value;
+    }
+  }
+  ex.http_status = status;
+
+  size_t len = 0;
+  bool too_large = content_length > (long)sizeof g_response_body;
+  while (!chunked && !too_large && (content_length < 0 || (long)len < content_length)) {
+    int c = read_byte(client, deadline_ms);
+    if (c < 0) {
+      break;
+    }
+    if (len == sizeof g_response_body) {
+      too_large = true;
+      break;
+    }
+    g_response_body[len++] = (char)c;
+  }
+  client.stop();
+
+  if (chunked) {
+    ex.parse_status = TPROV_ERR_RESPONSE_SYNTAX;
+  } else if (too_large) {
+    ex.parse_status = TPROV_ERR_RESPONSE_TOO_LARGE;
+  } else if (content_length >= 0 && (long)len < content_length) {
+    ex.parse_status = TPROV_ERR_RESPONSE_TRUNCATED;
+  } else {
+    ex.parse_status = tprov_parse_response(g_response_body, len, g_device_id, &g_response);
+  }
+  tprov_memzero(g_response_body, sizeof g_response_body);
+}
+
+// One provisioning round: a request, plus one immediate retry if the clock was refused.
+static void provision() {
+  char key[TPROV_DEVICE_KEY_B64_LEN + 1];
+  char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+  bool resynced = false;
+
+  if (!read_nvs_string(NVS_DEVICE_KEY, key, sizeof key)) {
+    return;
+  }
+  for (;;) {
+    time_t now = time(nullptr);
+    size_t body_len = 0;
+    Exchange ex;
+
+    tprov_status_t status = tprov_build_request_body(g_device_id, now > 0 ? (uint64_t)now : 0,
+                                                     key, body, sizeof body, &body_len);
+    if (status != TPROV_OK) {
+      Serial.printf("[PROVISION] the stored device key is unusable (%s): re-key at the factory\n",
+                    tprov_status_name(status));
+      schedule_attempt(REFUSED_PARK_MS);
+      break;
+    }
+    Serial.printf("[PROVISION] provisioning %s\n", g_device_id);
+    https_post(body, body_len, ex);
+    tprov_memzero(body, sizeof body);
+
+    tprov_next_t next = tprov_next_step(ex.http_status, ex.parse_status, &g_response);
+    if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && !resynced) {
+      // The answer came over a verified TLS connection: its time is good enough to set ours.
+      struct timeval tv = { (time_t)g_response.server_time, 0 };
+      settimeofday(&tv, nullptr);
+      resynced = true;
+      Serial.println("[PROVISION] clock_skew: clock set from the service, retrying");
+      continue;
+    }
+    if (next == TPROV_NEXT_STORE_CREDENTIALS) {
+      store_credentials(g_response);
+      g_failures = 0;
+      Serial.printf("[PROVISION] provisioned %s for account %s on %s (%s)\n", g_device_id,
+                    g_username, g_host,
+                    g_response.created ? "new device" : "existing device, credential replaced");
+    } else if (next == TPROV_NEXT_RETRY_LATER) {
+      g_failures++;
+      bool has_retry_after = g_response.has_retry_after || ex.has_header_retry_after;
+      uint32_t retry_after_secs = g_response.has_retry_after ? g_response.retry_after_secs
+                                                             : ex.header_retry_after_secs;
+      Serial.printf("[PROVISION] transient failure (HTTP %ld, %s)\n", ex.http_status,
+                    ex.parse_status == TPROV_OK ? g_response.error
+                                                : tprov_status_name(ex.parse_status));
+      schedule_attempt(tprov_retry_delay_ms(g_failures, RETRY_BASE_MS, RETRY_CAP_MS,
+                                            has_retry_after, retry_after_secs, esp_random()));
+    } else {
+      Serial.printf("[PROVISION] refused (HTTP %ld, %s)\n", ex.http_status,
+                    ex.parse_status == TPROV_OK ? g_response.error
+                                                : tprov_status_name(ex.parse_status));
+      schedule_attempt(REFUSED_PARK_MS + esp_random() % REFUSED_PARK_JITTER_MS);
+    }
+    break;
+  }
+  tprov_memzero(key, sizeof key);
+  tprov_memzero(&g_response, sizeof g_response);
+}
+
+// Factory commands on the serial port, one per line. The key can be set only while none is
+// stored; re-keying takes an erased flash. Nothing prints a key or a credential.
+static void run_command(const char *line) {
+  if (strcmp(line, "id") == 0) {
+    Serial.printf("device=%s\nkey=%s\nprovisioned=%s\n", g_device_id,
+                  has_device_key() ? "present" : "absent", g_have_credentials ? "yes" : "no");
+  } else if (strncmp(line, "set-key ", 8) == 0) {
+    char signature[TPROV_SIGNATURE_B64_LEN + 1];
+    if (has_device_key()) {
+      Serial.println("error=key_already_set");
+    } else if (tprov_sign(g_device_id, 0, line + 8, signature, sizeof signature) != TPROV_OK) {
+      Serial.println("error=invalid_key");
+    } else if (prefs.putString(NVS_DEVICE_KEY, line + 8) == 0) {
+      Serial.println("error=nvs_write_failed");
+    } else {
+      g_have_key = true;
+      Serial.println("ok");
+    }
+  } else if (strcmp(line, "reprovision") == 0) {
+    forget_credentials();
+    g_next_attempt_ms = millis();
+    Serial.println("ok");
+  } else {
+    Serial.println("error=unknown_command (id | set-key KEY | reprovision)");
+  }
+}
+
+static void handle_serial() {
+  static char line[96];
+  static size_t len = 0;
+  static bool overflow = false;
+
+  while (Serial.available() > 0) {
+    int c = Serial.read();
+    if (c == '\r') {
+      continue;
+    }
+    if (c != '\n') {
+      if (len + 1 < sizeof line) {
+        line[len++] = (char)c;
+      } else {
+        overflow = true;
+      }
+      continue;
+    }
+    line[len] = '\0';
+    if (overflow) {
+      Serial.println("error=line_too_long");
+    } else {
+      run_command(line);
+    }
+    tprov_memzero(line, sizeof line);
+    len = 0;
+    overflow = false;
+  }
+}
+
+static void on_thinger_state(ThingerClient::THINGER_STATE state) {
+  if (state == ThingerClient::THINGER_AUTH_FAILED) {
+    if (g_auth_failures < UINT8_MAX) {
+      g_auth_failures++;
+    }
+  } else if (state == ThingerClient::THINGER_AUTHENTICATED) {
+    g_auth_failures = 0;
+    g_reprovisions = 0;
+  }
+}
+
+void setup() {
+  Serial.begin(115200);
+  prefs.begin(NVS_NAMESPACE, false);
+  make_device_id();
+  g_have_key = prefs.isKey(NVS_DEVICE_KEY);
+  load_credentials();
+  Serial.printf("[PROVISION] device %s, key %s, credentials %s\n", g_device_id,
+                has_device_key() ? "present" : "absent (send: set-key KEY)",
+                g_have_credentials ? "stored" : "none");
+
+  WiFi.mode(WIFI_STA);
+  WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
+  configTime(0, 0, "pool.ntp.org", "time.google.com");
+  thing.add_wifi(WIFI_SSID, WIFI_PASSWORD);
+  thing.set_credentials(g_username, g_device_id, g_credential);
+  if (g_have_credentials) {
+    thing.set_host(g_host);
+  }
+  thing.set_state_listener(on_thinger_state);
+  g_next_attempt_ms = millis() + esp_random() % FIRST_ATTEMPT_SPREAD_MS;
+
+  // Example resources; the product's own go here.
+  thing["millis"] >> outputValue(millis());
+}
+
+void loop() {
+  handle_serial();
+  if (!has_device_key()) {
+    delay(10);
+    return;
+  }
+  if (!g_have_credentials) {
+    if (WiFi.status() != WL_CONNECTED) {
+      g_wifi_up_since_ms = 0;
+      delay(10);
+      return;
+    }
+    if (g_wifi_up_since_ms == 0) {
+      g_wifi_up_since_ms = millis();
+    }
+    // Give SNTP a moment: some builds check certificate dates, and a right clock saves the
+    // clock_skew round trip. The service's time is the fallback.
+    bool clock_pending = time(nullptr) < MIN_VALID_UNIX_TIME &&
+                         millis() - g_wifi_up_since_ms < SNTP_WAIT_MS;
+    if (clock_pending || (int32_t)(millis() - g_next_attempt_ms) < 0) {
+      delay(10);
+      return;
+    }
+    provision();
+    return;
+  }
+
+  thing.handle();
+  if (g_auth_failures >= AUTH_FAILURES_BEFORE_REPROVISION) {
+    g_auth_failures = 0;
+    g_reprovisions++;
+    g_have_credentials = false;
+    Serial.println("[PROVISION] Thinger refuses the stored credential: provisioning again");
+    schedule_attempt(tprov_retry_delay_ms(g_reprovisions, REPROVISION_BASE_MS,
+                                          REPROVISION_CAP_MS, false, 0, esp_random()));
+  }
+}
