@@ -95,13 +95,27 @@ function checkFleet(name, fleet, problems) {
   }
 }
 
+/** Where key version N of a fleet lives: version 1 at keyParam, later ones beside it. */
+function keyVersionParam(keyParam, version) {
+  return version === 1 ? keyParam : `${keyParam}-v${version}`
+}
+
+/** The default deny list of a fleet: beside its first secret, named after the fleet. */
+function defaultDenyListParam(name, fleet) {
+  const anchor = fleet.keyParam ?? fleet.claimParam
+  return `${anchor.slice(0, anchor.lastIndexOf('/'))}/${name}-deny-list`
+}
+
 function normalize(data) {
   const fleets = {}
   for (const [name, fleet] of Object.entries(data.fleets)) {
     fleets[name] = {
       proof: [...fleet.proof].sort(),
       keyParam: fleet.keyParam,
+      keyVersions: fleet.keyParam ? [...(fleet.keyVersions ?? [1])].sort((a, b) => a - b) : undefined,
       claimParam: fleet.claimParam,
+      denyListParam: fleet.denyListParam ?? defaultDenyListParam(name, fleet),
+      replayProtection: fleet.replayProtection ?? true,
       devicePattern: fleet.devicePattern ?? THINGER_ID_RULE,
       reprovision: fleet.reprovision ?? (fleet.proof.includes('claim') ? 'reject' : 'rotate'),
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
@@ -111,17 +125,24 @@ function normalize(data) {
 }
 
 /** Every SSM parameter the function reads: the token and each fleet's secrets. */
-function parameterNames(fleets, tokenParam, envFleetKeyParam) {
+function parameterNames(fleets, tokenParam, envFleet) {
   const names = new Set([tokenParam])
-  if (fleets === null) {
-    names.add(envFleetKeyParam)
-  } else {
-    for (const fleet of Object.values(fleets.fleets)) {
-      if (fleet.keyParam) names.add(fleet.keyParam)
-      if (fleet.claimParam) names.add(fleet.claimParam)
-    }
+  const all = fleets === null ? [envFleet] : Object.values(fleets.fleets)
+  for (const fleet of all) {
+    for (const version of fleet.keyVersions ?? []) names.add(keyVersionParam(fleet.keyParam, version))
+    if (fleet.claimParam) names.add(fleet.claimParam)
+    names.add(fleet.denyListParam)
   }
   return [...names]
+}
+
+/** The fleet the settings of the first release describe, when there is no fleets file (mirrors lib/config.ts). */
+function environmentFleet(env, fleetKeyParam) {
+  return {
+    keyParam: fleetKeyParam,
+    keyVersions: (env.FLEET_KEY_VERSIONS || '1').split(',').map((v) => Number(v.trim())),
+    denyListParam: env.DENY_LIST_PARAM || `${fleetKeyParam.slice(0, fleetKeyParam.lastIndexOf('/'))}/default-deny-list`,
+  }
 }
 
 module.exports = {
@@ -130,13 +151,15 @@ module.exports = {
   parseFleets,
   loadFleets,
   parameterNames,
+  keyVersionParam,
+  environmentFleet,
   /** serverless.yml: the validated fleets as a JS expression for esbuild's `define` ("null" without a file). */
   bundledFleets: () => JSON.stringify(loadFleets()),
   /** serverless.yml: the ARNs of every parameter the function may read, for its IAM policy. */
   ssmParameterArns: async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')
     const fleetKeyParam = await resolveVariable('self:custom.fleetKeyParam')
-    return parameterNames(loadFleets(), tokenParam, fleetKeyParam).map((name) => ({
+    return parameterNames(loadFleets(), tokenParam, environmentFleet(process.env, fleetKeyParam)).map((name) => ({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]],
     }))
   },

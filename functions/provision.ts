@@ -1,16 +1,18 @@
 import { Logger } from '@aws-lambda-powertools/logger'
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware'
+import { Metrics } from '@aws-lambda-powertools/metrics'
 import type { SSMClient } from '@aws-sdk/client-ssm'
 import middy from '@middy/core'
 import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
 import { checkClock, decodeClaimSecret, decodeFleetKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
-import { staleOnErrorSsmClientClass } from '../lib/aws/stale-on-error-ssm-client.js'
+import { ssmClientClass } from '../lib/aws/ssm-client.js'
 import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
 import { ConfigError } from '../lib/errors.js'
-import { type Fleet, needsProvisioningRecord } from '../lib/fleets/fleet.js'
+import { checkNotRevoked, EMPTY_DENY_LIST_JSON, parseDenyList } from '../lib/fleets/deny-list.js'
+import { type Fleet, keyVersionParam, needsProvisioningRecord } from '../lib/fleets/fleet.js'
 import { planProvisioning, type ProvisioningPlan } from '../lib/provisioning/plan.js'
 import { provisionDevice } from '../lib/provisioning/provision.js'
 import { ThingerClient, type ThingerCallRecord } from '../lib/thinger/client.js'
@@ -27,6 +29,7 @@ const SSM_CONNECTION_TIMEOUT_MS = 1000
 export interface ProvisionHandlerOptions {
   env?: NodeJS.ProcessEnv
   logger?: Logger
+  metrics?: Metrics
   ssmClient?: SSMClient
   fetch?: typeof globalThis.fetch
   /** The clock timestamps are checked against (deadlines always use the real clock). */
@@ -58,6 +61,7 @@ export type ProvisionHandler = (event: APIGatewayProxyEventV2, context: Context)
 
 function buildChain(options: ProvisionHandlerOptions) {
   const logger = options.logger ?? new Logger({ serviceName: 'thinger-provisioner' })
+  const metrics = options.metrics ?? new Metrics({ namespace: 'ThingerProvisioner', serviceName: 'thinger-provisioner' })
   const now = options.now ?? Date.now
   let config: Config | undefined
   let configError: ConfigError | undefined
@@ -72,7 +76,7 @@ function buildChain(options: ProvisionHandlerOptions) {
   const chain = middy<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(httpHeaderNormalizer())
-    .use(respond({ logger, classifyError: config && parameters && ((error) => classifySsmError(error, parameters.settingOf)) }))
+    .use(respond({ logger, metrics, classifyError: config && parameters && ((error) => classifySsmError(error, parameters.settingOf)) }))
 
   if (config === undefined || parameters === undefined) {
     return chain.handler(async () => {
@@ -80,7 +84,7 @@ function buildChain(options: ProvisionHandlerOptions) {
     })
   }
   const settings = config
-  const { names, settingOf } = parameters
+  const { names, settingOf, optional } = parameters
   const knownShared = new Map<string, number>()
 
   return chain
@@ -97,8 +101,9 @@ function buildChain(options: ProvisionHandlerOptions) {
     )
     .use(
       ssm({
-        AwsClient: staleOnErrorSsmClientClass({
+        AwsClient: ssmClientClass({
           ...(options.ssmClient ? { client: options.ssmClient } : {}),
+          defaults: optional,
           onStale: (error, ageMs) => logger.warn('SSM unavailable: serving the cached parameters', { errorName: (error as Error)?.name, ageMs }),
         }),
         awsClientOptions: {
@@ -106,7 +111,7 @@ function buildChain(options: ProvisionHandlerOptions) {
           requestHandler: { requestTimeout: SSM_REQUEST_TIMEOUT_MS, connectionTimeout: SSM_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true },
           maxAttempts: 2,
         },
-        // One batched GetParameters for the token and every fleet's secrets.
+        // One batched GetParameters for the token, every fleet's secrets and deny lists.
         fetchData: Object.fromEntries(names.map((name, index) => [`p${index}`, name])),
         cacheKey: `thinger-provisioner-ssm-${++handlerCount}`,
         cacheExpiry: settings.ssmCacheSeconds * 1000,
@@ -120,14 +125,17 @@ function buildChain(options: ProvisionHandlerOptions) {
     .handler(async (event, context) => {
       const { request, fleet, plan, device } = (event as unknown as ProvisionEvent).body
       const secret = (name: string) => context[`p${names.indexOf(name)}`]
-      if (request.proof.kind === 'hmac') {
-        const keyParam = fleet.keyParam!
-        verifySignature(decodeFleetKey(secret(keyParam), settingOf(keyParam)), device, request.proof.timestamp, request.proof.signature)
-        checkClock(request.proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
+      const { proof } = request
+      if (proof.kind === 'hmac') {
+        const keyParam = keyVersionParam(fleet.keyParam!, proof.keyVersion)
+        verifySignature(decodeFleetKey(secret(keyParam), settingOf(keyParam)), device, proof.timestamp, proof.signature)
+        checkClock(proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
       } else {
         const claimParam = fleet.claimParam!
-        verifyClaim(request.proof.claim, decodeClaimSecret(secret(claimParam), settingOf(claimParam)))
+        verifyClaim(proof.claim, decodeClaimSecret(secret(claimParam), settingOf(claimParam)))
       }
+      // After the proof, so that only the device itself learns that it was revoked.
+      checkNotRevoked(parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam)), device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
       const token = secret(settings.thingerTokenParam)
       if (typeof token !== 'string' || token.trim() === '') throw new ConfigError('THINGER_TOKEN_PARAM', 'the parameter value is empty')
 
@@ -147,6 +155,7 @@ function buildChain(options: ProvisionHandlerOptions) {
         host: settings.thingerDeviceHost,
         fleet,
         plan,
+        proof: proof.kind === 'hmac' ? { kind: 'hmac', timestamp: proof.timestamp, keyVersion: proof.keyVersion } : { kind: 'claim' },
         now,
         knownShared,
         sharedTtlMs: settings.ssmCacheSeconds * 1000,
@@ -159,15 +168,27 @@ function buildChain(options: ProvisionHandlerOptions) {
     })
 }
 
-/** Every SSM parameter the function reads, and the setting or fleets-file field that names each. */
-function parametersOf(config: Config): { names: string[]; settingOf: SettingOfParameter } {
+/**
+ * Every SSM parameter the function reads, the setting or fleets-file field that names each (for
+ * operators' logs), and those that may be missing (deny lists) with what stands for them.
+ */
+function parametersOf(config: Config): { names: string[]; settingOf: SettingOfParameter; optional: Record<string, string> } {
   const settings = new Map<string, string>([[config.thingerTokenParam, 'THINGER_TOKEN_PARAM']])
+  const optional: Record<string, string> = {}
   const fromFile = config.fleetsSource === 'file'
-  for (const fleet of config.fleets.values()) {
-    if (fleet.keyParam && !settings.has(fleet.keyParam)) settings.set(fleet.keyParam, fromFile ? `fleets.${fleet.name}.keyParam` : 'FLEET_KEY_PARAM')
-    if (fleet.claimParam && !settings.has(fleet.claimParam)) settings.set(fleet.claimParam, `fleets.${fleet.name}.claimParam`)
+  const add = (name: string, setting: string) => {
+    if (!settings.has(name)) settings.set(name, setting)
   }
-  return { names: [...settings.keys()], settingOf: (name) => settings.get(name) ?? 'SSM parameter' }
+  for (const fleet of config.fleets.values()) {
+    for (const version of fleet.keyParam ? (fleet.keyVersions ?? [1]) : []) {
+      const setting = fromFile ? `fleets.${fleet.name}.keyParam` : 'FLEET_KEY_PARAM'
+      add(keyVersionParam(fleet.keyParam!, version), version === 1 ? setting : `${setting} (key version ${version})`)
+    }
+    if (fleet.claimParam) add(fleet.claimParam, `fleets.${fleet.name}.claimParam`)
+    add(fleet.denyListParam, fromFile ? `fleets.${fleet.name}.denyListParam` : 'DENY_LIST_PARAM')
+    optional[fleet.denyListParam] = EMPTY_DENY_LIST_JSON
+  }
+  return { names: [...settings.keys()], settingOf: (name) => settings.get(name) ?? 'SSM parameter', optional }
 }
 
 export const handler = createProvisionHandler()

@@ -60,13 +60,17 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Ma
   const definition = (typeof bundled === 'string' ? parseJson(bundled) : bundled) as FleetsDefinition | null | undefined
   if (definition === null || definition === undefined) {
     // No fleets file: the first release's settings describe the one fleet.
+    const keyParam = readParamName(env, 'FLEET_KEY_PARAM', `/thinger-provisioner/${stage}/fleet-key`)
     return new Map([
       [
         DEFAULT_FLEET,
         {
           name: DEFAULT_FLEET,
           proof: ['hmac'],
-          keyParam: readParamName(env, 'FLEET_KEY_PARAM', `/thinger-provisioner/${stage}/fleet-key`),
+          keyParam,
+          keyVersions: readKeyVersions(env, 'FLEET_KEY_VERSIONS'),
+          denyListParam: readParamName(env, 'DENY_LIST_PARAM', `${keyParam.slice(0, keyParam.lastIndexOf('/'))}/default-deny-list`),
+          replayProtection: readSwitch(env, 'REPLAY_PROTECTION', true),
           devicePattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
           reprovision: 'rotate',
           profile: { type: 'Generic' },
@@ -79,6 +83,22 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Ma
     fleets.set(name, { ...fleet, name, devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`) })
   }
   return fleets
+}
+
+function readKeyVersions(env: NodeJS.ProcessEnv, name: string): number[] {
+  const raw = env[name] || '1'
+  if (!/^\d{1,3}(,\d{1,3})*$/.test(raw.replace(/\s+/g, ''))) throw new ConfigError(name, 'must be a comma-separated list of key versions, such as 1,2')
+  const versions = [...new Set(raw.replace(/\s+/g, '').split(',').map(Number))].sort((a, b) => a - b)
+  if (versions.includes(0)) throw new ConfigError(name, 'key versions start at 1')
+  return versions
+}
+
+function readSwitch(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = (env[name] ?? '').toLowerCase()
+  if (raw === '') return fallback
+  if (['on', 'true', '1'].includes(raw)) return true
+  if (['off', 'false', '0'].includes(raw)) return false
+  throw new ConfigError(name, 'must be on or off')
 }
 
 function parseJson(text: string): unknown {

@@ -9,6 +9,10 @@ export type ErrorCode =
   | 'unknown_fleet'
   | 'proof_not_accepted'
   | 'invalid_claim'
+  | 'unknown_key_version'
+  | 'key_revoked'
+  | 'device_revoked'
+  | 'replayed'
   | 'already_provisioned'
   | 'device_disabled'
   | 'device_conflict'
@@ -26,6 +30,10 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   unknown_fleet: 403,
   proof_not_accepted: 403,
   invalid_claim: 401,
+  unknown_key_version: 403,
+  key_revoked: 403,
+  device_revoked: 403,
+  replayed: 401,
   already_provisioned: 409,
   device_disabled: 403,
   device_conflict: 409,
@@ -43,14 +51,17 @@ export class ProvisionerError extends Error {
   readonly statusCode: number
   readonly retryable: boolean
   readonly detail: string | undefined
+  /** Seconds after which the same request, freshly signed, may succeed; set only on retryable errors. */
+  retryAfterSeconds: number | undefined
 
   constructor(code: ErrorCode, message: string, options: { detail?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
     this.code = code
     this.statusCode = STATUS_BY_CODE[code]
-    this.retryable = code === 'upstream_unavailable'
+    this.retryable = code === 'upstream_unavailable' || code === 'replayed'
     this.detail = options.detail
+    this.retryAfterSeconds = code === 'replayed' ? REPLAYED_RETRY_AFTER_SECONDS : undefined
   }
 }
 
@@ -81,7 +92,17 @@ export class AttestationError extends ProvisionerError {
   readonly serverTime: number | undefined
 
   constructor(
-    code: 'invalid_signature' | 'clock_skew' | 'device_not_allowed' | 'unknown_fleet' | 'proof_not_accepted' | 'invalid_claim',
+    code:
+      | 'invalid_signature'
+      | 'clock_skew'
+      | 'device_not_allowed'
+      | 'unknown_fleet'
+      | 'proof_not_accepted'
+      | 'invalid_claim'
+      | 'unknown_key_version'
+      | 'key_revoked'
+      | 'device_revoked'
+      | 'replayed',
     message: string,
     options: { serverTime?: number } = {},
   ) {
@@ -99,7 +120,7 @@ export class DeviceStateError extends ProvisionerError {
 
 /** Thinger.io or SSM could not be reached or asked to come back later; the device should retry. */
 export class UpstreamUnavailableError extends ProvisionerError {
-  readonly retryAfterSeconds: number
+  override retryAfterSeconds: number
 
   constructor(detail: string, options: { retryAfterSeconds?: number; cause?: unknown } = {}) {
     super('upstream_unavailable', 'the service is temporarily unavailable, retry later', {
@@ -129,3 +150,5 @@ export class ConfigError extends ProvisionerError {
 
 /** Seconds a device waits before retrying when no upstream said how long. */
 export const DEFAULT_RETRY_AFTER_SECONDS = 5
+/** A device whose retry came within the same second as its last accepted request signs again a second later. */
+const REPLAYED_RETRY_AFTER_SECONDS = 1

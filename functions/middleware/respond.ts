@@ -1,4 +1,5 @@
 import type { Logger } from '@aws-lambda-powertools/logger'
+import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics'
 import type middy from '@middy/core'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
 import { AttestationError, ProvisionerError, UpstreamUnavailableError } from '../../lib/errors.js'
@@ -18,7 +19,11 @@ type Request = middy.Request<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | H
  * `Accept: text/plain`, `Cache-Control: no-store` always (responses carry credentials), and one
  * structured log line per request. Unknown errors become a 500 that says nothing more.
  */
-export function respond(options: { logger: Logger; classifyError?: (error: unknown) => ProvisionerError | undefined }): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context> {
+export function respond(options: {
+  logger: Logger
+  metrics?: Metrics
+  classifyError?: (error: unknown) => ProvisionerError | undefined
+}): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2 | HandlerResult, Error, Context> {
   const now = () => performance.now()
   const elapsedMs = (request: Request) => Math.round(now() - ((request.internal as { startedMs: number }).startedMs))
 
@@ -29,22 +34,26 @@ export function respond(options: { logger: Logger; classifyError?: (error: unkno
     after: (request: Request) => {
       const result = request.response as HandlerResult
       request.response = toHttp(request, result.statusCode, result.body)
-      options.logger.info('provision', { ...result.log, statusCode: result.statusCode, durationMs: elapsedMs(request), requestId: request.context.awsRequestId })
+      const outcome = String(result.log?.outcome ?? 'ok')
+      options.logger.info('provision', { ...auditFields(request), ...result.log, statusCode: result.statusCode, durationMs: elapsedMs(request), requestId: request.context.awsRequestId })
+      count(options.metrics, outcome, 'none', Number(result.log?.thingerCalls ?? 0))
     },
     onError: (request: Request) => {
       const error = (request.error instanceof ProvisionerError ? request.error : options.classifyError?.(request.error)) ?? undefined
       const known = error ?? new ProvisionerError('internal_error', 'internal error')
       const body: HandlerResult['body'] = { code: known.code, message: known.message, retryable: known.retryable }
       if (known instanceof AttestationError && known.serverTime !== undefined) body.serverTime = known.serverTime
-      if (known instanceof UpstreamUnavailableError) body.retryAfter = jitter(known.retryAfterSeconds)
+      if (known.retryAfterSeconds !== undefined) {
+        body.retryAfter = known instanceof UpstreamUnavailableError ? jitter(known.retryAfterSeconds) : known.retryAfterSeconds
+      }
       const response = toHttp(request, known.statusCode, body, true)
       if (body.retryAfter !== undefined) response.headers['retry-after'] = String(body.retryAfter)
       request.response = response
-      const device = parsedDevice(request.event)
+      const outcome = known.statusCode >= 500 ? 'failed' : 'refused'
       const log = {
-        outcome: known.statusCode >= 500 ? 'failed' : 'refused',
+        outcome,
         code: known.code,
-        ...(device === undefined ? {} : { device }),
+        ...auditFields(request),
         statusCode: known.statusCode,
         durationMs: elapsedMs(request),
         requestId: request.context.awsRequestId,
@@ -53,6 +62,7 @@ export function respond(options: { logger: Logger; classifyError?: (error: unkno
       }
       if (known.statusCode >= 500) options.logger.error('provision', log)
       else options.logger.info('provision', log)
+      count(options.metrics, outcome, known.code)
     },
   }
 }
@@ -107,12 +117,30 @@ function redact(text: string, context: object): string {
   return redacted
 }
 
-/** The device ID, once the body has been parsed and validated (never a raw, unchecked string). */
-function parsedDevice(event: APIGatewayProxyEventV2): string | undefined {
-  const body = event.body as unknown
-  if (typeof body !== 'object' || body === null) return undefined
-  const device = (body as { device?: unknown }).device
-  return typeof device === 'string' ? device : undefined
+/**
+ * The audit fields of a request: where it came from and, once its body was parsed and validated
+ * (never a raw, unchecked string), which device, fleet and proof it used.
+ */
+function auditFields(request: Request): Record<string, unknown> {
+  const fields: Record<string, unknown> = { sourceIp: request.event.requestContext?.http?.sourceIp }
+  const body = request.event.body as unknown
+  if (typeof body !== 'object' || body === null) return fields
+  const admitted = body as { device?: string; request?: { fleet?: string; proof?: { kind?: string; keyVersion?: number } } }
+  if (typeof admitted.device === 'string') fields.device = admitted.device
+  if (admitted.request?.fleet) fields.fleet = admitted.request.fleet
+  if (admitted.request?.proof?.kind) fields.proof = admitted.request.proof.kind
+  if (admitted.request?.proof?.keyVersion !== undefined) fields.keyVersion = admitted.request.proof.keyVersion
+  return fields
+}
+
+/** One embedded-metric-format line per request: a count by outcome and reason, and the Thinger calls it cost. */
+function count(metrics: Metrics | undefined, outcome: string, code: string, thingerCalls?: number): void {
+  if (metrics === undefined) return
+  // Synchronous from here to the publish, so concurrent invocations in one process cannot mix their dimensions.
+  metrics.addDimensions({ outcome, code })
+  metrics.addMetric('Requests', MetricUnit.Count, 1)
+  if (thingerCalls !== undefined) metrics.addMetric('ThingerCalls', MetricUnit.Count, thingerCalls)
+  metrics.publishStoredMetrics()
 }
 
 function jitter(seconds: number): number {

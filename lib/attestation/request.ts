@@ -9,14 +9,15 @@ const MAX_CLAIM_CHARS = 256
 const MAX_META_KEYS = 16
 const META_KEY_PATTERN = /^[a-z0-9_]{1,32}$/
 const MAX_META_VALUE_CHARS = 64
-const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'claim', 'fleet', 'meta'])
+const MAX_KEY_VERSION = 999
+const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta'])
 
 /** A provisioning request (device protocol version 1), shape-checked. */
 export interface ProvisionRequest {
   device: string
   fleet: string
   meta: Record<string, string>
-  proof: { kind: 'hmac'; timestamp: number; signature: string } | { kind: 'claim'; claim: string }
+  proof: { kind: 'hmac'; timestamp: number; signature: string; keyVersion: number } | { kind: 'claim'; claim: string }
 }
 
 /**
@@ -32,7 +33,7 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   for (const field of Object.keys(record)) {
     if (!ALLOWED_FIELDS.has(field)) throw new ValidationError(`unknown field "${field.slice(0, 32)}"`)
   }
-  const { device, timestamp, signature, claim, fleet, meta } = record
+  const { device, timestamp, signature, keyVersion, claim, fleet, meta } = record
   if (typeof device !== 'string') throw new ValidationError('"device" must be a string')
   if (!THINGER_DEVICE_ID_PATTERN.test(device)) {
     throw new ValidationError('"device" must match ^[A-Za-z0-9_-]{1,32}$')
@@ -42,8 +43,8 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   }
   const request = { device, fleet: (fleet as string | undefined) ?? DEFAULT_FLEET, meta: parseMeta(meta) }
   if (claim !== undefined) {
-    if (timestamp !== undefined || signature !== undefined) {
-      throw new ValidationError('send either "claim" or "timestamp" and "signature", not both')
+    if (timestamp !== undefined || signature !== undefined || keyVersion !== undefined) {
+      throw new ValidationError('send either "claim" or "timestamp", "signature" (and "keyVersion"), not both')
     }
     if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_CLAIM_CHARS) {
       throw new ValidationError(`"claim" must be a string of 1 to ${MAX_CLAIM_CHARS} characters`)
@@ -57,7 +58,10 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   if (!SIGNATURE_PATTERN.test(signature)) {
     throw new ValidationError('"signature" must be the base64 of 32 bytes')
   }
-  return { ...request, proof: { kind: 'hmac', timestamp, signature } }
+  if (keyVersion !== undefined && (typeof keyVersion !== 'number' || !Number.isInteger(keyVersion) || keyVersion < 1 || keyVersion > MAX_KEY_VERSION)) {
+    throw new ValidationError(`"keyVersion" must be an integer from 1 to ${MAX_KEY_VERSION}`)
+  }
+  return { ...request, proof: { kind: 'hmac', timestamp, signature, keyVersion: (keyVersion as number | undefined) ?? 1 } }
 }
 
 function parseMeta(meta: unknown): Record<string, string> {
@@ -79,13 +83,16 @@ function parseMeta(meta: unknown): Record<string, string> {
 /**
  * Finds the request's fleet and checks what needs no secret: the fleet exists, accepts this kind
  * of proof, and allows this device ID.
- * @throws AttestationError `unknown_fleet`, `proof_not_accepted` or `device_not_allowed`.
+ * @throws AttestationError `unknown_fleet`, `proof_not_accepted`, `unknown_key_version` or `device_not_allowed`.
  */
 export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<string, Fleet>): Fleet {
   const fleet = fleets.get(request.fleet)
   if (fleet === undefined) throw new AttestationError('unknown_fleet', 'this service has no such fleet')
   if (!fleet.proof.includes(request.proof.kind as Proof)) {
     throw new AttestationError('proof_not_accepted', `this fleet does not accept ${request.proof.kind === 'claim' ? 'claim secrets' : 'device keys'}`)
+  }
+  if (request.proof.kind === 'hmac' && !(fleet.keyVersions ?? [1]).includes(request.proof.keyVersion)) {
+    throw new AttestationError('unknown_key_version', 'this fleet has no such key version')
   }
   if (!fleet.devicePattern.test(request.device)) {
     throw new AttestationError('device_not_allowed', 'this device ID is not allowed in this fleet')

@@ -18,8 +18,15 @@ export interface Profile {
 /** One fleet as the validated fleets file describes it (see deploy/fleets.schema.json). */
 export interface FleetDefinition {
   proof: Proof[]
+  /** SSM parameter of key version 1; version N lives at {@link keyVersionParam}. */
   keyParam?: string
+  /** Key versions devices may sign with (a retired one is listed in the deny list instead). */
+  keyVersions?: number[]
   claimParam?: string
+  /** SSM String parameter holding the fleet's deny list (JSON, see {@link DenyList}); missing means empty. */
+  denyListParam: string
+  /** Refuse a request whose timestamp is not newer than the last one accepted for the device. */
+  replayProtection: boolean
   devicePattern: string
   reprovision: 'rotate' | 'reject'
   profile: Profile
@@ -41,11 +48,23 @@ export interface Fleet extends Omit<FleetDefinition, 'devicePattern'> {
 export const DEFAULT_FLEET = 'default'
 
 /**
- * True when provisioning a device of this fleet takes more than creating it: a profile element,
- * or the `reject` policy, whose completion record is what tells a finished device from one whose
- * provisioning was interrupted.
+ * True when provisioning a device of this fleet takes more than creating it: a profile element;
+ * the `reject` policy, whose completion record tells a finished device from one whose provisioning
+ * was interrupted; or replay protection, whose record holds the last accepted timestamp.
  */
-export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovision'>): boolean {
+export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovision' | 'replayProtection'>): boolean {
   const { type: _type, ...elements } = fleet.profile
-  return fleet.reprovision === 'reject' || Object.values(elements).some((value) => value !== undefined)
+  return fleet.reprovision === 'reject' || fleet.replayProtection || Object.values(elements).some((value) => value !== undefined)
+}
+
+/** Where key version `version` of a fleet lives: version 1 at `keyParam`, later ones beside it. */
+export function keyVersionParam(keyParam: string, version: number): string {
+  return version === 1 ? keyParam : `${keyParam}-v${version}`
+}
+
+/** A fleet's deny list as stored in SSM: revoked devices and retired key versions. */
+export interface DenyList {
+  version: 1
+  devices: string[]
+  retiredKeyVersions: number[]
 }

@@ -1,4 +1,4 @@
-import { DeviceStateError, UpstreamError, UpstreamUnavailableError } from '../errors.js'
+import { AttestationError, DeviceStateError, UpstreamError, UpstreamUnavailableError } from '../errors.js'
 import type { Fleet } from '../fleets/fleet.js'
 import type { ThingerClient, ThingerDevice, UpdateDeviceBody } from '../thinger/client.js'
 import { isRetryableThingerError, ThingerHttpError } from '../thinger/errors.js'
@@ -41,8 +41,10 @@ export interface ProvisionDeps {
   thinger: ThingerPort
   username: string
   host: string
-  fleet: Pick<Fleet, 'reprovision'>
+  fleet: Pick<Fleet, 'reprovision' | 'replayProtection'>
   plan: ProvisioningPlan
+  /** How the device proved itself: a signed timestamp (and key version) or a claim secret. */
+  proof?: { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'claim' }
   newCredential?: () => string
   now?: () => number
   maxRounds?: number
@@ -65,19 +67,37 @@ export interface ProvisionDeps {
 export async function provisionDevice(device: string, deps: ProvisionDeps): Promise<ProvisionResult> {
   const { thinger, plan } = deps
   for (const shared of plan.shared) await ensureShared(shared.kind, shared.id, deps)
-  const { credential, created } = await ensureDevice(device, deps)
+  const { credential, created, previousRecord } = await ensureDevice(device, deps)
   for (const { property, value } of plan.properties) await ensureProperty(thinger, device, property, value)
   if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
   if (plan.dashboard) await ensureDashboard(thinger, plan.dashboard)
   if (plan.projects.length > 0) await call(() => thinger.setDeviceProjects(device, plan.projects))
   if (plan.record) {
-    const record = { ...plan.record, provisionedAt: new Date((deps.now ?? Date.now)()).toISOString() }
+    const proof = deps.proof ?? { kind: 'claim' }
+    const lastTimestamp = Math.max(proof.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
+    const record: ProvisioningRecord = {
+      ...plan.record,
+      provisionedAt: new Date((deps.now ?? Date.now)()).toISOString(),
+      proof: proof.kind,
+      ...(proof.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
+      ...(lastTimestamp > 0 ? { lastTimestamp } : {}),
+    }
     await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record)
   }
   return { username: deps.username, device, credential, host: deps.host, created }
 }
 
-async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ credential: string; created: boolean }> {
+/** The `provisioning` device property: who provisioned the device, when, and the last accepted timestamp. */
+export interface ProvisioningRecord {
+  fleet: string
+  meta: Record<string, string>
+  provisionedAt: string
+  proof: 'hmac' | 'claim'
+  keyVersion?: number
+  lastTimestamp?: number
+}
+
+async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ credential: string; created: boolean; previousRecord?: Partial<ProvisioningRecord> }> {
   const { thinger, plan } = deps
   const credential = (deps.newCredential ?? generateCredential)()
   const maxRounds = deps.maxRounds ?? DEFAULT_MAX_ROUNDS
@@ -93,9 +113,9 @@ async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ cred
     // The create was refused (duplicate, invalid, or a limit) or its answer was lost: the state decides.
     const existing = await call(() => thinger.getDevice(device))
     if (existing !== undefined) {
-      await checkReplaceable(device, existing, deps)
+      const previousRecord = await checkReplaceable(device, existing, deps)
       if (await call(() => thinger.updateDevice(device, { ...fieldsToUpdate(existing, plan), credentials: credential }))) {
-        return { credential, created: false }
+        return { credential, created: false, ...(previousRecord ? { previousRecord } : {}) }
       }
       // Deleted between the read and the update: start over with a create.
       continue
@@ -109,7 +129,7 @@ async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ cred
   throw toUpstreamError(lastError)
 }
 
-async function checkReplaceable(device: string, existing: ThingerDevice, deps: ProvisionDeps): Promise<void> {
+async function checkReplaceable(device: string, existing: ThingerDevice, deps: ProvisionDeps): Promise<Partial<ProvisioningRecord> | undefined> {
   if (!CREDENTIAL_DEVICE_TYPES.has(existing.type)) {
     throw new DeviceStateError(
       'device_conflict',
@@ -120,18 +140,26 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   if (existing.enabled === false) {
     throw new DeviceStateError('device_disabled', 'this device is disabled on Thinger.io')
   }
-  if (deps.fleet.reprovision !== 'reject') return
-  // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
-  // and recent enough that the device has not been in use.
-  const record = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
-  const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.now ?? Date.now)() - existing.created
-  if (record !== undefined || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
-    throw new DeviceStateError(
-      'already_provisioned',
-      'this device is already provisioned; this fleet does not replace credentials',
-      record === undefined ? 'device exists without a provisioning record' : 'device has a provisioning record',
-    )
+  if (deps.fleet.reprovision !== 'reject' && !deps.fleet.replayProtection) return undefined
+  const stored = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
+  const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
+  const proof = deps.proof
+  if (deps.fleet.replayProtection && proof?.kind === 'hmac' && typeof record?.lastTimestamp === 'number' && proof.timestamp <= record.lastTimestamp) {
+    throw new AttestationError('replayed', 'this request is not newer than the last one accepted for this device')
   }
+  if (deps.fleet.reprovision === 'reject') {
+    // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
+    // and recent enough that the device has not been in use.
+    const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.now ?? Date.now)() - existing.created
+    if (record !== undefined || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
+      throw new DeviceStateError(
+        'already_provisioned',
+        'this device is already provisioned; this fleet does not replace credentials',
+        record === undefined ? 'device exists without a provisioning record' : 'device has a provisioning record',
+      )
+    }
+  }
+  return record
 }
 
 function fieldsToUpdate(existing: ThingerDevice, plan: ProvisioningPlan): UpdateDeviceBody {
@@ -219,7 +247,7 @@ async function call<T>(operation: () => Promise<T>): Promise<T> {
 }
 
 function toUpstreamError(error: unknown): Error {
-  if (error instanceof UpstreamError || error instanceof UpstreamUnavailableError || error instanceof DeviceStateError) return error
+  if (error instanceof UpstreamError || error instanceof UpstreamUnavailableError || error instanceof DeviceStateError || error instanceof AttestationError) return error
   if (isRetryableThingerError(error)) {
     const retryAfterSeconds = error instanceof ThingerHttpError ? error.retryAfterSeconds : undefined
     return new UpstreamUnavailableError((error as Error).message, retryAfterSeconds === undefined ? { cause: error } : { cause: error, retryAfterSeconds })

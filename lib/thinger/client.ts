@@ -146,6 +146,16 @@ export class ThingerClient {
   }
 
   /**
+   * Deletes a device (and, on Thinger.io, its properties).
+   * @returns `false` when Thinger answers 404 (no such device).
+   */
+  async deleteDevice(device: string): Promise<boolean> {
+    const response = await this.#withRetries(() => this.#call('DELETE', 'DeleteDevice', this.#devicePath(device), undefined, [404]))
+    await response.body?.cancel()
+    return response.status !== 404
+  }
+
+  /**
    * Reads one account-level resource (asset type, asset group, product, bucket, dashboard, project).
    * @returns it, or `undefined` when Thinger answers 404.
    */

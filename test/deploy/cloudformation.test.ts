@@ -43,7 +43,7 @@ describe('Deployment: osls package', () => {
     rmSync(outDir, { recursive: true, force: true })
   })
 
-  it('grants SSM reads on exactly the two parameter ARNs and nothing else on SSM', () => {
+  it('grants SSM reads on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
     // Act
     const ssmStatements = statements.filter((s) => s.Action.some((a) => a.startsWith('ssm:')))
 
@@ -51,9 +51,10 @@ describe('Deployment: osls package', () => {
     expect(ssmStatements).toHaveLength(1)
     expect(ssmStatements[0]!.Action.sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters'])
     const arns = ssmStatements[0]!.Resource.map((r) => JSON.stringify(r))
-    expect(arns).toHaveLength(2)
+    expect(arns).toHaveLength(3)
     expect(arns[0]).toContain('":parameter","/acme/thinger-token"')
     expect(arns[1]).toContain('":parameter","/acme/fleet-key"')
+    expect(arns[2]).toContain('":parameter","/acme/default-deny-list"')
     expect(arns.join()).not.toContain('*')
   })
 
@@ -145,7 +146,14 @@ describe('Deployment: osls package', () => {
     rmSync(other, { recursive: true, force: true })
     const ssmStatement = (withFleets.Resources.IamRoleLambdaExecution.Properties.Policies[0].PolicyDocument.Statement as Statement[]).find((st) => st.Action.includes('ssm:GetParameters'))!
     const names = ssmStatement.Resource.map((r: any) => r['Fn::Join'][1].at(-1))
-    expect(names.sort()).toEqual(['/acme/thinger-token', '/thinger-provisioner/local/fleet-key', '/thinger-provisioner/local/workshop/claim-secret', '/thinger-provisioner/local/workshop/fleet-key'])
+    expect(names.sort()).toEqual([
+      '/acme/thinger-token',
+      '/thinger-provisioner/local/default-deny-list',
+      '/thinger-provisioner/local/fleet-key',
+      '/thinger-provisioner/local/workshop/claim-secret',
+      '/thinger-provisioner/local/workshop/fleet-key',
+      '/thinger-provisioner/local/workshop/workshop-deny-list',
+    ])
     expect(bundle).toContain('workshop_template')
   }, 120_000)
 

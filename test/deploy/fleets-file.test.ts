@@ -41,7 +41,17 @@ describe('Deployment: fleets files', () => {
     const { fleets } = parseFleets('version: 1\nfleets:\n  a:\n    proof: [hmac]\n    keyParam: /k\n  b:\n    proof: [claim]\n    claimParam: /c\n')
 
     // Assess
-    expect(fleets.a).toEqual({ proof: ['hmac'], keyParam: '/k', claimParam: undefined, devicePattern: '[A-Za-z0-9_-]{1,32}', reprovision: 'rotate', profile: { type: 'Generic' } })
+    expect(fleets.a).toEqual({
+      proof: ['hmac'],
+      keyParam: '/k',
+      keyVersions: [1],
+      claimParam: undefined,
+      denyListParam: '/a-deny-list',
+      replayProtection: true,
+      devicePattern: '[A-Za-z0-9_-]{1,32}',
+      reprovision: 'rotate',
+      profile: { type: 'Generic' },
+    })
     expect(fleets.b).toMatchObject({ reprovision: 'reject' })
   })
 

@@ -60,13 +60,19 @@ function profileOf(state: Snapshot, device: string) {
   }
 }
 
-function expectedProfile(device: string, site: string) {
+function expectedProfile(device: string, site: string, proof: 'claim' | 'hmac' = 'claim') {
   return {
     devices: [{ device, name: `Workshop kit ${device}`, description: `Bench kit at ${site}`, type: 'Generic', enabled: true, asset_type: 'workshop_kit', asset_group: 'workshop', product: 'workshop_kit' }],
     properties: {
       sampling: { intervalSeconds: 60 },
       firmware_channel: 'stable',
-      provisioning: { fleet: 'workshop', meta: { site }, provisionedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) },
+      provisioning: {
+        fleet: 'workshop',
+        meta: { site },
+        provisionedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        proof,
+        ...(proof === 'hmac' ? { keyVersion: 1, lastTimestamp: expect.any(Number) } : {}),
+      },
     },
     buckets: [{ bucket: `${device}_data`, config: { source: 'device', device, resource: 'data', update: 'interval', interval: 60 } }],
     dashboards: [{ dashboard: `${device}_dash`, name: `Kit ${device}`, widgets: [{ type: 'chart', source: 'bucket' }] }],
@@ -121,7 +127,7 @@ describe('Fleets and profiles (local stack over HTTP, local/fleets.yml)', () => 
 
     // Assess
     expect(response.status).toBe(201)
-    expect(profileOf(await snapshot(), device)).toEqual(expectedProfile(device, 'garage'))
+    expect(profileOf(await snapshot(), device)).toEqual(expectedProfile(device, 'garage', 'hmac'))
   })
 
   describe('keeps fleets apart and refuses, without any Thinger call, when', () => {

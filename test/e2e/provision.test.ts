@@ -78,11 +78,12 @@ describe('POST /v1/provision (local stack over HTTP)', () => {
   it('re-provisions an existing device with 200 and a new credential; the old one stops working', async () => {
     // Prepare
     const device = newDeviceId()
-    const first = await signedProvision(device)
+    const now = Math.floor(Date.now() / 1000)
+    const first = await signedProvision(device, { timestamp: now - 1 })
     expect(first.status).toBe(201)
 
     // Act
-    const second = await signedProvision(device)
+    const second = await signedProvision(device, { timestamp: now })
 
     // Assess
     expect(second.status).toBe(200)
@@ -114,17 +115,39 @@ describe('POST /v1/provision (local stack over HTTP)', () => {
   })
 
   it('leaves exactly one device when 20 requests for one new device arrive at once', async () => {
-    // Prepare
+    // Prepare: 20 distinct timestamps, as a device retrying in a loop would sign
     const device = newDeviceId()
+    const now = Math.floor(Date.now() / 1000)
 
     // Act
-    const responses = await Promise.all(Array.from({ length: 20 }, () => signedProvision(device)))
+    const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => signedProvision(device, { timestamp: now - 20 + i })))
+
+    // Assess: one creates; the others replace the credential, or are refused as older than one already accepted
+    const statuses = responses.map((r) => r.status)
+    expect(statuses.filter((s) => s === 201)).toHaveLength(1)
+    expect(statuses.every((s) => s === 200 || s === 201 || s === 401)).toBe(true)
+    expect(responses.filter((r) => r.status === 401).every((r) => r.json.error.code === 'replayed')).toBe(true)
+    expect((await devicesOnThinger()).filter((d) => d.device === device)).toHaveLength(1)
+    const granted = responses.filter((r) => r.status < 300)
+    const working = await Promise.all(granted.map((r) => login(device, r.json.credential)))
+    expect(working.filter((status) => status === 200)).toHaveLength(1)
+  })
+
+  it('refuses a replayed request with 401 replayed, and the credential it first gave keeps working', async () => {
+    // Prepare
+    const device = newDeviceId()
+    const body = signedBody(device)
+    const first = await provision(body)
+    secretsSeen.add(body.signature)
+
+    // Act
+    const replay = await provision(body)
 
     // Assess
-    expect(responses.map((r) => r.status).sort()).toEqual([...Array(19).fill(200), 201].sort())
-    expect((await devicesOnThinger()).filter((d) => d.device === device)).toHaveLength(1)
-    const working = await Promise.all(responses.map((r) => login(device, r.json.credential)))
-    expect(working.filter((status) => status === 200)).toHaveLength(1)
+    expect(first.status).toBe(201)
+    expect(replay.status).toBe(401)
+    expect(replay.json.error).toMatchObject({ code: 'replayed', retryable: true, retryAfter: 1 })
+    expect(await login(device, first.json.credential)).toBe(200)
   })
 
   describe('refuses, and Thinger sees no call, when', () => {

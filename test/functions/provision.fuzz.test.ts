@@ -13,6 +13,7 @@ const FLEET_KEY = Buffer.alloc(32, 42).toString('base64')
 const TOKEN_PARAM = '/fuzz/thinger-token'
 const FLEET_KEY_PARAM = '/fuzz/fleet-key'
 const RUNS = 300
+let signedRuns = 0
 
 let emulator: ThingerEmulator
 let handler: ProvisionHandler
@@ -21,9 +22,13 @@ let output: string[] = []
 beforeAll(async () => {
   emulator = await startThingerEmulator({ port: 0, accounts: [{ username: USERNAME, tokens: [{ token: TOKEN }] }] })
   const ssm = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
+  const stored: Record<string, string> = { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }
   mockClient(ssm)
     .on(GetParametersCommand)
-    .resolves({ Parameters: [{ Name: TOKEN_PARAM, Type: 'SecureString', Value: TOKEN }, { Name: FLEET_KEY_PARAM, Type: 'SecureString', Value: FLEET_KEY }], InvalidParameters: [] })
+    .callsFake(async (input: { Names: string[] }) => ({
+      Parameters: input.Names.filter((name) => name in stored).map((name) => ({ Name: name, Type: 'SecureString' as const, Value: stored[name] })),
+      InvalidParameters: input.Names.filter((name) => !(name in stored)),
+    }))
   handler = createProvisionHandler({
     env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_TOKEN_PARAM: TOKEN_PARAM, FLEET_KEY_PARAM },
     ssmClient: ssm,
@@ -111,8 +116,8 @@ describe('Function: provision handler, fuzzed', () => {
   it('answers 201 or 200 to any validly signed request for any allowed device ID, with a credential that logs in', async () => {
     await fc.assert(
       fc.asyncProperty(fc.stringMatching(/^[A-Za-z0-9_-]{1,32}$/), fc.constantFrom('application/json', 'text/plain'), async (device, accept) => {
-        // Prepare
-        const timestamp = Math.floor(Date.now() / 1000)
+        // Prepare: a newer timestamp each time, as a real device's clock gives (a repeat would be a replay)
+        const timestamp = Math.floor(Date.now() / 1000) - 250 + ++signedRuns
         const deviceKey = deriveDeviceKey(Buffer.from(FLEET_KEY, 'base64'), device)
         const body = JSON.stringify({ device, timestamp, signature: signRequest(deviceKey, device, timestamp) })
         output = []

@@ -134,7 +134,73 @@ describe('Function: provision handler', () => {
     expect(response.json).toEqual({ username: USERNAME, device: 'esp32_a1b2c3d4e5f6', credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: 'acme.aws.thinger.io', created: true })
     expect(emulator.checkLogin(USERNAME, 'esp32_a1b2c3d4e5f6', response.json.credential)).toEqual({ ok: true })
     expect(emulator.device(USERNAME, 'esp32_a1b2c3d4e5f6')?.type).toBe('Generic')
-    expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 1, requestId: expect.any(String), durationMs: expect.any(Number) })
+    expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 2, requestId: expect.any(String), durationMs: expect.any(Number) })
+    expect(emulator.resources(USERNAME).properties['esp32_a1b2c3d4e5f6']?.provisioning).toMatchObject({ fleet: 'default', proof: 'hmac', keyVersion: 1, lastTimestamp: NOW_MS / 1000 })
+  })
+
+  it('writes one audit line and one metric line per request, for successes and refusals alike', async () => {
+    // Prepare
+    const { handler } = makeHandler()
+
+    // Act
+    await invoke(handler, event(signed('esp32_00000000c001')))
+    await invoke(handler, event(signed('esp32_00000000c002', NOW_MS / 1000, Buffer.alloc(32, 3).toString('base64'))))
+
+    // Assess
+    const audit = logLines().filter((line) => line.message === 'provision')
+    expect(audit).toEqual([
+      expect.objectContaining({ outcome: 'created', device: 'esp32_00000000c001', fleet: 'default', proof: 'hmac', keyVersion: 1, sourceIp: '127.0.0.1', statusCode: 201, requestId: expect.any(String), durationMs: expect.any(Number) }),
+      expect.objectContaining({ outcome: 'refused', code: 'invalid_signature', device: 'esp32_00000000c002', fleet: 'default', keyVersion: 1, sourceIp: '127.0.0.1', statusCode: 401 }),
+    ])
+    const emf = logLines().filter((line) => '_aws' in line)
+    expect(emf).toEqual([
+      expect.objectContaining({ outcome: 'created', code: 'none', Requests: 1, ThingerCalls: 2 }),
+      expect.objectContaining({ outcome: 'refused', code: 'invalid_signature', Requests: 1 }),
+    ])
+    expect(JSON.stringify(emf[0]!._aws)).toContain('"Namespace":"ThingerProvisioner"')
+  })
+
+  it('creates a new device in one Thinger call when replay protection is off', async () => {
+    // Prepare
+    const { handler } = makeHandler({ env: { REPLAY_PROTECTION: 'off' } })
+
+    // Act
+    const response = await invoke(handler, event(signed('esp32_00000000a001')))
+
+    // Assess
+    expect(response.statusCode).toBe(201)
+    expect(emulator.calls().map((c) => c.method)).toEqual(['POST'])
+  })
+
+  it('refuses a replayed request with 401 replayed and changes nothing', async () => {
+    // Prepare
+    const { handler } = makeHandler()
+    const body = signed('esp32_00000000a002')
+    const first = await invoke(handler, event(body))
+    emulator.clearCalls()
+
+    // Act
+    const replay = await invoke(handler, event(body))
+
+    // Assess
+    expect(first.statusCode).toBe(201)
+    expect(replay.statusCode).toBe(401)
+    expect(replay.json.error.code).toBe('replayed')
+    expect(emulator.checkLogin(USERNAME, 'esp32_00000000a002', first.json.credential)).toEqual({ ok: true })
+    expect(emulator.calls().map((c) => c.method)).toEqual(['POST', 'GET', 'GET'])
+  })
+
+  it('accepts a newer request for the same device and records its timestamp', async () => {
+    // Prepare
+    const { handler } = makeHandler()
+    await invoke(handler, event(signed('esp32_00000000a003', NOW_MS / 1000 - 10)))
+
+    // Act
+    const newer = await invoke(handler, event(signed('esp32_00000000a003', NOW_MS / 1000)))
+
+    // Assess
+    expect(newer.statusCode).toBe(200)
+    expect(emulator.resources(USERNAME).properties['esp32_00000000a003']?.provisioning).toMatchObject({ lastTimestamp: NOW_MS / 1000 })
   })
 
   it('reads a base64-encoded body as API Gateway may deliver it', async () => {
@@ -159,7 +225,7 @@ describe('Function: provision handler', () => {
 
     // Assess
     expect(ssm.mock.commandCalls(GetParametersCommand)).toHaveLength(1)
-    expect(ssm.mock.commandCalls(GetParametersCommand)[0]!.args[0].input).toEqual({ Names: [TOKEN_PARAM, FLEET_KEY_PARAM], WithDecryption: true })
+    expect(ssm.mock.commandCalls(GetParametersCommand)[0]!.args[0].input).toEqual({ Names: [TOKEN_PARAM, FLEET_KEY_PARAM, '/thinger-provisioner/test/default-deny-list'], WithDecryption: true })
   })
 
   it('keeps serving from its cache when SSM fails after the first fetch', async () => {
@@ -189,6 +255,71 @@ describe('Function: provision handler', () => {
     expect(response.statusCode).toBe(201)
     expect(ssm.mock.commandCalls(GetParametersCommand).length).toBeGreaterThanOrEqual(2)
     expect(logLines().find((line) => line.message === 'SSM unavailable: serving the cached parameters')).toMatchObject({ errorName: 'ThrottlingException' })
+  })
+
+  describe('revocation and key versions', () => {
+    const DENY_LIST_PARAM = '/thinger-provisioner/test/default-deny-list'
+    const FLEET_KEY_V2 = Buffer.alloc(32, 9).toString('base64')
+    const denied = (devices: string[], retiredKeyVersions: number[] = []) =>
+      makeHandler({
+        env: { FLEET_KEY_VERSIONS: '1,2' },
+        ssm: { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [`${FLEET_KEY_PARAM}-v2`]: FLEET_KEY_V2, [DENY_LIST_PARAM]: JSON.stringify({ version: 1, devices, retiredKeyVersions }) },
+      })
+    const signedV2 = (device: string) => JSON.stringify({ ...JSON.parse(signed(device, NOW_MS / 1000, FLEET_KEY_V2)), keyVersion: 2 })
+
+    it('answers 403 device_revoked for a revoked device, without any Thinger call', async () => {
+      // Act
+      const response = await invoke(denied(['esp32_00000000b001']).handler, event(signed('esp32_00000000b001')))
+
+      // Assess
+      expect(response.statusCode).toBe(403)
+      expect(response.json.error.code).toBe('device_revoked')
+      expect(emulator.calls()).toEqual([])
+    })
+
+    it('provisions a device flashed with key version 2 when the fleet lists it', async () => {
+      // Act
+      const response = await invoke(denied([]).handler, event(signedV2('esp32_00000000b002')))
+
+      // Assess
+      expect(response.statusCode).toBe(201)
+      expect(emulator.resources(USERNAME).properties['esp32_00000000b002']?.provisioning).toMatchObject({ keyVersion: 2 })
+    })
+
+    it('answers 403 key_revoked for every device of a retired key version, and still serves the others', async () => {
+      // Prepare
+      const { handler } = denied([], [1])
+
+      // Act
+      const old = await invoke(handler, event(signed('esp32_00000000b003')))
+      const current = await invoke(handler, event(signedV2('esp32_00000000b004')))
+
+      // Assess
+      expect(old.statusCode).toBe(403)
+      expect(old.json.error.code).toBe('key_revoked')
+      expect(current.statusCode).toBe(201)
+    })
+
+    it('answers 403 unknown_key_version for a version the fleet does not list', async () => {
+      // Act
+      const response = await invoke(makeHandler().handler, event(signedV2('esp32_00000000b005')))
+
+      // Assess
+      expect(response.statusCode).toBe(403)
+      expect(response.json.error.code).toBe('unknown_key_version')
+    })
+
+    it('answers 500 and names the deny list when it is not a deny list', async () => {
+      // Prepare
+      const { handler } = makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [DENY_LIST_PARAM]: '{"devices":"all"}' } })
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_00000000b006')))
+
+      // Assess
+      expect(response.statusCode).toBe(500)
+      expect(logLines().find((line) => line.code === 'internal_error')).toMatchObject({ detail: expect.stringContaining('DENY_LIST_PARAM') })
+    })
   })
 
   describe('error answers', () => {

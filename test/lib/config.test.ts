@@ -29,7 +29,17 @@ describe('Function: loadConfig', () => {
         fleets: new Map([
           [
             'default',
-            { name: 'default', proof: ['hmac'], keyParam: '/thinger-provisioner/dev/fleet-key', devicePattern: expect.any(RegExp), reprovision: 'rotate', profile: { type: 'Generic' } },
+            {
+              name: 'default',
+              proof: ['hmac'],
+              keyParam: '/thinger-provisioner/dev/fleet-key',
+              keyVersions: [1],
+              denyListParam: '/thinger-provisioner/dev/default-deny-list',
+              replayProtection: true,
+              devicePattern: expect.any(RegExp),
+              reprovision: 'rotate',
+              profile: { type: 'Generic' },
+            },
           ],
         ]),
         fleetsSource: 'environment',
@@ -101,6 +111,9 @@ describe('Function: loadConfig', () => {
         THINGER_DEVICE_HOST: 'mqtt.example.test:8883',
         THINGER_TOKEN_PARAM: '/custom/token',
         FLEET_KEY_PARAM: '/custom/fleet.key',
+        FLEET_KEY_VERSIONS: '2,1',
+        DENY_LIST_PARAM: '/custom/deny',
+        REPLAY_PROTECTION: 'off',
         DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}',
         CLOCK_SKEW_SECONDS: '60',
         SSM_CACHE_SECONDS: '3600',
@@ -116,7 +129,17 @@ describe('Function: loadConfig', () => {
         fleets: new Map([
           [
             'default',
-            { name: 'default', proof: ['hmac'], keyParam: '/custom/fleet.key', devicePattern: /^(?:esp32_[0-9a-f]{12})$/, reprovision: 'rotate', profile: { type: 'Generic' } },
+            {
+              name: 'default',
+              proof: ['hmac'],
+              keyParam: '/custom/fleet.key',
+              keyVersions: [1, 2],
+              denyListParam: '/custom/deny',
+              replayProtection: false,
+              devicePattern: /^(?:esp32_[0-9a-f]{12})$/,
+              reprovision: 'rotate',
+              profile: { type: 'Generic' },
+            },
           ],
         ]),
         fleetsSource: 'environment',

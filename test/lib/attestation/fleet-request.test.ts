@@ -13,6 +13,8 @@ const fleet = (overrides: Partial<Fleet>): Fleet => ({
   name: 'workshop',
   proof: ['claim'],
   claimParam: '/c',
+  denyListParam: '/d',
+  replayProtection: true,
   devicePattern: /^(?:ws_[a-z0-9]{4,29})$/,
   reprovision: 'reject',
   profile: { type: 'Generic' },

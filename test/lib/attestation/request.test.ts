@@ -5,8 +5,8 @@ import type { Fleet } from '../../../lib/fleets/fleet.js'
 
 /** The device-pattern check as a fleet of its own applies it. */
 function checkDeviceAllowed(device: string, devicePattern: RegExp): void {
-  const fleet: Fleet = { name: 'default', proof: ['hmac'], keyParam: '/k', devicePattern, reprovision: 'rotate', profile: { type: 'Generic' } }
-  admitToFleet({ device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: 0, signature: '' } }, new Map([['default', fleet]]))
+  const fleet: Fleet = { name: 'default', proof: ['hmac'], keyParam: '/k', denyListParam: '/d', replayProtection: true, devicePattern, reprovision: 'rotate', profile: { type: 'Generic' } }
+  admitToFleet({ device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: 0, signature: '', keyVersion: 1 } }, new Map([['default', fleet]]))
 }
 import { loadConfig } from '../../../lib/config.js'
 import { AttestationError, ValidationError } from '../../../lib/errors.js'
@@ -29,7 +29,7 @@ describe('Function: parseProvisionRequest', () => {
     const request = parseProvisionRequest({ ...VALID })
 
     // Assess
-    expect(request).toEqual({ device: DEVICE, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: TIMESTAMP, signature: SIGNATURE } })
+    expect(request).toEqual({ device: DEVICE, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: TIMESTAMP, signature: SIGNATURE, keyVersion: 1 } })
   })
 
   it.each([
@@ -241,7 +241,7 @@ describe('Function: parseProvisionRequest', () => {
             // Assess
             expect(request.device).toBe(body.device)
             expect(request.fleet).toBe(body.fleet ?? 'default')
-            if (request.proof.kind === 'hmac') expect(request.proof).toEqual({ kind: 'hmac', timestamp: body.timestamp, signature: body.signature })
+            if (request.proof.kind === 'hmac') expect(request.proof).toMatchObject({ kind: 'hmac', timestamp: body.timestamp, signature: body.signature })
             else expect(request.proof).toEqual({ kind: 'claim', claim: body.claim })
           } catch (error) {
             expect(error).toBeInstanceOf(ValidationError)
@@ -266,7 +266,7 @@ describe('Function: parseProvisionRequest', () => {
           const request = parseProvisionRequest(body)
 
           // Assess
-          expect(request).toEqual({ device: body.device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: body.timestamp, signature: body.signature } })
+          expect(request).toEqual({ device: body.device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: body.timestamp, signature: body.signature, keyVersion: 1 } })
         },
       ),
       { numRuns: 300 },

@@ -117,7 +117,7 @@ describe('Function: provisionDevice', () => {
       username: USERNAME,
       host: HOST,
       newCredential: () => NEW_CREDENTIAL,
-      fleet: { reprovision: 'rotate' },
+      fleet: { reprovision: 'rotate', replayProtection: false },
       plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [] },
     }
   })

@@ -1,7 +1,7 @@
 import { GetParameterCommand, GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { mockClient } from 'aws-sdk-client-mock'
 import { describe, expect, it, vi } from 'vitest'
-import { withStaleOnError } from '../../../lib/aws/stale-on-error-ssm-client.js'
+import { withStaleOnError } from '../../../lib/aws/ssm-client.js'
 
 const ANSWER = { Parameters: [{ Name: '/a', Type: 'SecureString' as const, Value: 'v1' }], InvalidParameters: [], $metadata: {} }
 const error = (name: string, extra: object = {}) => Object.assign(new Error(name), { name, ...extra })
@@ -66,6 +66,20 @@ describe('Function: withStaleOnError', () => {
 
     // Act & Assess
     await expect(wrapped.send(new GetParametersCommand({ Names: ['/b'], WithDecryption: true }))).rejects.toThrow('ThrottlingException')
+  })
+
+  it('reports a missing optional parameter as found, with its default value', async () => {
+    // Prepare
+    const client = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
+    mockClient(client).on(GetParametersCommand).resolves({ Parameters: [ANSWER.Parameters[0]!], InvalidParameters: ['/deny', '/secret'], $metadata: {} })
+    const wrapped = withStaleOnError(client, { defaults: { '/deny': '{"version":1}' } })
+
+    // Act
+    const output = (await wrapped.send(new GetParametersCommand({ Names: ['/a', '/deny', '/secret'], WithDecryption: true }))) as { Parameters: unknown[]; InvalidParameters: string[] }
+
+    // Assess
+    expect(output.Parameters).toEqual([ANSWER.Parameters[0], { Name: '/deny', Type: 'String', Value: '{"version":1}', Version: 0 }])
+    expect(output.InvalidParameters).toEqual(['/secret'])
   })
 
   it('remembers nothing but GetParameters', async () => {

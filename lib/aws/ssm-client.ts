@@ -8,6 +8,11 @@ type Sender = Pick<SSMClient, 'send'>
 export interface StaleOnErrorOptions {
   /** How old a remembered answer may be and still be served while SSM fails. */
   maxStaleMs?: number
+  /**
+   * Parameters that may not exist, with the value that stands for them when missing (a fleet's
+   * deny list before anything was revoked). Reported found, so one batched request serves both.
+   */
+  defaults?: Record<string, string>
   /** Told each time a remembered answer stands in for a failed call. */
   onStale?: (error: unknown, ageMs: number) => void
   now?: () => number
@@ -18,7 +23,8 @@ export interface StaleOnErrorOptions {
  * 5xx, network, timeout) answers with the last successful answer to the same call, up to
  * `maxStaleMs` old. @middy/ssm refreshes its cache when it expires and forgets the values when the
  * refresh fails; with this client underneath, a warm container keeps serving through an SSM
- * outage. Errors that a retry cannot fix (missing parameter, access denied) still surface.
+ * outage. Errors that a retry cannot fix (missing parameter, access denied) still surface, except
+ * for parameters listed in `defaults`, whose absence is normal.
  */
 export function withStaleOnError(client: Sender, options: StaleOnErrorOptions = {}): Sender {
   const maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
@@ -28,8 +34,11 @@ export function withStaleOnError(client: Sender, options: StaleOnErrorOptions = 
   const send = async (command: unknown, ...rest: unknown[]): Promise<unknown> => {
     const key = command instanceof GetParametersCommand ? JSON.stringify(command.input) : undefined
     try {
-      const output = await (client.send as (...args: unknown[]) => Promise<unknown>)(command, ...rest)
-      if (key !== undefined) remembered.set(key, { output: output as GetParametersCommandOutput, atMs: now() })
+      let output = await (client.send as (...args: unknown[]) => Promise<unknown>)(command, ...rest)
+      if (key !== undefined) {
+        output = withDefaults(output as GetParametersCommandOutput, options.defaults ?? {})
+        remembered.set(key, { output: output as GetParametersCommandOutput, atMs: now() })
+      }
       return output
     } catch (error) {
       const last = key === undefined ? undefined : remembered.get(key)
@@ -42,10 +51,20 @@ export function withStaleOnError(client: Sender, options: StaleOnErrorOptions = 
 }
 
 /** A constructor @middy/ssm can call (`new AwsClient(options)`) that builds a stale-on-error SSM client. */
-export function staleOnErrorSsmClientClass(options: StaleOnErrorOptions & { client?: Sender } = {}): typeof SSMClient {
+export function ssmClientClass(options: StaleOnErrorOptions & { client?: Sender } = {}): typeof SSMClient {
   return function StaleOnErrorSsmClient(config: SSMClientConfig) {
     return withStaleOnError(options.client ?? new SSMClient(config), options)
   } as unknown as typeof SSMClient
+}
+
+function withDefaults(output: GetParametersCommandOutput, defaults: Record<string, string>): GetParametersCommandOutput {
+  const missing = (output.InvalidParameters ?? []).filter((name) => name in defaults)
+  if (missing.length === 0) return output
+  return {
+    ...output,
+    Parameters: [...(output.Parameters ?? []), ...missing.map((name) => ({ Name: name, Type: 'String' as const, Value: defaults[name], Version: 0 }))],
+    InvalidParameters: (output.InvalidParameters ?? []).filter((name) => !(name in defaults)),
+  }
 }
 
 function isPassingFailure(error: unknown): boolean {
