@@ -1,26 +1,4 @@
-/** Stable machine codes of every refusal or failure a device can see. Firmware depends on them. */
-export type ErrorCode =
-  | 'invalid_request'
-  | 'unsupported_media_type'
-  | 'payload_too_large'
-  | 'invalid_signature'
-  | 'clock_skew'
-  | 'device_not_allowed'
-  | 'unknown_fleet'
-  | 'proof_not_accepted'
-  | 'invalid_claim'
-  | 'unknown_key_version'
-  | 'key_revoked'
-  | 'device_revoked'
-  | 'replayed'
-  | 'already_provisioned'
-  | 'device_disabled'
-  | 'device_conflict'
-  | 'upstream_unavailable'
-  | 'upstream_error'
-  | 'internal_error'
-
-const STATUS_BY_CODE: Record<ErrorCode, number> = {
+const STATUS_BY_CODE = {
   invalid_request: 400,
   unsupported_media_type: 415,
   payload_too_large: 413,
@@ -40,7 +18,10 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   upstream_unavailable: 503,
   upstream_error: 502,
   internal_error: 500,
-}
+} as const
+
+/** Stable machine codes of every refusal or failure a device can see. Firmware depends on them. */
+export type ErrorCode = keyof typeof STATUS_BY_CODE
 
 /**
  * Base of every error `lib/` throws on purpose. Its `message` is written for the device and is

@@ -3,6 +3,7 @@ import { promisify } from 'node:util'
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import { LOCAL_USERNAME, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
 import { newDeviceId, signedBody } from '../support/device.js'
+import { emulatorClient } from '../support/emulator-client.js'
 
 const provisionUrl = inject('provisionUrl')
 const thingerUrl = inject('thingerUrl')
@@ -24,27 +25,12 @@ async function provision(body: unknown): Promise<{ status: number; json: any }> 
   return { status: response.status, json: await response.json() }
 }
 
-async function login(device: string, credential: string): Promise<number> {
-  const response = await fetch(`${thingerUrl}/__emulator/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: LOCAL_USERNAME, device, credential }),
-  })
-  await response.body?.cancel()
-  return response.status
-}
-
-async function snapshot(): Promise<Snapshot> {
-  return (await (await fetch(`${thingerUrl}/__emulator/resources/${LOCAL_USERNAME}`)).json()) as Snapshot
-}
-
-async function callCount(): Promise<number> {
-  return ((await (await fetch(`${thingerUrl}/__emulator/calls`)).json()) as unknown[]).length
-}
+const emulator = emulatorClient(thingerUrl)
+const { login, callCount } = emulator
+const snapshot = () => emulator.resources<Snapshot>()
 
 async function setFaults(rules: unknown[]): Promise<void> {
-  const response = await fetch(`${thingerUrl}/__emulator/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rules) })
-  expect(response.status).toBe(200)
+  expect(await emulator.setFaults(rules)).toBe(200)
 }
 
 const claimBody = (device: string, meta: Record<string, string> = { site: 'lab_2' }) => ({ device, fleet: 'workshop', claim: LOCAL_WORKSHOP_CLAIM_SECRET, meta })
@@ -81,7 +67,7 @@ function expectedProfile(device: string, site: string, proof: 'claim' | 'hmac' =
 }
 
 afterEach(async () => {
-  await fetch(`${thingerUrl}/__emulator/faults`, { method: 'DELETE' })
+  await emulator.clearFaults()
 })
 
 describe('Fleets and profiles (local stack over HTTP, local/fleets.yml)', () => {
@@ -186,7 +172,7 @@ describe('Fleets and profiles (local stack over HTTP, local/fleets.yml)', () => 
 
       // Act
       const failed = await provision(claimBody(device))
-      await fetch(`${thingerUrl}/__emulator/faults`, { method: 'DELETE' })
+      await emulator.clearFaults()
       const retried = await provision(claimBody(device))
 
       // Assess

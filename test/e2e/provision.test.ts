@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { afterAll, describe, expect, inject, it } from 'vitest'
 import { LOCAL_FLEET_KEY, LOCAL_THINGER_TOKEN, LOCAL_USERNAME } from '../../local/defaults.js'
 import { deviceKeyOf, newDeviceId, signedBody } from '../support/device.js'
+import { emulatorClient } from '../support/emulator-client.js'
 
 const provisionUrl = inject('provisionUrl')
 const thingerUrl = inject('thingerUrl')
@@ -31,15 +32,7 @@ async function signedProvision(device: string, options: { timestamp?: number } =
   return provision(body)
 }
 
-async function login(device: string, credential: string): Promise<number> {
-  const response = await fetch(`${thingerUrl}/__emulator/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: LOCAL_USERNAME, device, credential }),
-  })
-  await response.body?.cancel()
-  return response.status
-}
+const { login, callCount } = emulatorClient(thingerUrl)
 
 async function thingerCallsFor(device: string): Promise<Array<{ method: string; path: string; status: number | null }>> {
   const calls = (await (await fetch(`${thingerUrl}/__emulator/calls`)).json()) as Array<{ method: string; path: string; status: number | null }>
@@ -49,10 +42,6 @@ async function thingerCallsFor(device: string): Promise<Array<{ method: string; 
 
 async function devicesOnThinger(): Promise<Array<{ device: string }>> {
   return (await (await fetch(`${thingerUrl}/__emulator/devices/${LOCAL_USERNAME}`)).json()) as Array<{ device: string }>
-}
-
-async function callCount(): Promise<number> {
-  return ((await (await fetch(`${thingerUrl}/__emulator/calls`)).json()) as unknown[]).length
 }
 
 describe('POST /v1/provision (local stack over HTTP)', () => {

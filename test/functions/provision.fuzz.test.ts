@@ -1,11 +1,12 @@
 import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
+import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import { mockClient } from 'aws-sdk-client-mock'
 import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
+import { apiEvent } from '../support/lambda.js'
 
 const USERNAME = 'fuzz'
 const TOKEN = 'fuzz-thinger-token-secret-value'
@@ -74,19 +75,6 @@ const bodies = fc.oneof(
 )
 const extraHeaders = fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }).map((k) => k.toLowerCase()), fc.string({ maxLength: 60 }), { maxKeys: 4 })
 
-function eventOf(body: string | undefined, isBase64Encoded: boolean, headers: Record<string, string>): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: 'POST /v1/provision',
-    rawPath: '/v1/provision',
-    rawQueryString: '',
-    headers,
-    body,
-    isBase64Encoded,
-    requestContext: { requestId: 'fuzz', http: { method: 'POST', path: '/v1/provision', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'fuzz' } },
-  } as unknown as APIGatewayProxyEventV2
-}
-
 describe('Function: provision handler, fuzzed', () => {
   it('never answers 500, never calls Thinger without a valid signature, never leaks a secret', async () => {
     await fc.assert(
@@ -99,7 +87,7 @@ describe('Function: provision handler, fuzzed', () => {
         output = []
 
         // Act
-        const response = (await handler(eventOf(body, isBase64Encoded, headers), context)) as APIGatewayProxyStructuredResultV2
+        const response = (await handler(apiEvent(body, headers, isBase64Encoded), context)) as APIGatewayProxyStructuredResultV2
 
         // Assess
         expect(response.statusCode).toBeGreaterThanOrEqual(400)
@@ -123,7 +111,7 @@ describe('Function: provision handler, fuzzed', () => {
         output = []
 
         // Act
-        const response = (await handler(eventOf(body, false, { 'content-type': 'application/json', accept }), context)) as APIGatewayProxyStructuredResultV2
+        const response = (await handler(apiEvent(body, { 'content-type': 'application/json', accept }), context)) as APIGatewayProxyStructuredResultV2
 
         // Assess
         expect([200, 201]).toContain(response.statusCode)

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { createProvisionHandler } from '../../functions/provision.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
+import { apiEvent } from '../support/lambda.js'
 
 const USERNAME = 'acme'
 const TOKEN = 'unit-test-thinger-token-value'
@@ -70,18 +71,7 @@ function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<str
   return { handler, ssm }
 }
 
-function event(body: string | undefined, headers: Record<string, string> = { 'content-type': 'application/json' }, isBase64Encoded = false): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: 'POST /v1/provision',
-    rawPath: '/v1/provision',
-    rawQueryString: '',
-    headers,
-    body,
-    isBase64Encoded,
-    requestContext: { requestId: 'api-request', http: { method: 'POST', path: '/v1/provision', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' } },
-  } as unknown as APIGatewayProxyEventV2
-}
+const event = apiEvent
 
 let requestCount = 0
 function context(): Context {
