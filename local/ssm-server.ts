@@ -219,7 +219,43 @@ export async function startLocalSsm(
       timers.add(timer)
     })
 
+  const applyFaults = (rules: SsmFaultRule[]): void => {
+    rules.forEach(validateFaultRule)
+    faults = rules.map((rule) => ({ rule: { ...rule }, remaining: rule.times ?? Number.POSITIVE_INFINITY }))
+  }
+
+  // Test-only routes for other processes (the local stack's users, benchmarks): the same controls as the returned object.
+  const handleAdmin = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const answer = (status: number, body: unknown): void => {
+      const payload = JSON.stringify(body)
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) })
+      res.end(payload)
+    }
+    const route = `${req.method} ${req.url?.split('?')[0]}`
+    if (route === 'GET /__ssm/calls') return answer(200, recorded)
+    if (route === 'DELETE /__ssm/calls') {
+      recorded.length = 0
+      return answer(200, {})
+    }
+    if (route === 'DELETE /__ssm/faults') {
+      faults = []
+      return answer(200, {})
+    }
+    if (route === 'PUT /__ssm/faults') {
+      try {
+        const rules = JSON.parse((await readBody(req))?.toString('utf8') ?? '') as unknown
+        if (!Array.isArray(rules)) throw new TypeError('the body must be a JSON array of fault rules')
+        applyFaults(rules as SsmFaultRule[])
+        return answer(200, {})
+      } catch (error) {
+        return answer(400, { error: { message: error instanceof Error ? error.message : String(error) } })
+      }
+    }
+    return answer(404, { error: { message: `no admin route ${route}` } })
+  }
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.url?.startsWith('/__ssm/')) return handleAdmin(req, res)
     const target = headerOf(req, 'x-amz-target')
     const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target
     const call: SsmCall = { operation, names: [], status: null, at: Date.now() }
@@ -296,8 +332,7 @@ export async function startLocalSsm(
       recorded.length = 0
     },
     setFaults: (rules) => {
-      rules.forEach(validateFaultRule)
-      faults = rules.map((rule) => ({ rule: { ...rule }, remaining: rule.times ?? Number.POSITIVE_INFINITY }))
+      applyFaults(rules)
     },
     put: putDirectly,
     get: (name) => {

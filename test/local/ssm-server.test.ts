@@ -538,3 +538,29 @@ describe('Module: ssm-server', () => {
     })
   })
 })
+
+describe('Module: ssm-server admin routes', () => {
+  it('lets another process throttle, inspect and clear through /__ssm/', async () => {
+    // Prepare
+    const ssm = await startLocalSsm({ parameters: [{ name: '/admin/a', value: 'v' }] })
+    const client = new SSMClient({ endpoint: ssm.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, maxAttempts: 1 })
+
+    try {
+      // Act
+      const put = await fetch(`${ssm.url}/__ssm/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ action: 'throttle', times: 1 }]) })
+      const throttled = await client.send(new GetParameterCommand({ Name: '/admin/a' })).catch((error: Error) => error.name)
+      const served = await client.send(new GetParameterCommand({ Name: '/admin/a' })).then(() => 'ok')
+      const calls = (await (await fetch(`${ssm.url}/__ssm/calls`)).json()) as Array<{ operation: string; status: number }>
+      const bad = await fetch(`${ssm.url}/__ssm/faults`, { method: 'PUT', body: '{"action":"nope"}' })
+
+      // Assess
+      expect(put.status).toBe(200)
+      expect(throttled).toBe('ThrottlingException')
+      expect(served).toBe('ok')
+      expect(calls.map((c) => `${c.operation} ${c.status}`)).toEqual(['GetParameter 400', 'GetParameter 200'])
+      expect(bad.status).toBe(400)
+    } finally {
+      await ssm.close()
+    }
+  })
+})
