@@ -7,6 +7,8 @@ export const LOCAL_USERNAME = 'demo'
 export const LOCAL_THINGER_TOKEN = 'local-dev-thinger-token-not-a-secret'
 /** Base64 of 32+ bytes, stored in the local SSM as the fleet key of stage `local`. */
 export const LOCAL_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY fleet key').toString('base64')
+/** An operator's token for the emulator with every permission (the CLI's `revoke --delete`), kept apart from the function's minimal one. */
+export const LOCAL_ADMIN_THINGER_TOKEN = 'local-dev-admin-token-not-a-secret'
 /** The local `workshop` fleet (local/fleets.yml): its claim secret and its own fleet key. */
 export const LOCAL_WORKSHOP_CLAIM_SECRET = 'workshop-claim-LOCAL-DEV-ONLY'
 export const LOCAL_WORKSHOP_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY workshop fleet key').toString('base64')

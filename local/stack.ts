@@ -9,6 +9,7 @@ import {
   DEFAULT_LAMBDA_PORT,
   DEFAULT_SSM_PORT,
   DEFAULT_THINGER_PORT,
+  LOCAL_ADMIN_THINGER_TOKEN,
   LOCAL_FLEET_KEY,
   LOCAL_FLEETS_FILE,
   LOCAL_REGION,
@@ -83,7 +84,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const { thingerTokenParam, fleetKeyParam } = parameterNames(LOCAL_STAGE)
   const thinger = await startThingerEmulator({
     port: options.thingerPort ?? DEFAULT_THINGER_PORT,
-    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: LOCAL_TOKEN_ACTIONS }] }],
+    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: LOCAL_TOKEN_ACTIONS }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
   })
   thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
   const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile

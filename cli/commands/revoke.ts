@@ -1,0 +1,117 @@
+import type { Command } from 'commander'
+import type { Config } from '../../lib/config.js'
+import type { Fleet } from '../../lib/fleets/fleet.js'
+import type { CliContext } from '../context.js'
+import { loadDenyList, saveDenyList, setDevicesRevoked, setKeyVersionsRetired } from '../deny-list.js'
+import { CliError } from '../errors.js'
+import { collect, parseKeyVersion } from '../options.js'
+import { checkDeviceIds, findFleet, requireKeyedFleet, loadSettings } from '../settings.js'
+import { connectThinger, thingerCall } from '../thinger.js'
+
+interface RevokeOptions {
+  fleet?: string
+  device: string[]
+  keyVersion?: number
+  delete?: boolean
+  force?: boolean
+  tokenParam?: string
+}
+
+/** `revoke` and `unrevoke`: the fleet's deny list in SSM, and the devices' state on Thinger.io. */
+export function registerRevoke(program: Command, context: CliContext): void {
+  program
+    .command('revoke')
+    .summary('refuse a device, or every device of a key version')
+    .description(
+      'refuse a device (403 device_revoked; its Thinger.io device is disabled, or deleted with --delete) or every device ' +
+        'of a key version (403 key_revoked), through the fleet\'s deny list in SSM; takes effect within the function\'s SSM_CACHE_SECONDS',
+    )
+    .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
+    .option('--device <id>', 'device to revoke (repeatable)', collect, [])
+    .option('--key-version <n>', 'key version to retire: every device flashed with it is refused', parseKeyVersion)
+    .option('--delete', 'delete the device on Thinger.io instead of disabling it')
+    .option('--force', 'retire a key version even when no other version of the fleet would remain')
+    .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
+    .action(async (options: RevokeOptions) => revoke(context, options, true))
+  program
+    .command('unrevoke')
+    .summary('accept a revoked device or key version again')
+    .description('undo revoke: remove devices from the deny list and re-enable them on Thinger.io, or restore a retired key version')
+    .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
+    .option('--device <id>', 'device to accept again (repeatable)', collect, [])
+    .option('--key-version <n>', 'key version to accept again', parseKeyVersion)
+    .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
+    .action(async (options: RevokeOptions) => revoke(context, options, false))
+}
+
+async function revoke(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
+  const command = revoked ? 'revoke' : 'unrevoke'
+  if ((options.device.length > 0) === (options.keyVersion !== undefined)) throw new CliError('usage', `${command} needs either --device or --key-version`)
+  if (options.delete && options.keyVersion !== undefined) throw new CliError('usage', '--delete applies to --device only')
+  const config = loadSettings(context.env, { thinger: options.device.length > 0 })
+  const fleet = options.keyVersion === undefined ? findFleet(config, options.fleet) : requireKeyedFleet(findFleet(config, options.fleet))
+  checkDeviceIds(options.device)
+  if (options.keyVersion !== undefined && !fleet.keyVersions!.includes(options.keyVersion)) {
+    context.stderr.write(`note: fleet "${fleet.name}" lists key versions ${fleet.keyVersions!.join(', ')}; ${options.keyVersion} is not among them\n`)
+  }
+  const ssm = context.ssm()
+  const read = await loadDenyList(ssm, fleet.denyListParam)
+  const edit =
+    options.keyVersion === undefined
+      ? setDevicesRevoked(read.list, options.device, revoked)
+      : setKeyVersionsRetired(read.list, [options.keyVersion], revoked)
+  if (revoked && options.keyVersion !== undefined) checkSomeVersionRemains(fleet, edit.list.retiredKeyVersions, options.force === true)
+  if (edit.changed.length > 0) {
+    const warning = await saveDenyList(ssm, fleet.denyListParam, read, edit.list)
+    if (warning !== undefined) context.stderr.write(`warning: ${warning}\n`)
+  }
+  report(context, config, fleet, options, revoked, edit.changed.map(String))
+  if (options.device.length === 0) return
+
+  const thinger = await connectThinger(context, config, options.tokenParam)
+  const hint = `the deny list is already updated; run \`${command}\` again to finish on Thinger.io`
+  for (const device of options.device) {
+    if (revoked && options.delete) {
+      const deleted = await thingerCall(() => thinger.deleteDevice(device), hint)
+      context.stdout.write(deleted ? `${device}: deleted on Thinger.io\n` : `${device}: not on Thinger.io, nothing to delete\n`)
+    } else if (revoked) {
+      const updated = await thingerCall(() => thinger.updateDevice(device, { enabled: false }), hint)
+      context.stdout.write(updated ? `${device}: disabled on Thinger.io\n` : `${device}: not on Thinger.io, nothing to disable\n`)
+    } else {
+      const existing = await thingerCall(() => thinger.getDevice(device), hint)
+      if (existing === undefined) context.stdout.write(`${device}: not on Thinger.io; it will be created when it provisions\n`)
+      else if (existing.enabled !== false) context.stdout.write(`${device}: already enabled on Thinger.io\n`)
+      else {
+        await thingerCall(() => thinger.updateDevice(device, { enabled: true }), hint)
+        context.stdout.write(`${device}: enabled again on Thinger.io\n`)
+      }
+    }
+  }
+}
+
+function checkSomeVersionRemains(fleet: Fleet, retired: number[], force: boolean): void {
+  const active = (fleet.keyVersions ?? []).filter((version) => !retired.includes(version))
+  if (active.length === 0 && !force) {
+    throw new CliError(
+      'usage',
+      `retiring it leaves fleet "${fleet.name}" no key version (it lists ${(fleet.keyVersions ?? []).join(', ')}): every device would be refused. ` +
+        'Create and list a new version first (fleet-key create --key-version N), or add --force',
+    )
+  }
+}
+
+function report(context: CliContext, config: Config, fleet: Fleet, options: RevokeOptions, revoked: boolean, changed: string[]): void {
+  const what = options.keyVersion === undefined ? options.device : [String(options.keyVersion)]
+  const label = options.keyVersion === undefined ? 'device' : 'key version'
+  const delay = `within the function's SSM cache time (SSM_CACHE_SECONDS, ${config.ssmCacheSeconds} s in this environment)`
+  for (const item of what) {
+    const done = changed.includes(item)
+    const effect = revoked
+      ? options.keyVersion === undefined
+        ? `refused with 403 device_revoked ${delay}`
+        : `every device flashed with it is refused with 403 key_revoked ${delay}`
+      : `accepted again ${delay}`
+    const state = revoked ? (done ? 'added to' : 'already in') : done ? 'removed from' : 'not in'
+    context.stdout.write(`${label} ${item} of fleet "${fleet.name}": ${state} the deny list ${fleet.denyListParam}${done || revoked ? `; ${effect}` : ''}\n`)
+  }
+}

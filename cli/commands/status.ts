@@ -1,0 +1,79 @@
+import type { Command } from 'commander'
+import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
+import type { CliContext } from '../context.js'
+import { loadDenyList } from '../deny-list.js'
+import { checkDeviceIds, findFleet, loadSettings } from '../settings.js'
+import { connectThinger, thingerCall } from '../thinger.js'
+
+interface StatusOptions {
+  fleet?: string
+  device: string
+  json?: boolean
+  tokenParam?: string
+}
+
+/** What `status --json` prints. */
+export interface DeviceStatus {
+  fleet: string
+  device: string
+  /** On the fleet's deny list. */
+  revoked: boolean
+  denyListParam: string
+  keyVersions: number[]
+  retiredKeyVersions: number[]
+  /** The device as Thinger.io describes it (never a credential), or null when it does not exist. */
+  thinger: Record<string, unknown> | null
+  /** The `provisioning` property the function writes (fleet, meta, provisionedAt, lastTimestamp…), or null. */
+  provisioning: unknown
+}
+
+/** `status`: what Thinger.io holds for a device, its provisioning record and its deny-list state. */
+export function registerStatus(program: Command, context: CliContext): void {
+  program
+    .command('status')
+    .summary('show what Thinger.io and the deny list hold for a device')
+    .description('show a device: its Thinger.io device, its provisioning record, and whether it or its key version is revoked')
+    .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
+    .requiredOption('--device <id>', 'device ID')
+    .option('--json', 'print one JSON object instead of lines')
+    .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
+    .action(async (options: StatusOptions) => status(context, options))
+}
+
+async function status(context: CliContext, options: StatusOptions): Promise<void> {
+  const config = loadSettings(context.env, { thinger: true })
+  const fleet = findFleet(config, options.fleet)
+  checkDeviceIds([options.device])
+  const [{ list }, thinger] = await Promise.all([loadDenyList(context.ssm(), fleet.denyListParam), connectThinger(context, config, options.tokenParam)])
+  const [device, record] = await Promise.all([
+    thingerCall(() => thinger.getDevice(options.device)),
+    thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY)),
+  ])
+  const result: DeviceStatus = {
+    fleet: fleet.name,
+    device: options.device,
+    revoked: list.devices.includes(options.device),
+    denyListParam: fleet.denyListParam,
+    keyVersions: fleet.keyVersions ?? [],
+    retiredKeyVersions: list.retiredKeyVersions,
+    thinger: device === undefined ? null : { ...device },
+    provisioning: record === undefined ? null : record.value,
+  }
+  context.stdout.write(options.json ? `${JSON.stringify(result)}\n` : describe(result))
+}
+
+function describe(status: DeviceStatus): string {
+  const versions = status.keyVersions.map((v) => (status.retiredKeyVersions.includes(v) ? `${v} (retired)` : String(v))).join(', ') || 'none (claim only)'
+  const device = status.thinger as { type?: string; enabled?: boolean; name?: string; created?: number } | null
+  const lines = [
+    `device        ${status.device} (fleet "${status.fleet}")`,
+    `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})`,
+    `key versions  ${versions}`,
+    device === null
+      ? 'thinger.io    no such device'
+      : `thinger.io    ${device.enabled === false ? 'DISABLED' : 'enabled'}, type ${device.type ?? '?'}${device.name ? `, name ${JSON.stringify(device.name)}` : ''}` +
+        `${typeof device.created === 'number' ? `, created ${new Date(device.created).toISOString()}` : ''}`,
+    `provisioning  ${status.provisioning === null ? 'no record' : JSON.stringify(status.provisioning)}`,
+  ]
+  return `${lines.join('\n')}\n`
+}

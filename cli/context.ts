@@ -1,0 +1,20 @@
+import type { ThingerClient, ThingerClientOptions } from '../lib/thinger/client.js'
+import type { ProgressStream } from './progress.js'
+import type { SsmPort } from './ssm.js'
+
+/** The Thinger.io calls the command line makes. */
+export type CliThinger = Pick<ThingerClient, 'getDevice' | 'updateDevice' | 'deleteDevice' | 'getDeviceProperty'>
+
+/** Everything a command reads or writes outside its arguments; tests replace any of it. */
+export interface CliContext {
+  env: NodeJS.ProcessEnv
+  /** Results: keys, request bodies, status. */
+  stdout: { write(text: string): unknown }
+  /** Notices, warnings, errors and progress. */
+  stderr: ProgressStream
+  ssm: () => SsmPort
+  thinger: (options: ThingerClientOptions) => CliThinger
+  now: () => number
+  /** Stops a bulk derivation; without it SIGINT, SIGTERM and SIGHUP do. */
+  signal?: AbortSignal
+}

@@ -1,0 +1,65 @@
+import { createRequire } from 'node:module'
+import { Command, CommanderError } from 'commander'
+import { ThingerClient } from '../lib/thinger/client.js'
+import { registerFleetKey } from './commands/fleet-key.js'
+import { registerKeys } from './commands/keys.js'
+import { registerRevoke } from './commands/revoke.js'
+import { registerSign } from './commands/sign.js'
+import { registerStatus } from './commands/status.js'
+import type { CliContext } from './context.js'
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js'
+import { createSsmPort, type SsmPort } from './ssm.js'
+
+const PROGRAM = 'thinger-provisioner'
+const { version: PACKAGE_VERSION } = createRequire(import.meta.url)('../package.json') as { version: string }
+const SETTINGS_HELP = `
+Settings come from the environment, as for the deployed function: STAGE, FLEETS_FILE (or
+FLEET_KEY_PARAM, FLEET_KEY_VERSIONS, DENY_LIST_PARAM, DEVICE_ID_PATTERN without one),
+THINGER_API_URL, THINGER_USERNAME, THINGER_TOKEN_PARAM, SSM_CACHE_SECONDS; AWS credentials and
+AWS_REGION as for any AWS tool; AWS_ENDPOINT_URL_SSM for another SSM endpoint (moto, the local stack).
+Exit codes: 0 done, 1 failed, 2 usage or configuration error, 130 interrupted.
+See docs/operations.md.`
+
+/**
+ * Runs the command line with `argv` (the arguments after the program name) and returns its exit
+ * code. Every error is reported on stderr with its stable code; nothing here exits the process.
+ */
+export async function runCli(argv: string[], overrides: Partial<CliContext> = {}): Promise<number> {
+  const env = overrides.env ?? process.env
+  let ssm: SsmPort | undefined
+  const context: CliContext = {
+    env,
+    stdout: overrides.stdout ?? process.stdout,
+    stderr: overrides.stderr ?? process.stderr,
+    ssm: overrides.ssm ?? (() => (ssm ??= createSsmPort(env))),
+    thinger: overrides.thinger ?? ((options) => new ThingerClient(options)),
+    now: overrides.now ?? Date.now,
+    ...(overrides.signal ? { signal: overrides.signal } : {}),
+  }
+  const program = new Command(PROGRAM)
+    .description('operate thinger-provisioner fleets: fleet keys, device keys for the factory, revocation, device status')
+    .version(PACKAGE_VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => void context.stdout.write(text), writeErr: (text) => void context.stderr.write(text) })
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', SETTINGS_HELP)
+  registerFleetKey(program, context)
+  registerKeys(program, context)
+  registerSign(program, context)
+  registerRevoke(program, context)
+  registerStatus(program, context)
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE
+    if (error instanceof CliError) {
+      context.stderr.write(`${PROGRAM}: ${error.message} [${error.code}]\n`)
+      return error.exitCode
+    }
+    // Only the class and message: an unexpected error must still not dump request objects.
+    const name = error instanceof Error ? error.name : 'Error'
+    context.stderr.write(`${PROGRAM}: unexpected ${name}: ${error instanceof Error ? error.message : String(error)}\n`)
+    return EXIT_FAILURE
+  }
+}
