@@ -44,6 +44,7 @@ enum exit_code {
 
 static const char USAGE[] =
     "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
+    "                 [--fleet NAME] [--key-version N]\n"
     "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
     "       provision --derive-key --device ID (--fleet-key-file FILE | --fleet-key B64)\n"
     "\n"
@@ -59,6 +60,8 @@ static const char USAGE[] =
     "  --device-key KEY     the device key itself; overwritten in argv at once, but still\n"
     "                       briefly visible. Without either option the key is read from\n"
     "                       the environment variable " ENV_DEVICE_KEY "\n"
+    "  --fleet NAME         the fleet to join (default: the service's default fleet)\n"
+    "  --key-version N      the fleet key version the device key was derived from (default 1)\n"
     "  --out FILE           credentials file (default " DEFAULT_OUT_PATH ")\n"
     "  --ca FILE            PEM bundle of CAs to trust instead of the system's\n"
     "  --timeout-ms N       time limit of one HTTP exchange (default 10000)\n"
@@ -103,6 +106,7 @@ typedef struct {
     long timeout_ms;
     long max_attempts;
     int derive_key;
+    tprov_request_options_t request; /* fleet and key version, when not the defaults */
     char key[SECRET_FILE_MAX_BYTES + 1]; /* the device or fleet key in use */
 } options_t;
 
@@ -238,6 +242,14 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->device_key = "(argv)";
         } else if (strcmp(name, "--device-key-file") == 0) {
             opt->device_key_file = value;
+        } else if (strcmp(name, "--fleet") == 0) {
+            opt->request.fleet = value;
+        } else if (strcmp(name, "--key-version") == 0) {
+            long version = 0;
+            if (parse_long(value, 1, 999, &version) != 0) {
+                return usage_error("--key-version must be 1 to 999");
+            }
+            opt->request.key_version = (uint32_t)version;
         } else if (strcmp(name, "--out") == 0) {
             opt->out_path = value;
         } else if (strcmp(name, "--ca") == 0) {
@@ -661,11 +673,14 @@ static int provision(options_t *opt)
         return result;
     }
     /* Validates the key before any network traffic. */
-    status = tprov_build_request_body(opt->device, unix_now(), opt->key, body, sizeof body,
-                                      &body_len);
+    status = tprov_build_request_body_with(opt->device, unix_now(), opt->key, &opt->request, body,
+                                           sizeof body, &body_len);
     tprov_memzero(body, sizeof body);
     if (status == TPROV_ERR_KEY) {
         return usage_error("the device key must be 44 characters of base64 (32 bytes)");
+    }
+    if (status == TPROV_ERR_REQUEST_OPTION) {
+        return usage_error("--fleet must match [a-z0-9_-]{1,32}");
     }
     if (status != TPROV_OK) {
         fprintf(stderr, "provision: %s\n", tprov_status_name(status));
@@ -692,8 +707,8 @@ static int provision(options_t *opt)
         int has_retry_after;
         uint32_t retry_after_secs;
 
-        status = tprov_build_request_body(opt->device, timestamp, opt->key, body, sizeof body,
-                                          &body_len);
+        status = tprov_build_request_body_with(opt->device, timestamp, opt->key, &opt->request,
+                                               body, sizeof body, &body_len);
         if (status != TPROV_OK || exchange(curl, opt, url, headers, body, body_len, &ex) != 0) {
             fail("cannot prepare the request");
             result = EXIT_INTERNAL;

@@ -56,6 +56,7 @@ const char *tprov_status_name(tprov_status_t status)
     case TPROV_ERR_RESPONSE_VALUE: return "TPROV_ERR_RESPONSE_VALUE";
     case TPROV_ERR_RESPONSE_MISSING: return "TPROV_ERR_RESPONSE_MISSING";
     case TPROV_ERR_RESPONSE_DEVICE_MISMATCH: return "TPROV_ERR_RESPONSE_DEVICE_MISMATCH";
+    case TPROV_ERR_REQUEST_OPTION: return "TPROV_ERR_REQUEST_OPTION";
     }
     return "TPROV_UNKNOWN";
 }
@@ -287,10 +288,40 @@ static void append_str(writer_t *w, const char *s)
     append(w, s, strlen(s));
 }
 
+#define FLEET_NAME_MAX_LEN 32
+#define KEY_VERSION_MAX 999u
+
+static bool valid_fleet_name(const char *fleet)
+{
+    size_t i;
+
+    for (i = 0; fleet[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)fleet[i];
+        if (i >= FLEET_NAME_MAX_LEN ||
+            !((c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return i > 0;
+}
+
 tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestamp,
                                         const char *device_key_b64, char *out, size_t out_size,
                                         size_t *out_len)
 {
+    return tprov_build_request_body_with(device_id, timestamp, device_key_b64, NULL, out, out_size,
+                                         out_len);
+}
+
+tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t timestamp,
+                                             const char *device_key_b64,
+                                             const tprov_request_options_t *options, char *out,
+                                             size_t out_size, size_t *out_len)
+{
+    const char *fleet = options != NULL && options->fleet != NULL && options->fleet[0] != '\0'
+                            ? options->fleet
+                            : NULL;
+    uint32_t key_version = options != NULL ? options->key_version : 0u;
     char signature[TPROV_SIGNATURE_B64_LEN + 1];
     char digits[U64_MAX_DIGITS];
     writer_t w;
@@ -304,6 +335,9 @@ tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestam
         return TPROV_ERR_BUFFER_TOO_SMALL;
     }
     out[0] = '\0';
+    if ((fleet != NULL && !valid_fleet_name(fleet)) || key_version > KEY_VERSION_MAX) {
+        return TPROV_ERR_REQUEST_OPTION;
+    }
     status = tprov_sign(device_id, timestamp, device_key_b64, signature, sizeof signature);
     if (status != TPROV_OK) {
         return status;
@@ -320,7 +354,18 @@ tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestam
     append(&w, digits, format_u64(timestamp, digits));
     append_str(&w, ",\"signature\":\"");
     append_str(&w, signature);
-    append_str(&w, "\"}");
+    append_str(&w, "\"");
+    /* The fleet name's alphabet needs no JSON escaping either. */
+    if (fleet != NULL) {
+        append_str(&w, ",\"fleet\":\"");
+        append_str(&w, fleet);
+        append_str(&w, "\"");
+    }
+    if (key_version > 1u) {
+        append_str(&w, ",\"keyVersion\":");
+        append(&w, digits, format_u64(key_version, digits));
+    }
+    append_str(&w, "}");
     tprov_memzero(signature, sizeof signature);
 
     if (w.overflow) {

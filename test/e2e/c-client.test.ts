@@ -1,7 +1,12 @@
 import { execFile, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, inject, it } from 'vitest'
-import { LOCAL_FLEET_KEY } from '../../local/defaults.js'
+import { LOCAL_FLEET_KEY, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
+import { newDeviceId } from '../support/device.js'
+import { emulatorClient } from '../support/emulator-client.js'
 
 const run = promisify(execFile)
 const toolchain = spawnSync('make', ['-C', 'clients/c', '-q', 'all'], { stdio: 'ignore' }).status !== 2 && spawnSync('sh', ['-c', 'echo "#include <mbedtls/md.h>\n#include <curl/curl.h>" | cc -E - >/dev/null'], { stdio: 'ignore' }).status === 0
@@ -29,5 +34,32 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
     // Assess
     expect(stdout).toMatch(/^PASS: /m)
     expect(stdout).not.toMatch(/^FAIL: /m)
+  })
+
+  it('provisions into another fleet with --fleet, and the fleet’s profile applies', async () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), 'c-client-'))
+    const device = newDeviceId('ws')
+    const keyFile = join(dir, 'device.key')
+    const out = join(dir, 'credentials')
+    const { stdout: deviceKey } = await run('clients/c/build/provision', ['--derive-key', '--device', device, '--fleet-key', LOCAL_WORKSHOP_FLEET_KEY])
+    writeFileSync(keyFile, deviceKey.trim(), { mode: 0o600 })
+
+    try {
+      // Act
+      const { stdout } = await run('clients/c/build/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--fleet', 'workshop', '--out', out], { timeout: 60_000 })
+
+      // Assess
+      const saved = Object.fromEntries(readFileSync(out, 'utf8').trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
+      expect(statSync(out).mode & 0o777).toBe(0o600)
+      expect(saved).toMatchObject({ device, created: 'true' })
+      expect(stdout).not.toContain(saved.credential)
+      const emulator = emulatorClient(inject('thingerUrl'))
+      expect(await emulator.login(device, saved.credential!)).toBe(200)
+      const state = await emulator.resources<{ properties: Record<string, Record<string, unknown>> }>()
+      expect(state.properties[device]?.provisioning).toMatchObject({ fleet: 'workshop', proof: 'hmac' })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -140,12 +140,56 @@ static void test_longest_request_body_fits_the_documented_bound(void)
     char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
     size_t len = 0;
 
+    char fleet[32 + 1];
+    tprov_request_options_t options;
+
     repeat(device, 'x', TPROV_DEVICE_ID_MAX_LEN);
-    CHECK_STATUS(tprov_build_request_body(device, UINT64_MAX, DEVICE_KEY_B64, body, sizeof body,
-                                          &len),
+    repeat(fleet, 'f', 32);
+    options.fleet = fleet;
+    options.key_version = 999u;
+    CHECK_STATUS(tprov_build_request_body_with(device, UINT64_MAX, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
                  TPROV_OK);
     CHECK(len == TPROV_REQUEST_BODY_MAX_LEN);
     CHECK(strstr(body, "\"timestamp\":18446744073709551615,") != NULL);
+}
+
+static void test_fleet_and_key_version_are_sent_unsigned(void)
+{
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_request_options_t options;
+    const char *expected_tail = ",\"fleet\":\"workshop\",\"keyVersion\":2}";
+
+    options.fleet = "workshop";
+    options.key_version = 2u;
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_OK);
+    /* The same signature as the test vector: neither field is signed. */
+    CHECK(strncmp(body, REQUEST_BODY, strlen(REQUEST_BODY) - 1) == 0);
+    CHECK(strcmp(body + len - strlen(expected_tail), expected_tail) == 0);
+
+    options.key_version = 1u;
+    options.fleet = NULL;
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, REQUEST_BODY) == 0);
+
+    options.fleet = "Workshop";
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_ERR_REQUEST_OPTION);
+    options.fleet = "abcdefghijklmnopqrstuvwxyz0123456";
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_ERR_REQUEST_OPTION);
+    options.fleet = "ok";
+    options.key_version = 1000u;
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_ERR_REQUEST_OPTION);
 }
 
 static void test_timestamp_zero_is_signed_as_0(void)
@@ -740,10 +784,10 @@ static void test_status_names_are_distinct(void)
     int a;
     int b;
 
-    for (a = TPROV_OK; a <= TPROV_ERR_RESPONSE_DEVICE_MISMATCH; a++) {
+    for (a = TPROV_OK; a <= TPROV_ERR_REQUEST_OPTION; a++) {
         CHECK(strncmp(tprov_status_name((tprov_status_t)a), "TPROV_", 6) == 0);
         CHECK(strcmp(tprov_status_name((tprov_status_t)a), "TPROV_UNKNOWN") != 0);
-        for (b = a + 1; b <= TPROV_ERR_RESPONSE_DEVICE_MISMATCH; b++) {
+        for (b = a + 1; b <= TPROV_ERR_REQUEST_OPTION; b++) {
             CHECK(strcmp(tprov_status_name((tprov_status_t)a),
                          tprov_status_name((tprov_status_t)b)) != 0);
         }
@@ -854,6 +898,7 @@ int main(void)
     RUN(test_vector_signature);
     RUN(test_vector_request_body);
     RUN(test_longest_request_body_fits_the_documented_bound);
+    RUN(test_fleet_and_key_version_are_sent_unsigned);
     RUN(test_timestamp_zero_is_signed_as_0);
     RUN(test_request_body_refuses_a_small_buffer_and_wipes_it);
     RUN(test_small_key_and_signature_buffers_are_refused);

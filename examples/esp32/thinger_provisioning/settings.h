@@ -13,6 +13,8 @@
 #define PROVISIONING_HOST "abc123defg.execute-api.eu-west-1.amazonaws.com"
 #define PROVISIONING_PORT 443
 #define PROVISIONING_BASE_PATH ""
+// The fleet this firmware's devices join (docs/fleets.md); "" for the service's default fleet.
+#define PROVISIONING_FLEET ""
 
 // Only for a private Thinger.io instance: the thinger.io library picks its TLS root certificate
 // at compile time from this define (community servers without it, Let's Encrypt with it). The

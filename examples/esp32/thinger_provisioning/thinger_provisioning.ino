@@ -42,6 +42,7 @@ static const time_t MIN_VALID_UNIX_TIME = 1700000000; // 2023-11-14: earlier mea
 
 static const char NVS_NAMESPACE[] = "tprov";
 static const char NVS_DEVICE_KEY[] = "device_key";
+static const char NVS_KEY_VERSION[] = "key_version";
 static const char NVS_DEVICE[] = "device";
 static const char NVS_USERNAME[] = "username";
 static const char NVS_CREDENTIAL[] = "credential";
@@ -311,8 +312,9 @@ static void provision() {
     size_t body_len = 0;
     Exchange ex;
 
-    tprov_status_t status = tprov_build_request_body(g_device_id, now > 0 ? (uint64_t)now : 0,
-                                                     key, body, sizeof body, &body_len);
+    tprov_request_options_t options = { PROVISIONING_FLEET, prefs.getUInt(NVS_KEY_VERSION, 1) };
+    tprov_status_t status = tprov_build_request_body_with(g_device_id, now > 0 ? (uint64_t)now : 0,
+                                                          key, &options, body, sizeof body, &body_len);
     if (status != TPROV_OK) {
       Serial.printf("[PROVISION] the stored device key is unusable (%s): re-key at the factory\n",
                     tprov_status_name(status));
@@ -367,23 +369,34 @@ static void run_command(const char *line) {
     Serial.printf("device=%s\nkey=%s\nprovisioned=%s\n", g_device_id,
                   has_device_key() ? "present" : "absent", g_have_credentials ? "yes" : "no");
   } else if (strncmp(line, "set-key ", 8) == 0) {
+    // "set-key KEY" or "set-key KEY VERSION": the version of the fleet key KEY was derived from.
+    char key[TPROV_DEVICE_KEY_B64_LEN + 1];
     char signature[TPROV_SIGNATURE_B64_LEN + 1];
+    const char *space = strchr(line + 8, ' ');
+    size_t key_len = space != nullptr ? (size_t)(space - (line + 8)) : strlen(line + 8);
+    long version = space != nullptr ? strtol(space + 1, nullptr, 10) : 1;
+    if (key_len > TPROV_DEVICE_KEY_B64_LEN) key_len = TPROV_DEVICE_KEY_B64_LEN + 1; // refused below
+    memcpy(key, line + 8, key_len < sizeof key ? key_len : sizeof key - 1);
+    key[key_len < sizeof key ? key_len : sizeof key - 1] = '\0';
     if (has_device_key()) {
       Serial.println("error=key_already_set");
-    } else if (tprov_sign(g_device_id, 0, line + 8, signature, sizeof signature) != TPROV_OK) {
+    } else if (key_len > TPROV_DEVICE_KEY_B64_LEN || version < 1 || version > 999 ||
+               tprov_sign(g_device_id, 0, key, signature, sizeof signature) != TPROV_OK) {
       Serial.println("error=invalid_key");
-    } else if (prefs.putString(NVS_DEVICE_KEY, line + 8) == 0) {
+    } else if (prefs.putUInt(NVS_KEY_VERSION, (uint32_t)version) == 0 ||
+               prefs.putString(NVS_DEVICE_KEY, key) == 0) {
       Serial.println("error=nvs_write_failed");
     } else {
       g_have_key = true;
       Serial.println("ok");
     }
+    tprov_memzero(key, sizeof key);
   } else if (strcmp(line, "reprovision") == 0) {
     forget_credentials();
     g_next_attempt_ms = millis();
     Serial.println("ok");
   } else {
-    Serial.println("error=unknown_command (id | set-key KEY | reprovision)");
+    Serial.println("error=unknown_command (id | set-key KEY [VERSION] | reprovision)");
   }
 }
 

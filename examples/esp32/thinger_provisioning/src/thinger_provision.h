@@ -46,7 +46,7 @@ extern "C" {
 #define TPROV_FLEET_KEY_MAX_LEN 256
 
 /* Longest request body: {"device":"<32>","timestamp":<20 digits>,"signature":"<44>"}. */
-#define TPROV_REQUEST_BODY_MAX_LEN 137
+#define TPROV_REQUEST_BODY_MAX_LEN 197 /* with a 32-character fleet and a 3-digit key version */
 /* The largest text response a v1 server may send; anything longer is refused unparsed. */
 #define TPROV_RESPONSE_MAX_LEN 1024
 /* Retry-After values above this are clamped, so no answer can park a device for days. */
@@ -67,7 +67,8 @@ typedef enum {
     TPROV_ERR_RESPONSE_VALUE_TOO_LONG, /* a known value is longer than its field */
     TPROV_ERR_RESPONSE_VALUE,        /* a known value is empty or malformed */
     TPROV_ERR_RESPONSE_MISSING,      /* a success response lacks a required key */
-    TPROV_ERR_RESPONSE_DEVICE_MISMATCH /* the credentials are for another device */
+    TPROV_ERR_RESPONSE_DEVICE_MISMATCH, /* the credentials are for another device */
+    TPROV_ERR_REQUEST_OPTION         /* a fleet name or key version outside the protocol's rules */
 } tprov_status_t;
 
 typedef enum {
@@ -127,6 +128,21 @@ tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char 
 tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestamp,
                                         const char *device_key_b64, char *out, size_t out_size,
                                         size_t *out_len);
+
+/* Optional request fields, for devices outside the service's default fleet or flashed with a
+ * later key version (docs/fleets.md, docs/operations.md). Neither is signed: the fleet picks the
+ * key the signature is checked with, so a wrong one only fails the check. */
+typedef struct {
+    const char *fleet;    /* NULL or "": the service's default fleet; else ^[a-z0-9_-]{1,32}$ */
+    uint32_t key_version; /* 0 or 1: version 1 (not sent); at most 999 */
+} tprov_request_options_t;
+
+/* As tprov_build_request_body, adding "fleet" and "keyVersion" from options (NULL: none).
+ * Errors as tprov_build_request_body, and TPROV_ERR_REQUEST_OPTION. */
+tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t timestamp,
+                                             const char *device_key_b64,
+                                             const tprov_request_options_t *options, char *out,
+                                             size_t out_size, size_t *out_len);
 
 /* Parses a text response body (Accept: text/plain) of len bytes; it need not be NUL-terminated.
  * Lines end in "\n" ("\r\n" is accepted too); each is key=value, split at the first '='. Unknown
