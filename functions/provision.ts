@@ -5,6 +5,7 @@ import type { SSMClient } from '@aws-sdk/client-ssm'
 import middy from '@middy/core'
 import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
+import { clearCache } from '@middy/util'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
 import { checkClock, decodeClaimSecret, decodeFleetKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
 import { ssmClientClass } from '../lib/aws/ssm-client.js'
@@ -18,7 +19,7 @@ import { provisionDevice } from '../lib/provisioning/provision.js'
 import { ThingerClient, type ThingerCallRecord } from '../lib/thinger/client.js'
 import { jsonBody } from './middleware/json-body.js'
 import { type HandlerResult, respond } from './middleware/respond.js'
-import { classifySsmError, type SettingOfParameter } from './middleware/ssm-errors.js'
+import { classifySsmError, isSsmFetchFailure, type SettingOfParameter } from './middleware/ssm-errors.js'
 
 const MAX_BODY_BYTES = 4096
 const DEADLINE_MARGIN_MS = 500
@@ -86,6 +87,7 @@ function buildChain(options: ProvisionHandlerOptions) {
   const settings = config
   const { names, settingOf, optional } = parameters
   const knownShared = new Map<string, number>()
+  const ssmCacheKey = `thinger-provisioner-ssm-${++handlerCount}`
 
   return chain
     .use(
@@ -113,7 +115,7 @@ function buildChain(options: ProvisionHandlerOptions) {
         },
         // One batched GetParameters for the token, every fleet's secrets and deny lists.
         fetchData: Object.fromEntries(names.map((name, index) => [`p${index}`, name])),
-        cacheKey: `thinger-provisioner-ssm-${++handlerCount}`,
+        cacheKey: ssmCacheKey,
         cacheExpiry: settings.ssmCacheSeconds * 1000,
         setToContext: true,
         // A prefetch at cold start that fails leaves a rejected promise nobody awaits once middy
@@ -122,6 +124,14 @@ function buildChain(options: ProvisionHandlerOptions) {
         disablePrefetch: true,
       }),
     )
+    .use({
+      // @middy/ssm forgets only the last parameter of a failed batch and keeps the others as
+      // rejected promises until the cache expires: the container would answer 503 for minutes
+      // after SSM recovered. Forgetting the whole batch makes the next request fetch again.
+      onError: (request) => {
+        if (isSsmFetchFailure(request.error)) clearCache([ssmCacheKey])
+      },
+    })
     .handler(async (event, context) => {
       const { request, fleet, plan, device } = (event as unknown as ProvisionEvent).body
       const secret = (name: string) => context[`p${names.indexOf(name)}`]

@@ -12,6 +12,12 @@ const SSM_CONFIGURATION_ERRORS = new Set([
   'InvalidSignatureException',
 ])
 
+/** True for the error @middy/ssm throws when fetching parameters failed. */
+export function isSsmFetchFailure(error: unknown): boolean {
+  const cause = (error as { cause?: { package?: string; data?: unknown } })?.cause
+  return cause?.package === '@middy/util' && Array.isArray(cause.data)
+}
+
 /** Names the setting (or fleets-file field) that names an SSM parameter, for operators' logs. */
 export type SettingOfParameter = (parameterName: string) => string
 
@@ -21,8 +27,8 @@ export type SettingOfParameter = (parameterName: string) => string
  * unreachable or throttling, which is retryable (503).
  */
 export function classifySsmError(error: unknown, settingOf: SettingOfParameter): ProvisionerError | undefined {
-  const cause = (error as { cause?: { package?: string; data?: unknown } })?.cause
-  if (cause?.package !== '@middy/util' || !Array.isArray(cause.data)) return undefined
+  if (!isSsmFetchFailure(error)) return undefined
+  const cause = (error as { cause: { data: unknown[] } }).cause
   for (const reason of cause.data as Array<{ name?: string; message?: string }>) {
     const missing = /^InvalidParameter (.+)$/.exec(reason?.message ?? '')
     if (missing) return new ConfigError(settingOf(missing[1] ?? ''), 'the SSM parameter does not exist')

@@ -21,8 +21,8 @@ export interface StaleOnErrorOptions {
 /**
  * Wraps an SSM client so that a `GetParameters` call that fails for a passing reason (throttling,
  * 5xx, network, timeout) answers with the last successful answer to the same call, up to
- * `maxStaleMs` old. @middy/ssm refreshes its cache when it expires and forgets the values when the
- * refresh fails; with this client underneath, a warm container keeps serving through an SSM
+ * `maxStaleMs` old. @middy/ssm refreshes its cache when it expires, and a failed refresh would
+ * fail the requests; with this client underneath, a warm container keeps serving through an SSM
  * outage. Errors that a retry cannot fix (missing parameter, access denied) still surface, except
  * for parameters listed in `defaults`, whose absence is normal.
  */

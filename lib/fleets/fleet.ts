@@ -49,8 +49,9 @@ export const DEFAULT_FLEET = 'default'
 
 /**
  * True when provisioning a device of this fleet takes more than creating it: a profile element;
- * the `reject` policy, whose completion record tells a finished device from one whose provisioning
- * was interrupted; or replay protection, whose record holds the last accepted timestamp.
+ * the `reject` policy, whose record tells a finished device from one whose provisioning was
+ * interrupted; or replay protection, whose record holds the last accepted timestamp. (Without a
+ * record, a new device's creating request could be replayed while its timestamp is fresh.)
  */
 export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovision' | 'replayProtection'>): boolean {
   const { type: _type, ...elements } = fleet.profile

@@ -15,7 +15,9 @@ export interface ProvisioningPlan {
   dashboard?: { template: string; dashboard: string; name: string }
   projects: string[]
   /** The `provisioning` property, written last: its presence marks a device whose provisioning finished. */
-  record?: { fleet: string; meta: Record<string, string> }
+  record: { fleet: string; meta: Record<string, string> }
+  /** Whether the record is written (see needsProvisioningRecord). */
+  recordNewDevices: boolean
 }
 
 /**
@@ -55,6 +57,8 @@ export function planProvisioning(fleet: Fleet, device: string, meta: Record<stri
     ],
     properties: Object.entries(profile.properties ?? {}).map(([property, value]) => ({ property, value })),
     projects: [...(profile.projects ?? [])],
+    record: { fleet: fleet.name, meta },
+    recordNewDevices: recordProvisioning,
   }
   if (profile.bucket) {
     const bucket = profile.bucket
@@ -79,6 +83,5 @@ export function planProvisioning(fleet: Fleet, device: string, meta: Record<stri
       name: text(profile.dashboard.name, 'dashboard name') ?? device,
     }
   }
-  if (recordProvisioning) plan.record = { fleet: fleet.name, meta }
   return plan
 }

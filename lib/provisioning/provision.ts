@@ -46,10 +46,14 @@ export interface ProvisionDeps {
   /** How the device proved itself: a signed timestamp (and key version) or a claim secret. */
   proof?: { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'claim' }
   newCredential?: () => string
+  /** The time written into the provisioning record. */
   now?: () => number
+  /** The clock compared with Thinger.io's `created` times (the real one, whatever `now` is in tests). */
+  wallClock?: () => number
   maxRounds?: number
   /** An interrupted provisioning younger than this may be resumed under the `reject` policy. */
   resumeWindowMs?: number
+
   /** Asset types, groups and products known to exist, with when that knowledge expires (one per container). */
   knownShared?: Map<string, number>
   sharedTtlMs?: number
@@ -72,7 +76,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
   if (plan.dashboard) await ensureDashboard(thinger, plan.dashboard)
   if (plan.projects.length > 0) await call(() => thinger.setDeviceProjects(device, plan.projects))
-  if (plan.record) {
+  if (plan.recordNewDevices) {
     const proof = deps.proof ?? { kind: 'claim' }
     const lastTimestamp = Math.max(proof.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
     const record: ProvisioningRecord = {
@@ -82,7 +86,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
       ...(proof.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
       ...(lastTimestamp > 0 ? { lastTimestamp } : {}),
     }
-    await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record)
+    await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record, previousRecord !== undefined)
   }
   return { username: deps.username, device, credential, host: deps.host, created }
 }
@@ -150,7 +154,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
     // and recent enough that the device has not been in use.
-    const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.now ?? Date.now)() - existing.created
+    const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.wallClock ?? Date.now)() - existing.created
     if (record !== undefined || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
       throw new DeviceStateError(
         'already_provisioned',
@@ -187,7 +191,9 @@ async function ensureShared(kind: 'types' | 'groups' | 'products', id: string, d
   deps.knownShared?.set(key, now + (deps.sharedTtlMs ?? DEFAULT_SHARED_TTL_MS))
 }
 
-async function ensureProperty(thinger: ThingerPort, device: string, property: string, value: unknown): Promise<void> {
+async function ensureProperty(thinger: ThingerPort, device: string, property: string, value: unknown, exists = false): Promise<void> {
+  // A property just read needs no create that would only be refused.
+  if (exists && (await call(() => thinger.updateDeviceProperty(device, property, value)))) return
   await ensure(
     () => thinger.createDeviceProperty(device, property, value),
     () => thinger.updateDeviceProperty(device, property, value),

@@ -180,71 +180,46 @@ describe('Function: provision handler', () => {
     expect(emulator.calls().map((c) => c.method)).toEqual(['POST', 'GET', 'GET'])
   })
 
-  it('accepts a newer request for the same device and records its timestamp', async () => {
+  it('accepts a newer request for the same device, records its timestamp, and refuses that request again', async () => {
     // Prepare
     const { handler } = makeHandler()
     await invoke(handler, event(signed('esp32_00000000a003', NOW_MS / 1000 - 10)))
+    const body = signed('esp32_00000000a003', NOW_MS / 1000)
+    emulator.clearCalls()
 
     // Act
-    const newer = await invoke(handler, event(signed('esp32_00000000a003', NOW_MS / 1000)))
+    const newer = await invoke(handler, event(body))
+    const replay = await invoke(handler, event(body))
 
-    // Assess
+    // Assess: the record just read is updated in place (no create refused first)
     expect(newer.statusCode).toBe(200)
+    expect(emulator.calls().slice(0, 5).map((c) => `${c.method} ${c.status}`)).toEqual(['POST 400', 'GET 200', 'GET 200', 'PUT 200', 'PUT 200'])
     expect(emulator.resources(USERNAME).properties['esp32_00000000a003']?.provisioning).toMatchObject({ lastTimestamp: NOW_MS / 1000 })
+    expect(replay.statusCode).toBe(401)
+    expect(replay.json.error.code).toBe('replayed')
   })
 
-  it('reads a base64-encoded body as API Gateway may deliver it', async () => {
-    // Prepare
-    const { handler } = makeHandler()
-    const body = Buffer.from(signed('esp32_000000000001')).toString('base64')
-
-    // Act
-    const response = await invoke(handler, event(body, { 'content-type': 'application/json; charset=utf-8' }, true))
-
-    // Assess
-    expect(response.statusCode).toBe(201)
-  })
-
-  it('fetches both SSM parameters in one request and caches them across requests', async () => {
+  it('fetches SSM again on the next request after a failed first fetch, instead of failing until the cache expires', async () => {
     // Prepare
     const { handler, ssm } = makeHandler()
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client' })
+    const stored: Record<string, string> = { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }
+    ssm.mock
+      .on(GetParametersCommand)
+      .rejectsOnce(throttled)
+      .rejectsOnce(throttled)
+      .callsFake(async (input: { Names: string[] }) => ({
+        Parameters: input.Names.filter((name) => name in stored).map((name) => ({ Name: name, Type: 'SecureString' as const, Value: stored[name] })),
+        InvalidParameters: input.Names.filter((name) => !(name in stored)),
+      }))
 
     // Act
-    await invoke(handler, event(signed('esp32_000000000002')))
-    await invoke(handler, event(signed('esp32_000000000003')))
+    const statuses = []
+    for (const device of ['esp32_00000000d001', 'esp32_00000000d002', 'esp32_00000000d003']) statuses.push((await invoke(handler, event(signed(device)))).statusCode)
 
     // Assess
-    expect(ssm.mock.commandCalls(GetParametersCommand)).toHaveLength(1)
-    expect(ssm.mock.commandCalls(GetParametersCommand)[0]!.args[0].input).toEqual({ Names: [TOKEN_PARAM, FLEET_KEY_PARAM, '/thinger-provisioner/test/default-deny-list'], WithDecryption: true })
-  })
-
-  it('keeps serving from its cache when SSM fails after the first fetch', async () => {
-    // Prepare
-    const { handler, ssm } = makeHandler()
-    await invoke(handler, event(signed('esp32_000000000004')))
-    ssm.mock.on(GetParametersCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
-
-    // Act
-    const response = await invoke(handler, event(signed('esp32_000000000005')))
-
-    // Assess
-    expect(response.statusCode).toBe(201)
-  })
-
-  it('keeps serving with the cached parameters when SSM fails after the cache expired', async () => {
-    // Prepare
-    const { handler, ssm } = makeHandler({ env: { SSM_CACHE_SECONDS: '1' } })
-    await invoke(handler, event(signed('esp32_000000000021')))
-    ssm.mock.on(GetParametersCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
-    await new Promise((resolve) => setTimeout(resolve, 1100))
-
-    // Act
-    const response = await invoke(handler, event(signed('esp32_000000000022')))
-
-    // Assess
-    expect(response.statusCode).toBe(201)
-    expect(ssm.mock.commandCalls(GetParametersCommand).length).toBeGreaterThanOrEqual(2)
-    expect(logLines().find((line) => line.message === 'SSM unavailable: serving the cached parameters')).toMatchObject({ errorName: 'ThrottlingException' })
+    expect(statuses).toEqual([503, 503, 201])
+    expect(ssm.mock.commandCalls(GetParametersCommand)).toHaveLength(3)
   })
 
   describe('revocation and key versions', () => {

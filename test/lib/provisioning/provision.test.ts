@@ -118,7 +118,7 @@ describe('Function: provisionDevice', () => {
       host: HOST,
       newCredential: () => NEW_CREDENTIAL,
       fleet: { reprovision: 'rotate', replayProtection: false },
-      plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [] },
+      plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [], record: { fleet: 'default', meta: {} }, recordNewDevices: false },
     }
   })
 
