@@ -1,0 +1,163 @@
+import { pathToFileURL } from 'node:url'
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
+import type { ProvisionHandler } from '../../functions/provision.js'
+import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
+
+const LAMBDA_TIMEOUT_MS = 10_000
+// API Gateway's own answer when a route is throttled: no Retry-After, no protocol body.
+const THROTTLED_ANSWER: GatewayAnswer = { statusCode: 429, headers: { 'content-type': 'application/json' }, body: '{"message":"Too Many Requests"}' }
+
+/** What the device receives from API Gateway. */
+export interface GatewayAnswer {
+  statusCode: number
+  headers: Record<string, string>
+  body: string
+}
+
+let requestCount = 0
+
+/**
+ * Imports the bundled handler as a new module instance: one "container", with its own SSM cache.
+ * The settings must already be in `process.env`, which the handler reads at import.
+ */
+export async function loadContainer(bundlePath: string, containerId: string): Promise<ProvisionHandler> {
+  const module = (await import(`${pathToFileURL(bundlePath).href}?container=${containerId}`)) as { handler: ProvisionHandler }
+  return module.handler
+}
+
+/** Device IDs `prefix_000001` …, inside the default DEVICE_ID_PATTERN. */
+export function deviceIds(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, index) => `${prefix}_${String(index + 1).padStart(6, '0')}`)
+}
+
+/** The body a device sends, signed with the key derived for it from the fleet key. */
+export function signedRequestBody(fleetKey: Buffer, device: string, timestamp = Math.floor(Date.now() / 1000)): string {
+  const signature = signRequest(deriveDeviceKey(fleetKey, device), device, timestamp)
+  return JSON.stringify({ device, timestamp, signature })
+}
+
+/** Calls a handler as API Gateway's HTTP API (payload 2.0) would, with a Lambda deadline of 10 s. */
+export async function invokeHandler(handler: ProvisionHandler, body: string): Promise<GatewayAnswer> {
+  const result = (await handler(apiEvent(body), lambdaContext())) as APIGatewayProxyStructuredResultV2
+  return {
+    statusCode: result.statusCode ?? 200,
+    headers: Object.fromEntries(Object.entries(result.headers ?? {}).map(([name, value]) => [name.toLowerCase(), String(value)])),
+    body: result.body ?? '',
+  }
+}
+
+/**
+ * A function with a concurrency limit, as Lambda runs it: each container serves one request at a
+ * time, a new container starts (a fresh import) when all are busy, and beyond the limit API
+ * Gateway answers 429 without calling the function.
+ */
+export class LambdaPool {
+  readonly #load: (containerId: string) => Promise<ProvisionHandler>
+  readonly #maxContainers: number
+  readonly #idle: Container[] = []
+  readonly #containers: Container[] = []
+  #busy = 0
+  invocations = 0
+  throttled = 0
+  peakBusy = 0
+  /** Invocations that ran longer than the Lambda timeout: a deployed function would have been stopped. */
+  overTimeout = 0
+  readonly durationsMs: number[] = []
+
+  constructor(load: (containerId: string) => Promise<ProvisionHandler>, maxContainers: number) {
+    this.#load = load
+    this.#maxContainers = maxContainers
+  }
+
+  /** How many containers were started (each one a cold start). */
+  get containers(): number {
+    return this.#containers.length
+  }
+
+  /** Containers that served requests but never answered 2xx. */
+  get containersWithoutSuccess(): number {
+    return this.#containers.filter((container) => container.invocations > 0 && container.successes === 0).length
+  }
+
+  async invoke(body: string): Promise<GatewayAnswer> {
+    let container = this.#idle.pop()
+    if (container === undefined && this.#containers.length >= this.#maxContainers) {
+      this.throttled++
+      return THROTTLED_ANSWER
+    }
+    this.#busy++
+    this.peakBusy = Math.max(this.peakBusy, this.#busy)
+    try {
+      const started = performance.now()
+      if (container === undefined) {
+        const id = `pool-${this.#containers.length + 1}`
+        // Counted before the import, so concurrent requests see the slot taken.
+        const starting: Container = { handler: undefined, invocations: 0, successes: 0 }
+        this.#containers.push(starting)
+        starting.handler = await this.#load(id)
+        container = starting
+      }
+      this.invocations++
+      container.invocations++
+      const answer = await invokeHandler(container.handler as ProvisionHandler, body)
+      if (answer.statusCode >= 200 && answer.statusCode < 300) container.successes++
+      const durationMs = performance.now() - started
+      this.durationsMs.push(durationMs)
+      if (durationMs > LAMBDA_TIMEOUT_MS) this.overTimeout++
+      return answer
+    } finally {
+      this.#busy--
+      if (container !== undefined) this.#idle.push(container)
+    }
+  }
+}
+
+interface Container {
+  handler: ProvisionHandler | undefined
+  invocations: number
+  successes: number
+}
+
+function apiEvent(body: string): APIGatewayProxyEventV2 {
+  const requestId = `bench-api-${++requestCount}`
+  const now = Date.now()
+  return {
+    version: '2.0',
+    routeKey: 'POST /v1/provision',
+    rawPath: '/v1/provision',
+    rawQueryString: '',
+    headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+    body,
+    isBase64Encoded: false,
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'bench',
+      domainName: 'bench.execute-api.us-east-1.amazonaws.com',
+      domainPrefix: 'bench',
+      requestId,
+      routeKey: 'POST /v1/provision',
+      stage: '$default',
+      time: new Date(now).toUTCString(),
+      timeEpoch: now,
+      http: { method: 'POST', path: '/v1/provision', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'thinger-provisioner-bench' },
+    },
+  }
+}
+
+function lambdaContext(): Context {
+  const deadlineMs = Date.now() + LAMBDA_TIMEOUT_MS
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    awsRequestId: `bench-lambda-${requestCount}`,
+    functionName: 'thinger-provisioner-bench-provision',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:thinger-provisioner-bench-provision',
+    memoryLimitInMB: '256',
+    logGroupName: '/aws/lambda/thinger-provisioner-bench-provision',
+    logStreamName: 'bench',
+    getRemainingTimeInMillis: () => Math.max(0, deadlineMs - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  }
+}

@@ -1,0 +1,186 @@
+import type { ProvisionHandler } from '../../functions/provision.js'
+import { generateCredential } from '../../lib/provisioning/credential.js'
+import { LOCAL_THINGER_TOKEN } from '../../local/defaults.js'
+import { deviceIds, invokeHandler, loadContainer, signedRequestBody } from './lambda.js'
+import { muteProcessOutput } from './output.js'
+import type { BenchStack } from './stack.js'
+import { type LatencySummary, summarizeLatency } from './stats.js'
+
+/** How the warm path is measured. */
+export interface WarmPathOptions {
+  bundlePath: string
+  devices: number
+  concurrency: number
+  thingerLatencyMs: number
+}
+
+/** One series of requests through the warm container. */
+export interface WarmPhase {
+  name: string
+  requests: number
+  concurrency: number
+  latency: LatencySummary
+  /** Time each request spent outside its Thinger calls (sequential phases only): the handler's own work. */
+  ownWork?: LatencySummary
+  wallMs: number
+  requestsPerSecond: number
+  thingerCalls: number
+  thingerCallsPerDevice: number
+}
+
+export interface WarmPathResult {
+  thingerLatencyMs: number
+  containerImportMs: number
+  warmUpRequestMs: number
+  newDevices: WarmPhase
+  reprovisioned: WarmPhase
+  newDevicesConcurrent: WarmPhase
+  /** A create call like the handler's, sent straight to the emulator: what one Thinger call costs here. */
+  rawCreates: WarmPhase
+  /** SSM requests over the whole section: the warm-up request's fetch and any refresh. */
+  ssmCalls: number
+  containers: 1
+  sectionMs: number
+}
+
+/**
+ * The warm path: one container (one import of the bundle), warmed by one request, then new
+ * devices one after the other, the same devices again (re-provisioning), and new devices with
+ * several requests in flight; last, create calls like the handler's sent straight to the emulator,
+ * as the reference for what one Thinger call costs. Every request must succeed; anything else is an error.
+ */
+export async function runWarmPath(stack: BenchStack, options: WarmPathOptions): Promise<WarmPathResult> {
+  const unmute = muteProcessOutput()
+  try {
+    return await measureWarmPath(stack, options)
+  } finally {
+    unmute()
+  }
+}
+
+async function measureWarmPath(stack: BenchStack, options: WarmPathOptions): Promise<WarmPathResult> {
+  const sectionStarted = performance.now()
+  stack.thinger.setFaults([])
+  stack.thinger.setLatencyMs(options.thingerLatencyMs)
+  stack.ssm.clearCalls()
+
+  const importStarted = performance.now()
+  const handler = await loadContainer(options.bundlePath, 'warm-path')
+  const containerImportMs = performance.now() - importStarted
+  const warmUpStarted = performance.now()
+  await provisionOnce(handler, stack.fleetKey, 'warm_up_device', 201)
+  const warmUpRequestMs = performance.now() - warmUpStarted
+
+  const provision = (expectedStatus: number) => (device: string) => provisionOnce(handler, stack.fleetKey, device, expectedStatus)
+  const newIds = deviceIds('warm_new', options.devices)
+  const newDevices = await runPhase(stack, 'new devices', newIds, 1, provision(201))
+  const reprovisioned = await runPhase(stack, 're-provisioned devices', newIds, 1, provision(200))
+  const newDevicesConcurrent = await runPhase(stack, 'new devices', deviceIds('warm_par', options.devices), options.concurrency, provision(201))
+  const rawCreates = await runPhase(stack, 'one create call, no handler', deviceIds('warm_raw', options.devices), 1, (device) =>
+    createDirectly(stack, device),
+  )
+
+  return {
+    thingerLatencyMs: options.thingerLatencyMs,
+    containerImportMs,
+    warmUpRequestMs,
+    newDevices,
+    reprovisioned,
+    newDevicesConcurrent,
+    rawCreates,
+    ssmCalls: stack.ssm.calls().length,
+    containers: 1,
+    sectionMs: performance.now() - sectionStarted,
+  }
+}
+
+async function runPhase(
+  stack: BenchStack,
+  name: string,
+  devices: readonly string[],
+  concurrency: number,
+  request: (device: string) => Promise<void>,
+): Promise<WarmPhase> {
+  stack.thinger.clearCalls()
+  // With one request at a time, every fetch in flight belongs to that request.
+  const fetchTimer = concurrency === 1 ? timeFetchCalls() : undefined
+  const latenciesMs: number[] = []
+  const ownWorkMs: number[] = []
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < devices.length) {
+      const device = devices[next++] as string
+      fetchTimer?.takeMs()
+      const started = performance.now()
+      await request(device)
+      const latencyMs = performance.now() - started
+      latenciesMs.push(latencyMs)
+      if (fetchTimer !== undefined) ownWorkMs.push(latencyMs - fetchTimer.takeMs())
+    }
+  }
+  const started = performance.now()
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, devices.length) }, worker))
+  } finally {
+    fetchTimer?.restore()
+  }
+  const wallMs = performance.now() - started
+  const thingerCalls = stack.thinger.calls().length
+  return {
+    name,
+    requests: devices.length,
+    concurrency,
+    latency: summarizeLatency(latenciesMs),
+    ...(fetchTimer === undefined ? {} : { ownWork: summarizeLatency(ownWorkMs) }),
+    wallMs,
+    requestsPerSecond: devices.length / (wallMs / 1000),
+    thingerCalls,
+    thingerCallsPerDevice: thingerCalls / devices.length,
+  }
+}
+
+/**
+ * Wraps the global `fetch`, which the handler's Thinger client calls, to add up the time spent
+ * waiting for Thinger: from the call to the response headers (the bodies are a few bytes).
+ */
+function timeFetchCalls(): { takeMs(): number; restore(): void } {
+  const original = globalThis.fetch
+  let insideMs = 0
+  globalThis.fetch = async (...args: Parameters<typeof fetch>): Promise<Response> => {
+    const started = performance.now()
+    try {
+      return await original(...args)
+    } finally {
+      insideMs += performance.now() - started
+    }
+  }
+  return {
+    takeMs: () => {
+      const taken = insideMs
+      insideMs = 0
+      return taken
+    },
+    restore: () => {
+      globalThis.fetch = original
+    },
+  }
+}
+
+async function provisionOnce(handler: ProvisionHandler, fleetKey: Buffer, device: string, expectedStatus: number): Promise<void> {
+  const answer = await invokeHandler(handler, signedRequestBody(fleetKey, device))
+  if (answer.statusCode !== expectedStatus) {
+    // A success body carries a credential: only an error body is worth quoting.
+    const detail = answer.statusCode >= 300 ? `: ${answer.body.slice(0, 300)}` : ''
+    throw new Error(`warm path: ${device} answered ${answer.statusCode} instead of ${expectedStatus}${detail}`)
+  }
+}
+
+async function createDirectly(stack: BenchStack, device: string): Promise<void> {
+  const response = await fetch(`${stack.thinger.url}/v1/users/${encodeURIComponent(stack.username)}/devices`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${LOCAL_THINGER_TOKEN}`, accept: 'application/json', 'content-type': 'application/json' },
+    body: JSON.stringify({ device, type: 'Generic', credentials: generateCredential() }),
+  })
+  await response.body?.cancel()
+  if (response.status !== 200) throw new Error(`warm path: creating ${device} directly answered ${response.status}`)
+}
