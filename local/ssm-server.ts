@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
+import { closeServer } from './close-server.js'
 
 const DEFAULT_HOST = '127.0.0.1'
 const DEFAULT_REGION = 'us-east-1'
@@ -343,13 +344,7 @@ export async function startLocalSsm(
       store.delete(name)
     },
     close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer)
-        timers.clear()
-        server.close(() => resolve())
-        server.closeAllConnections()
-        for (const socket of sockets) socket.destroy()
-      })
+      closing ??= closeServer(server, sockets, timers)
       return closing
     },
   }

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
+import { closeServer } from './close-server.js'
 
 /**
  * A permission of Thinger's REST API, as named in a token's `allow` list: the OpenAPI summary of
@@ -1402,14 +1403,7 @@ async function startThingerEmulator (
       seedAccount(accountOf(username), fixtures)
     },
     close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer)
-        timers.clear()
-        server.close(() => resolve())
-        // Hanging calls never end by themselves: cut every connection so close() returns.
-        server.closeAllConnections()
-        for (const socket of sockets) socket.destroy()
-      })
+      closing ??= closeServer(server, sockets, timers)
       return closing
     }
   }

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { decodeFleetKey, deriveDeviceKey } from '../../lib/attestation/keys.js'
 import { deriveKeysCsv, MAX_LISTED_PROBLEMS } from '../../cli/derive-csv.js'
 import { CliError, CsvProblemsError } from '../../cli/errors.js'
+import { captureRejection } from '../lib/capture-error.js'
 
 // The protocol test vector (docs/protocol.md).
 const VECTOR_FLEET_KEY = 'dGhpbmdlci1wcm92aXNpb25lci10ZXN0LWZsZWV0LWtleS0wMDE='
@@ -21,14 +22,7 @@ describe('Function: deriveKeysCsv', () => {
     writeFileSync(input(), text)
     return deriveKeysCsv({ input: input(), output: output(), fleetKey, keyVersion: 1, ...options })
   }
-  const failure = async (promise: Promise<unknown>): Promise<CliError> => {
-    try {
-      await promise
-    } catch (error) {
-      return error as CliError
-    }
-    throw new Error('it did not fail')
-  }
+  const failure = async (promise: Promise<unknown>): Promise<CliError> => (await captureRejection(() => promise)) as CliError
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'derive-csv-'))

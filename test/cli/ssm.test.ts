@@ -2,6 +2,7 @@ import type { SSMClient } from '@aws-sdk/client-ssm'
 import { describe, expect, it } from 'vitest'
 import { CliError } from '../../cli/errors.js'
 import { createSsmPort } from '../../cli/ssm.js'
+import { captureRejection } from '../lib/capture-error.js'
 
 type Command = { constructor: { name: string }; input: Record<string, unknown> }
 
@@ -21,14 +22,7 @@ function scriptedClient(answer: (command: Command) => unknown): { client: Pick<S
 
 const awsError = (name: string, message = name): Error => Object.assign(new Error(message), { name })
 
-const failure = async (promise: Promise<unknown>): Promise<CliError> => {
-  try {
-    await promise
-  } catch (error) {
-    return error as CliError
-  }
-  throw new Error('it did not fail')
-}
+const failure = async (promise: Promise<unknown>): Promise<CliError> => (await captureRejection(() => promise)) as CliError
 
 describe('Function: createSsmPort', () => {
   it('reads a parameter with decryption, and a missing one as undefined', async () => {
