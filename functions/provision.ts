@@ -32,6 +32,8 @@ export interface ProvisionHandlerOptions {
   logger?: Logger
   metrics?: Metrics
   ssmClient?: SSMClient
+  /** The validated fleets file (what the build compiles in); absent: the bundled one, or the settings' single fleet. */
+  fleets?: unknown
   fetch?: typeof globalThis.fetch
   /** The clock timestamps are checked against (deadlines always use the real clock). */
   now?: () => number
@@ -67,7 +69,7 @@ function buildChain(options: ProvisionHandlerOptions) {
   let config: Config | undefined
   let configError: ConfigError | undefined
   try {
-    config = loadConfig(options.env ?? process.env)
+    config = options.fleets === undefined ? loadConfig(options.env ?? process.env) : loadConfig(options.env ?? process.env, options.fleets)
   } catch (error) {
     configError = error as ConfigError
     logger.error('invalid configuration', { detail: configError.detail })
