@@ -19,6 +19,8 @@ thinger-provisioner local stack is up
 
 Provision a device (in another terminal):
   npm run device -- esp32_a1b2c3d4e5f6
+  npm run device -- ws_kit0001 --fleet workshop --claim --meta site=lab_2   (claim mode, full profile)
+Fleets: local/fleets.yml. Operators' command line: npx thinger-provisioner --help
 
 Stop with Ctrl+C.
 `)
