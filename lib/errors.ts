@@ -42,7 +42,7 @@ export class ProvisionerError extends Error {
     this.statusCode = STATUS_BY_CODE[code]
     this.retryable = code === 'upstream_unavailable' || code === 'replayed'
     this.detail = options.detail
-    this.retryAfterSeconds = code === 'replayed' ? REPLAYED_RETRY_AFTER_SECONDS : undefined
+    this.retryAfterSeconds = undefined
   }
 }
 
@@ -131,5 +131,4 @@ export class ConfigError extends ProvisionerError {
 
 /** Seconds a device waits before retrying when no upstream said how long. */
 export const DEFAULT_RETRY_AFTER_SECONDS = 5
-/** A device whose retry came within the same second as its last accepted request signs again a second later. */
-const REPLAYED_RETRY_AFTER_SECONDS = 1
+

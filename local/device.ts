@@ -71,10 +71,13 @@ async function provision(timestamp: number): Promise<Response> {
 
 let response = await provision(values.timestamp ? Number(values.timestamp) : Math.floor(Date.now() / 1000))
 let text = await response.text()
-if (response.status === 401 && /clock_skew/.test(text)) {
-  // What firmware without a clock does: sign again once with the server's time.
-  const serverTime = values.text ? Number(/^server_time=(\d+)$/m.exec(text)?.[1]) : (JSON.parse(text) as { error: { serverTime: number } }).error.serverTime
-  console.log(`clock_skew: retrying once with the server's time ${serverTime}`)
+// What firmware does (docs/firmware.md): on clock_skew, or replayed with the server's time, sign
+// again with that time; twice at most (a clock far behind can meet both).
+for (let resyncs = 0; resyncs < 2 && response.status === 401; resyncs++) {
+  const serverTime = values.text ? Number(/^server_time=(\d+)$/m.exec(text)?.[1]) : (JSON.parse(text) as { error: { serverTime?: number } }).error.serverTime
+  const code = values.text ? /^error=(\w+)$/m.exec(text)?.[1] : (JSON.parse(text) as { error: { code: string } }).error.code
+  if (!serverTime || (code !== 'clock_skew' && code !== 'replayed')) break
+  console.log(`${code}: retrying with the server's time ${serverTime}`)
   response = await provision(serverTime)
   text = await response.text()
 }

@@ -42,6 +42,8 @@ enum exit_code {
     EXIT_TLS = 7
 };
 
+#define MAX_RESYNCS 2
+
 static const char USAGE[] =
     "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
     "                 [--fleet NAME] [--key-version N]\n"
@@ -661,7 +663,7 @@ static int provision(options_t *opt)
     pending_file_t pending;
     exchange_t ex;
     int64_t clock_offset_secs = 0;
-    int resynced = 0;
+    int resynced = 0; /* retries with the server's time so far */
     long failures = 0;
     int result = EXIT_INTERNAL;
     tprov_status_t status;
@@ -723,8 +725,9 @@ static int provision(options_t *opt)
             break;
         }
         next = tprov_next_step(ex.http_status, ex.parse_status, &ex.response);
-        if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && resynced) {
-            fail("refused for clock_skew even with the server's time");
+        /* Twice at most: a clock_skew, then a replayed answer to a clock still behind the record. */
+        if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && resynced >= MAX_RESYNCS) {
+            fail("refused even with the server's time");
             result = EXIT_REFUSED;
             break;
         }
@@ -747,9 +750,9 @@ static int provision(options_t *opt)
         }
         if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME) {
             clock_offset_secs = (int64_t)ex.response.server_time - (int64_t)unix_now();
-            resynced = 1;
-            fprintf(stderr, "provision: clock_skew: this clock is %lld s %s the service's; "
-                    "retrying with the service's time\n",
+            resynced++;
+            fprintf(stderr, "provision: %s: this clock is %lld s %s the service's; "
+                    "retrying with the service's time\n", ex.response.error,
                     (long long)(clock_offset_secs < 0 ? -clock_offset_secs : clock_offset_secs),
                     clock_offset_secs < 0 ? "ahead of" : "behind");
             continue;

@@ -658,6 +658,10 @@ tprov_next_t tprov_next_step(long http_status, tprov_status_t parse_status,
     if (strcmp(response->error, "clock_skew") == 0) {
         return response->has_server_time ? TPROV_NEXT_RETRY_WITH_SERVER_TIME : TPROV_NEXT_GIVE_UP;
     }
+    /* replayed: this clock is behind the last accepted request's; the service's time is newer. */
+    if (strcmp(response->error, "replayed") == 0 && response->has_server_time) {
+        return TPROV_NEXT_RETRY_WITH_SERVER_TIME;
+    }
     /* The service marks what is retryable with retry_after; 429 and 503 are retryable by
      * definition, with or without it. Every other protocol error is final. */
     if (response->has_retry_after || http_status == 429 || http_status == 503) {

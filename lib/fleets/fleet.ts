@@ -48,14 +48,14 @@ export interface Fleet extends Omit<FleetDefinition, 'devicePattern'> {
 export const DEFAULT_FLEET = 'default'
 
 /**
- * True when provisioning a device of this fleet takes more than creating it: a profile element;
- * the `reject` policy, whose record tells a finished device from one whose provisioning was
- * interrupted; or replay protection, whose record holds the last accepted timestamp. (Without a
- * record, a new device's creating request could be replayed while its timestamp is fresh.)
+ * True when every new device of this fleet needs its provisioning record at once: a profile
+ * element, or the `reject` policy, whose record tells a finished device from one whose
+ * provisioning was interrupted. Replay protection needs a record only in two cases the flow
+ * decides itself: a re-provisioned device, and a new one whose clock runs ahead of the service's.
  */
-export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovision' | 'replayProtection'>): boolean {
+export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovision'>): boolean {
   const { type: _type, ...elements } = fleet.profile
-  return fleet.reprovision === 'reject' || fleet.replayProtection || Object.values(elements).some((value) => value !== undefined)
+  return fleet.reprovision === 'reject' || Object.values(elements).some((value) => value !== undefined)
 }
 
 /** Where key version `version` of a fleet lives: version 1 at `keyParam`, later ones beside it. */

@@ -16,7 +16,7 @@ export interface ProvisioningPlan {
   projects: string[]
   /** The `provisioning` property, written last: its presence marks a device whose provisioning finished. */
   record: { fleet: string; meta: Record<string, string> }
-  /** Whether the record is written (see needsProvisioningRecord). */
+  /** Whether every new device gets the record (see needsProvisioningRecord). */
   recordNewDevices: boolean
 }
 

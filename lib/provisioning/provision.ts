@@ -10,6 +10,10 @@ const DEFAULT_RESUME_WINDOW_MS = 15 * 60 * 1000
 const DEFAULT_SHARED_TTL_MS = 5 * 60 * 1000
 const CREDENTIAL_DEVICE_TYPES = new Set(['Generic', 'MQTT'])
 const UPDATABLE_FIELDS = ['name', 'description', 'asset_type', 'asset_group', 'product'] as const
+// How far Thinger.io's clock (its `created` times) may be from this function's, in seconds.
+const CREATED_CLOCK_MARGIN_SECONDS = 10
+// A device clock at most this far ahead of the service's counts as in step with it.
+const AHEAD_TOLERANCE_SECONDS = 1
 /** The device property that records a finished provisioning. */
 export const PROVISIONING_PROPERTY = 'provisioning'
 
@@ -76,14 +80,19 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
   if (plan.dashboard) await ensureDashboard(thinger, plan.dashboard)
   if (plan.projects.length > 0) await call(() => thinger.setDeviceProjects(device, plan.projects))
-  if (plan.recordNewDevices) {
-    const proof = deps.proof ?? { kind: 'claim' }
-    const lastTimestamp = Math.max(proof.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
+  // Replay protection without a call per new device: a device created by a request signed no
+  // later than the service's clock is covered by its `created` time (see checkNotReplayed); only a
+  // re-provisioned device, or a new one whose clock runs ahead, needs its timestamp recorded.
+  const proof = deps.proof
+  const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
+  const clockAhead = proof?.kind === 'hmac' && proof.timestamp > nowSeconds + AHEAD_TOLERANCE_SECONDS
+  if (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead))) {
+    const lastTimestamp = Math.max(proof?.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
     const record: ProvisioningRecord = {
       ...plan.record,
       provisionedAt: new Date((deps.now ?? Date.now)()).toISOString(),
-      proof: proof.kind,
-      ...(proof.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
+      proof: proof?.kind ?? 'claim',
+      ...(proof?.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
       ...(lastTimestamp > 0 ? { lastTimestamp } : {}),
     }
     await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record, previousRecord !== undefined)
@@ -148,9 +157,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   const stored = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
   const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
   const proof = deps.proof
-  if (deps.fleet.replayProtection && proof?.kind === 'hmac' && typeof record?.lastTimestamp === 'number' && proof.timestamp <= record.lastTimestamp) {
-    throw new AttestationError('replayed', 'this request is not newer than the last one accepted for this device')
-  }
+  if (deps.fleet.replayProtection && proof?.kind === 'hmac') checkNotReplayed(proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
     // and recent enough that the device has not been in use.
@@ -164,6 +171,30 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
     }
   }
   return record
+}
+
+/**
+ * Refuses a request not newer than the last one accepted for the device: the recorded timestamp,
+ * or, for a device without a record, its creation (a device is created without a record only by a
+ * request signed no later than the service's clock, so its timestamp is at most `created` plus the
+ * margin). A device whose own clock is behind gets the service's time to sign again with, as for
+ * `clock_skew`; within the same seconds, a short wait.
+ * @throws AttestationError `replayed`.
+ */
+function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): void {
+  const floor =
+    typeof record?.lastTimestamp === 'number'
+      ? record.lastTimestamp
+      : existing.created === undefined
+        ? undefined
+        : Math.floor(existing.created / 1000) + AHEAD_TOLERANCE_SECONDS + CREATED_CLOCK_MARGIN_SECONDS
+  if (floor === undefined || timestamp > floor) return
+  const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
+  const message = 'this request is not newer than the last one accepted for this device'
+  if (nowSeconds > floor) throw new AttestationError('replayed', message, { serverTime: nowSeconds })
+  const error = new AttestationError('replayed', message)
+  error.retryAfterSeconds = floor - nowSeconds + 1
+  throw error
 }
 
 function fieldsToUpdate(existing: ThingerDevice, plan: ProvisioningPlan): UpdateDeviceBody {

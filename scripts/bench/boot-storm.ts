@@ -4,6 +4,9 @@ import { muteProcessOutput } from './output.js'
 import type { BenchStack } from './stack.js'
 import { type LatencySummary, mean, percentile, summarizeLatency } from './stats.js'
 
+// clock_skew, then replayed: a clock far behind can meet both.
+const MAX_RESIGNS = 2
+
 // The device side's backoff on a transient failure: full jitter over min(cap, base * 2^(retry-1)),
 // plus Retry-After when the answer has one (tprov_retry_delay_ms in the C core). The ESP32 sketch
 // waits 5 s to 15 min, the Linux client 1 s to 60 s (docs/firmware.md); 1 s to 30 s keeps a run short.
@@ -207,7 +210,7 @@ async function provisionLikeFirmware(
   stormStarted: number,
 ): Promise<DeviceOutcome> {
   let clockOffsetSeconds = 0
-  let resigned = false
+  let resigned = 0
   let retries = 0
   const finish = (attempts: number, fields: Partial<DeviceOutcome>): DeviceOutcome => ({
     device,
@@ -225,10 +228,10 @@ async function provisionLikeFirmware(
       return finish(attempt, { provisioned: true, credential })
     }
     const error = body?.error as { code?: unknown; retryAfter?: unknown; serverTime?: unknown } | undefined
-    if (error?.code === 'clock_skew' && typeof error.serverTime === 'number' && !resigned) {
-      // Sign again once, at once, with the server's clock.
+    if ((error?.code === 'clock_skew' || error?.code === 'replayed') && typeof error.serverTime === 'number' && resigned < MAX_RESIGNS) {
+      // Sign again, at once, with the server's clock (docs/firmware.md): twice at most.
       clockOffsetSeconds = error.serverTime - Math.floor(Date.now() / 1000)
-      resigned = true
+      resigned++
       continue
     }
     const retryAfterSeconds = readRetryAfter(answer, error?.retryAfter)

@@ -66,13 +66,23 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     return { code, stdout, stderr }
   }
 
-  /** Signs a body with `sign` (fresh, increasing timestamps) and POSTs it. */
+  /**
+   * Signs a body with `sign` (fresh, increasing timestamps) and POSTs it, as firmware does: on
+   * `replayed` it signs again with the service's time, or after the wait the service asks for.
+   */
   async function provisionWithCli(device: string, keyVersion: number): Promise<Answer & { body: string }> {
-    const signed = await cli('sign', '--device', device, '--device-key', keysOf.get(`${device}/v${keyVersion}`)!, '--fleet', FLEET, '--key-version', String(keyVersion), '--timestamp', String(++clock))
-    expect(signed.code).toBe(0)
-    const body = signed.stdout.trim()
-    secrets.add(JSON.parse(body).signature)
-    return { ...(await post(body)), body }
+    for (let attempt = 1; ; attempt++) {
+      const signed = await cli('sign', '--device', device, '--device-key', keysOf.get(`${device}/v${keyVersion}`)!, '--fleet', FLEET, '--key-version', String(keyVersion), '--timestamp', String(++clock))
+      expect(signed.code).toBe(0)
+      const body = signed.stdout.trim()
+      secrets.add(JSON.parse(body).signature)
+      const answer = await post(body)
+      const error = answer.json?.error
+      if (attempt >= 3 || answer.status !== 401 || error?.code !== 'replayed') return { ...answer, body }
+      if (typeof error.serverTime === 'number') clock = Math.max(clock, error.serverTime - 1)
+      else await new Promise((resolve) => setTimeout(resolve, error.retryAfter * 1000))
+      clock = Math.max(clock, Math.floor(Date.now() / 1000) - 1)
+    }
   }
 
   async function post(body: string): Promise<Answer> {

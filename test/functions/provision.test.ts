@@ -53,7 +53,7 @@ function ssmWith(values: Record<string, string>) {
   return { client, mock }
 }
 
-function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<string, string> } = {}) {
+function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<string, string>; now?: () => number } = {}) {
   const ssm = ssmWith(overrides.ssm ?? { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY })
   const handler = createProvisionHandler({
     env: {
@@ -66,7 +66,7 @@ function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<str
       ...overrides.env,
     },
     ssmClient: ssm.client,
-    now: () => NOW_MS,
+    now: overrides.now ?? (() => NOW_MS),
   })
   return { handler, ssm }
 }
@@ -124,8 +124,8 @@ describe('Function: provision handler', () => {
     expect(response.json).toEqual({ username: USERNAME, device: 'esp32_a1b2c3d4e5f6', credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: 'acme.aws.thinger.io', created: true })
     expect(emulator.checkLogin(USERNAME, 'esp32_a1b2c3d4e5f6', response.json.credential)).toEqual({ ok: true })
     expect(emulator.device(USERNAME, 'esp32_a1b2c3d4e5f6')?.type).toBe('Generic')
-    expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 2, requestId: expect.any(String), durationMs: expect.any(Number) })
-    expect(emulator.resources(USERNAME).properties['esp32_a1b2c3d4e5f6']?.provisioning).toMatchObject({ fleet: 'default', proof: 'hmac', keyVersion: 1, lastTimestamp: NOW_MS / 1000 })
+    expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 1, requestId: expect.any(String), durationMs: expect.any(Number) })
+    expect(emulator.calls().map((c) => c.method)).toEqual(['POST'])
   })
 
   it('writes one audit line and one metric line per request, for successes and refusals alike', async () => {
@@ -144,7 +144,7 @@ describe('Function: provision handler', () => {
     ])
     const emf = logLines().filter((line) => '_aws' in line)
     expect(emf).toEqual([
-      expect.objectContaining({ outcome: 'created', code: 'none', Requests: 1, ThingerCalls: 2 }),
+      expect.objectContaining({ outcome: 'created', code: 'none', Requests: 1, ThingerCalls: 1 }),
       expect.objectContaining({ outcome: 'refused', code: 'invalid_signature', Requests: 1 }),
     ])
     expect(JSON.stringify(emf[0]!._aws)).toContain('"Namespace":"ThingerProvisioner"')
@@ -164,8 +164,8 @@ describe('Function: provision handler', () => {
 
   it('refuses a replayed request with 401 replayed and changes nothing', async () => {
     // Prepare
-    const { handler } = makeHandler()
-    const body = signed('esp32_00000000a002')
+    const { handler } = makeHandler({ now: Date.now })
+    const body = signed('esp32_00000000a002', Math.floor(Date.now() / 1000))
     const first = await invoke(handler, event(body))
     emulator.clearCalls()
 
@@ -180,23 +180,42 @@ describe('Function: provision handler', () => {
     expect(emulator.calls().map((c) => c.method)).toEqual(['POST', 'GET', 'GET'])
   })
 
-  it('accepts a newer request for the same device, records its timestamp, and refuses that request again', async () => {
-    // Prepare
-    const { handler } = makeHandler()
-    await invoke(handler, event(signed('esp32_00000000a003', NOW_MS / 1000 - 10)))
-    const body = signed('esp32_00000000a003', NOW_MS / 1000)
-    emulator.clearCalls()
+  it('asks a device re-provisioning seconds after its creation to wait, and keeps the first credential', async () => {
+    // Prepare: the real clock, since Thinger's creation times are real
+    const { handler } = makeHandler({ now: Date.now })
+    const nowSeconds = Math.floor(Date.now() / 1000)
+    const first = await invoke(handler, event(signed('esp32_00000000a003', nowSeconds - 2)))
+
+    // Act: a newer request, but one a replay of the creating request could not be told from yet
+    const again = await invoke(handler, event(signed('esp32_00000000a003', nowSeconds)))
+
+    // Assess
+    expect(first.statusCode).toBe(201)
+    expect(again.statusCode).toBe(401)
+    expect(again.json.error).toMatchObject({ code: 'replayed', retryable: true, retryAfter: expect.any(Number) })
+    expect(again.json.error.retryAfter).toBeGreaterThanOrEqual(1)
+    expect(again.json.error.retryAfter).toBeLessThanOrEqual(13)
+    expect(emulator.checkLogin(USERNAME, 'esp32_00000000a003', first.json.credential)).toEqual({ ok: true })
+  })
+
+  it('records the timestamp of a device whose clock runs ahead, and then accepts only newer requests', async () => {
+    // Prepare: a clock 100 s ahead of the service's (within CLOCK_SKEW_SECONDS)
+    const { handler } = makeHandler({ now: Date.now })
+    const ahead = Math.floor(Date.now() / 1000) + 100
+    const creating = signed('esp32_00000000a004', ahead)
+    const first = await invoke(handler, event(creating))
 
     // Act
-    const newer = await invoke(handler, event(body))
-    const replay = await invoke(handler, event(body))
+    const replay = await invoke(handler, event(creating))
+    const newer = await invoke(handler, event(signed('esp32_00000000a004', ahead + 1)))
 
-    // Assess: the record just read is updated in place (no create refused first)
-    expect(newer.statusCode).toBe(200)
-    expect(emulator.calls().slice(0, 5).map((c) => `${c.method} ${c.status}`)).toEqual(['POST 400', 'GET 200', 'GET 200', 'PUT 200', 'PUT 200'])
-    expect(emulator.resources(USERNAME).properties['esp32_00000000a003']?.provisioning).toMatchObject({ lastTimestamp: NOW_MS / 1000 })
+    // Assess
+    expect(first.statusCode).toBe(201)
     expect(replay.statusCode).toBe(401)
-    expect(replay.json.error.code).toBe('replayed')
+    expect(replay.json.error).toMatchObject({ code: 'replayed', retryable: true })
+    expect(newer.statusCode).toBe(200)
+    expect(emulator.resources(USERNAME).properties['esp32_00000000a004']?.provisioning).toMatchObject({ fleet: 'default', proof: 'hmac', keyVersion: 1, lastTimestamp: ahead + 1 })
+    expect(emulator.checkLogin(USERNAME, 'esp32_00000000a004', newer.json.credential)).toEqual({ ok: true })
   })
 
   it('fetches SSM again on the next request after a failed first fetch, instead of failing until the cache expires', async () => {
@@ -248,7 +267,7 @@ describe('Function: provision handler', () => {
 
       // Assess
       expect(response.statusCode).toBe(201)
-      expect(emulator.resources(USERNAME).properties['esp32_00000000b002']?.provisioning).toMatchObject({ keyVersion: 2 })
+      expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', keyVersion: 2 })
     })
 
     it('answers 403 key_revoked for every device of a retired key version, and still serves the others', async () => {

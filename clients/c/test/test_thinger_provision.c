@@ -722,6 +722,10 @@ static void test_next_step_follows_the_retry_rules(void)
     CHECK(next_for(401, "error=clock_skew\nserver_time=1764150000\n") ==
           TPROV_NEXT_RETRY_WITH_SERVER_TIME);
     CHECK(next_for(401, "error=clock_skew\n") == TPROV_NEXT_GIVE_UP);
+    CHECK(next_for(401, "error=replayed\nserver_time=1764150000\n") ==
+          TPROV_NEXT_RETRY_WITH_SERVER_TIME);
+    CHECK(next_for(401, "error=replayed\nretry_after=2\n") == TPROV_NEXT_RETRY_LATER);
+    CHECK(next_for(401, "error=replayed\n") == TPROV_NEXT_GIVE_UP);
     CHECK(next_for(401, "error=invalid_signature\n") == TPROV_NEXT_GIVE_UP);
     CHECK(next_for(403, "error=device_not_allowed\n") == TPROV_NEXT_GIVE_UP);
     CHECK(next_for(400, "error=invalid_request\n") == TPROV_NEXT_GIVE_UP);

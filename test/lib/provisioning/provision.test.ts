@@ -25,7 +25,7 @@ type Step = (run: () => Promise<unknown>) => Promise<unknown>
  */
 class FakeThinger implements ThingerPort {
   readonly devices = new Map<string, StoredDevice>()
-  readonly calls: Operation[] = []
+  readonly calls: string[] = []
   maxDevices = Number.POSITIVE_INFINITY
   readonly #steps: Record<Operation, Step[]> = { getDevice: [], createDevice: [], updateDevice: [] }
   readonly #always: Partial<Record<Operation, Step>> = {}
@@ -72,10 +72,28 @@ class FakeThinger implements ThingerPort {
   getResource = unexpected
   createResource = unexpected
   cloneDashboard = unexpected
-  getDeviceProperty = unexpected
-  createDeviceProperty = unexpected
-  updateDeviceProperty = unexpected
   setDeviceProjects = unexpected
+  /** Device properties; only replay protection reads and writes one (`provisioning`) for an empty profile. */
+  readonly properties = new Map<string, unknown>()
+
+  async getDeviceProperty(device: string, property: string): Promise<{ value: unknown } | undefined> {
+    this.calls.push('getDeviceProperty' as Operation)
+    const key = `${device}/${property}`
+    return this.properties.has(key) ? { value: this.properties.get(key) } : undefined
+  }
+
+  async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
+    this.calls.push('createDeviceProperty' as Operation)
+    if (this.properties.has(`${device}/${property}`)) throw httpError('POST', 'Create property', 400, 'exists')
+    this.properties.set(`${device}/${property}`, value)
+  }
+
+  async updateDeviceProperty(device: string, property: string, value: unknown): Promise<boolean> {
+    this.calls.push('updateDeviceProperty' as Operation)
+    if (!this.properties.has(`${device}/${property}`)) return false
+    this.properties.set(`${device}/${property}`, value)
+    return true
+  }
 
   async #invoke(operation: Operation, run: () => Promise<unknown>): Promise<unknown> {
     this.calls.push(operation)
@@ -401,5 +419,96 @@ describe('Function: provisionDevice', () => {
 
     // Assess
     expect(bodies).toEqual([{ device: DEVICE, type: 'Generic', credentials: NEW_CREDENTIAL }])
+  })
+})
+
+describe('Function: provisionDevice, replay protection', () => {
+  const NOW_SECONDS = 1_764_150_000
+  let thinger: FakeThinger
+  const depsFor = (timestamp: number): ProvisionDeps => ({
+    thinger,
+    username: USERNAME,
+    host: HOST,
+    newCredential: () => NEW_CREDENTIAL,
+    fleet: { reprovision: 'rotate', replayProtection: true },
+    plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [], record: { fleet: 'default', meta: {} }, recordNewDevices: false },
+    proof: { kind: 'hmac', timestamp, keyVersion: 1 },
+    now: () => NOW_SECONDS * 1000,
+  })
+
+  beforeEach(() => {
+    thinger = new FakeThinger()
+  })
+
+  it('creates a new device in one call when its clock is not ahead, writing no record', async () => {
+    // Act
+    await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 30))
+
+    // Assess
+    expect(thinger.calls).toEqual(['createDevice'])
+    expect(thinger.properties.size).toBe(0)
+  })
+
+  it('records the timestamp of a new device whose clock runs ahead', async () => {
+    // Act
+    await provisionDevice(DEVICE, depsFor(NOW_SECONDS + 120))
+
+    // Assess
+    expect(thinger.calls).toEqual(['createDevice', 'createDeviceProperty'])
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS + 120 })
+  })
+
+  it.each([
+    ['as old as the creation allows', 11, 'serverTime'],
+    ['older than the creation', -50, 'serverTime'],
+  ])('refuses a timestamp %s on a device without a record, giving the service time', async (_label, offset, field) => {
+    // Prepare: created 60 s ago
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 60) * 1000 })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 60 + offset)))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'replayed', statusCode: 401, retryable: true, [field]: NOW_SECONDS })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('accepts a timestamp past the creation margin on a device without a record, and records it', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 60) * 1000 })
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 60 + 12))
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS - 48 })
+  })
+
+  it('asks for a wait, not the service time, when the floor is not yet behind the service clock', async () => {
+    // Prepare: created 3 s ago, so a replay could carry a timestamp up to 8 s from now
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3) * 1000 })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS)))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'replayed', serverTime: undefined, retryAfterSeconds: 9 })
+  })
+
+  it('compares with the recorded timestamp when there is one, and updates it in place', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
+    thinger.properties.set(`${DEVICE}/provisioning`, { fleet: 'default', lastTimestamp: NOW_SECONDS - 5 })
+
+    // Act
+    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 5)))
+    thinger.calls.length = 0
+    await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 4))
+
+    // Assess
+    expect(replay).toMatchObject({ code: 'replayed', serverTime: NOW_SECONDS })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'updateDevice', 'updateDeviceProperty'])
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS - 4 })
   })
 })

@@ -91,13 +91,14 @@ typedef struct {
     bool has_retry_after;
     uint32_t retry_after_secs;
     bool has_server_time;
-    uint64_t server_time; /* Unix seconds, set with error "clock_skew" */
+    uint64_t server_time; /* Unix seconds, set with errors "clock_skew" and (some) "replayed" */
 } tprov_response_t;
 
 /* What the caller does after one exchange. */
 typedef enum {
     TPROV_NEXT_STORE_CREDENTIALS = 0, /* success: store the response fields, stop */
-    TPROV_NEXT_RETRY_WITH_SERVER_TIME, /* clock_skew: retry now, once, with server_time as now */
+    TPROV_NEXT_RETRY_WITH_SERVER_TIME, /* clock_skew, or replayed with server_time: retry now, once,
+                                          with server_time as now */
     TPROV_NEXT_RETRY_LATER,          /* transient: wait tprov_retry_delay_ms(), then retry */
     TPROV_NEXT_GIVE_UP               /* permanent: the same request will fail again */
 } tprov_next_t;
