@@ -72,13 +72,26 @@ async function provision(timestamp: number): Promise<Response> {
 let response = await provision(values.timestamp ? Number(values.timestamp) : Math.floor(Date.now() / 1000))
 let text = await response.text()
 // What firmware does (docs/firmware.md): on clock_skew, or replayed with the server's time, sign
-// again with that time; twice at most (a clock far behind can meet both).
-for (let resyncs = 0; resyncs < 2 && response.status === 401; resyncs++) {
-  const serverTime = values.text ? Number(/^server_time=(\d+)$/m.exec(text)?.[1]) : (JSON.parse(text) as { error: { serverTime?: number } }).error.serverTime
-  const code = values.text ? /^error=(\w+)$/m.exec(text)?.[1] : (JSON.parse(text) as { error: { code: string } }).error.code
-  if (!serverTime || (code !== 'clock_skew' && code !== 'replayed')) break
-  console.log(`${code}: retrying with the server's time ${serverTime}`)
-  response = await provision(serverTime)
+// again with that time; on replayed with retry_after (a device created seconds ago), wait and sign
+// again. Twice at most.
+for (let retries = 0; retries < 2 && response.status === 401; retries++) {
+  const field = (name: string, jsonName: string): string | number | undefined =>
+    values.text ? new RegExp(`^${name}=(\\S+)$`, 'm').exec(text)?.[1] : (JSON.parse(text) as { error: Record<string, string | number> }).error[jsonName]
+  const code = field('error', 'code')
+  const serverTime = Number(field('server_time', 'serverTime')) || undefined
+  const retryAfter = Number(field('retry_after', 'retryAfter')) || undefined
+  let timestamp: number
+  if ((code === 'clock_skew' || code === 'replayed') && serverTime !== undefined) {
+    console.log(`${code}: signing again with the server's time ${serverTime}`)
+    timestamp = serverTime
+  } else if (code === 'replayed' && retryAfter !== undefined) {
+    console.log(`replayed: the device was created moments ago; waiting ${retryAfter} s as the service asks`)
+    await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000))
+    timestamp = Math.floor(Date.now() / 1000)
+  } else {
+    break
+  }
+  response = await provision(timestamp)
   text = await response.text()
 }
 
