@@ -120,9 +120,7 @@ export class ThingerClient {
    * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
    */
   async getDevice(device: string): Promise<ThingerDevice | undefined> {
-    const response = await this.#withRetries(() => this.#call('GET', 'ReadDevice', this.#devicePath(device), undefined, [404]))
-    if (response.status === 404) return undefined
-    return (await readJson(response)) as ThingerDevice
+    return this.#read<ThingerDevice>('ReadDevice', this.#devicePath(device))
   }
 
   /**
@@ -160,9 +158,7 @@ export class ThingerClient {
    * @returns it, or `undefined` when Thinger answers 404.
    */
   async getResource(kind: ResourceKind, id: string): Promise<Record<string, unknown> | undefined> {
-    const response = await this.#withRetries(() => this.#call('GET', `Read ${kind}`, `${this.#userPath()}/${kind}/${encodeURIComponent(id)}`, undefined, [404]))
-    if (response.status === 404) return undefined
-    return (await readJson(response)) as Record<string, unknown>
+    return this.#read<Record<string, unknown>>(`Read ${kind}`, `${this.#userPath()}/${kind}/${encodeURIComponent(id)}`)
   }
 
   /** Creates an account-level resource. Called once only (a 400 may mean it exists: read it). */
@@ -182,9 +178,7 @@ export class ThingerClient {
    * @returns `{ value }`, or `undefined` when the device or the property does not exist.
    */
   async getDeviceProperty(device: string, property: string): Promise<{ value: unknown } | undefined> {
-    const response = await this.#withRetries(() => this.#call('GET', 'Read property', this.#propertyPath(device, property), undefined, [404]))
-    if (response.status === 404) return undefined
-    return (await readJson(response)) as { value: unknown }
+    return this.#read<{ value: unknown }>('Read property', this.#propertyPath(device, property))
   }
 
   /** Creates a device property. Called once only (a 400 may mean it exists: update it). */
@@ -208,6 +202,17 @@ export class ThingerClient {
     const body = projects.map((project) => `${this.#options.username}@${project}`)
     const response = await this.#withRetries(() => this.#call('PUT', 'Update device projects', `${this.#devicePath(device)}/projects`, body))
     await response.body?.cancel()
+  }
+
+  /** A retried GET whose 404 means "no such thing". */
+  async #read<T>(operation: string, path: string): Promise<T | undefined> {
+    const response = await this.#withRetries(() => this.#call('GET', operation, path, undefined, [404]))
+    if (response.status === 404) return undefined
+    try {
+      return (await response.json()) as T
+    } catch (error) {
+      throw new ThingerHttpError('GET', operation, 502, undefined, `unreadable body: ${(error as Error).message}`)
+    }
   }
 
   #userPath(version: 'v1' | 'v3' = 'v1'): string {
@@ -280,14 +285,6 @@ export class ThingerClient {
 
   #report(method: string, operation: string, status: ThingerCallRecord['status'], started: number): void {
     this.#options.onCall?.({ method, operation, status, durationMs: this.#options.now() - started })
-  }
-}
-
-async function readJson(response: Response): Promise<unknown> {
-  try {
-    return await response.json()
-  } catch (error) {
-    throw new ThingerHttpError('GET', 'ReadDevice', 502, undefined, `unreadable body: ${(error as Error).message}`)
   }
 }
 
