@@ -1,11 +1,10 @@
 import { createRequire } from 'node:module'
-import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
-import { mockClient } from 'aws-sdk-client-mock'
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
 import { type FaultRule, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
+import { ssmHolding } from '../support/ssm.js'
 
 const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string) => unknown }
 
@@ -43,14 +42,7 @@ beforeEach(() => {
 
 /** A fresh handler is a fresh container: it knows of no asset type, group or product yet. */
 function coldHandler(): ProvisionHandler {
-  const ssm = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
-  const stored: Record<string, string> = { '/thinger-provisioner/dev/thinger-token': TOKEN, '/lab/claim': CLAIM }
-  mockClient(ssm)
-    .on(GetParametersCommand)
-    .callsFake(async (input: { Names: string[] }) => ({
-      Parameters: input.Names.filter((name) => name in stored).map((name) => ({ Name: name, Type: 'SecureString' as const, Value: stored[name] })),
-      InvalidParameters: input.Names.filter((name) => !(name in stored)),
-    }))
+  const ssm = ssmHolding({ '/thinger-provisioner/dev/thinger-token': TOKEN, '/lab/claim': CLAIM }).client
   return createProvisionHandler({ env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME }, fleets: FLEETS, ssmClient: ssm })
 }
 

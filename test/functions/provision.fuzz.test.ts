@@ -1,12 +1,11 @@
-import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
-import { mockClient } from 'aws-sdk-client-mock'
 import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
+import { ssmHolding } from '../support/ssm.js'
 
 const USERNAME = 'fuzz'
 const TOKEN = 'fuzz-thinger-token-secret-value'
@@ -22,14 +21,7 @@ let output: string[] = []
 
 beforeAll(async () => {
   emulator = await startThingerEmulator({ port: 0, accounts: [{ username: USERNAME, tokens: [{ token: TOKEN }] }] })
-  const ssm = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
-  const stored: Record<string, string> = { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }
-  mockClient(ssm)
-    .on(GetParametersCommand)
-    .callsFake(async (input: { Names: string[] }) => ({
-      Parameters: input.Names.filter((name) => name in stored).map((name) => ({ Name: name, Type: 'SecureString' as const, Value: stored[name] })),
-      InvalidParameters: input.Names.filter((name) => !(name in stored)),
-    }))
+  const ssm = ssmHolding({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }).client
   handler = createProvisionHandler({
     env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_TOKEN_PARAM: TOKEN_PARAM, FLEET_KEY_PARAM },
     ssmClient: ssm,

@@ -1,11 +1,11 @@
-import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
+import { GetParametersCommand } from '@aws-sdk/client-ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
-import { mockClient } from 'aws-sdk-client-mock'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler } from '../../functions/provision.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
+import { answerFrom, ssmHolding } from '../support/ssm.js'
 
 const USERNAME = 'acme'
 const TOKEN = 'unit-test-thinger-token-value'
@@ -43,15 +43,7 @@ afterEach(() => {
   for (const secret of secrets) expect(logs).not.toContain(secret)
 })
 
-function ssmWith(values: Record<string, string>) {
-  const client = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } })
-  const mock = mockClient(client)
-  mock.on(GetParametersCommand).callsFake(async (input: { Names: string[] }) => ({
-    Parameters: input.Names.filter((name) => name in values).map((name) => ({ Name: name, Type: 'SecureString', Value: values[name] })),
-    InvalidParameters: input.Names.filter((name) => !(name in values)),
-  }))
-  return { client, mock }
-}
+const ssmWith = ssmHolding
 
 function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<string, string>; now?: () => number } = {}) {
   const ssm = ssmWith(overrides.ssm ?? { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY })
@@ -222,15 +214,11 @@ describe('Function: provision handler', () => {
     // Prepare
     const { handler, ssm } = makeHandler()
     const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client' })
-    const stored: Record<string, string> = { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }
     ssm.mock
       .on(GetParametersCommand)
       .rejectsOnce(throttled)
       .rejectsOnce(throttled)
-      .callsFake(async (input: { Names: string[] }) => ({
-        Parameters: input.Names.filter((name) => name in stored).map((name) => ({ Name: name, Type: 'SecureString' as const, Value: stored[name] })),
-        InvalidParameters: input.Names.filter((name) => !(name in stored)),
-      }))
+      .callsFake(answerFrom({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY }))
 
     // Act
     const statuses = []
