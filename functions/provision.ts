@@ -43,8 +43,6 @@ interface AdmittedRequest {
   request: ProvisionRequest
   fleet: Fleet
   plan: ProvisioningPlan
-  /** For the log line and for error answers: the validated device ID. */
-  device: string
 }
 type ProvisionEvent = Omit<APIGatewayProxyEventV2, 'body'> & { body: AdmittedRequest }
 type Secrets = Record<string, unknown>
@@ -99,7 +97,7 @@ function buildChain(options: ProvisionHandlerOptions) {
           const request = parseProvisionRequest(body)
           const fleet = admitToFleet(request, settings.fleets)
           const plan = planProvisioning(fleet, request.device, request.meta, needsProvisioningRecord(fleet))
-          return { request, fleet, plan, device: request.device }
+          return { request, fleet, plan }
         },
       }) as middy.MiddlewareObj<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>,
     )
@@ -135,7 +133,8 @@ function buildChain(options: ProvisionHandlerOptions) {
       },
     })
     .handler(async (event, context) => {
-      const { request, fleet, plan, device } = (event as unknown as ProvisionEvent).body
+      const { request, fleet, plan } = (event as unknown as ProvisionEvent).body
+      const { device } = request
       const secret = (name: string) => context[`p${names.indexOf(name)}`]
       const { proof } = request
       if (proof.kind === 'hmac') {

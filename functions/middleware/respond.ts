@@ -125,8 +125,8 @@ function auditFields(request: Request): Record<string, unknown> {
   const fields: Record<string, unknown> = { sourceIp: request.event.requestContext?.http?.sourceIp }
   const body = request.event.body as unknown
   if (typeof body !== 'object' || body === null) return fields
-  const admitted = body as { device?: string; request?: { fleet?: string; proof?: { kind?: string; keyVersion?: number } } }
-  if (typeof admitted.device === 'string') fields.device = admitted.device
+  const admitted = body as { request?: { device?: string; fleet?: string; proof?: { kind?: string; keyVersion?: number } } }
+  if (typeof admitted.request?.device === 'string') fields.device = admitted.request.device
   if (admitted.request?.fleet) fields.fleet = admitted.request.fleet
   if (admitted.request?.proof?.kind) fields.proof = admitted.request.proof.kind
   if (admitted.request?.proof?.keyVersion !== undefined) fields.keyVersion = admitted.request.proof.keyVersion
