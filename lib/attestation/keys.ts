@@ -37,7 +37,11 @@ export function signedMessage(device: string, timestamp: number): string {
 
 /** Signs a provisioning request with a device key; returns the base64 signature a device sends. */
 export function signRequest(deviceKey: Buffer, device: string, timestamp: number): string {
-  return createHmac('sha256', deviceKey).update(signedMessage(device, timestamp), 'utf8').digest('base64')
+  return requestMac(deviceKey, device, timestamp).toString('base64')
+}
+
+function requestMac(deviceKey: Buffer, device: string, timestamp: number): Buffer {
+  return createHmac('sha256', deviceKey).update(signedMessage(device, timestamp), 'utf8').digest()
 }
 
 /**
@@ -45,9 +49,7 @@ export function signRequest(deviceKey: Buffer, device: string, timestamp: number
  * @throws AttestationError `invalid_signature` when it does not match.
  */
 export function verifySignature(fleetKey: Buffer, device: string, timestamp: number, signature: string): void {
-  const expected = createHmac('sha256', deriveDeviceKey(fleetKey, device))
-    .update(signedMessage(device, timestamp), 'utf8')
-    .digest()
+  const expected = requestMac(deriveDeviceKey(fleetKey, device), device, timestamp)
   const given = Buffer.from(signature, 'base64')
   // Length is not secret (always 32 for a well-formed signature); the comparison of contents is.
   // The round trip refuses the other spellings base64 allows in the last character's unused bits.
