@@ -9,7 +9,7 @@
 #define PRIVATE_THINGER_SERVER THINGER_SERVER // the library defines a default of its own
 #endif
 #include "provisioning_ca.h"
-#include "src/thinger_provision.h"
+#include <thinger_provision.h>
 
 #include <Preferences.h>
 #include <WiFi.h>
