@@ -118,6 +118,8 @@ function normalize(data) {
       replayProtection: fleet.replayProtection ?? true,
       devicePattern: fleet.devicePattern ?? THINGER_ID_RULE,
       reprovision: fleet.reprovision ?? (fleet.proof.includes('claim') ? 'reject' : 'rotate'),
+      // Absent: optional, so that a fleets file written before sealing keeps serving its v1 devices.
+      ...(fleet.sealing ? { sealing: fleet.sealing } : {}),
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
     }
   }

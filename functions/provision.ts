@@ -7,7 +7,8 @@ import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import { clearCache } from '@middy/util'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
-import { checkClock, decodeClaimSecret, decodeFleetKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
+import { checkClock, decodeClaimSecret, decodeFleetKey, deriveDeviceKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
+import { deriveClaimSealKey, deriveHmacSealKey, type SealKey, sealAnswer } from '../lib/attestation/seal.js'
 import { ssmClientClass } from '../lib/aws/ssm-client.js'
 import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
@@ -137,13 +138,18 @@ function buildChain(options: ProvisionHandlerOptions) {
       const { device } = request
       const secret = (name: string) => context[`p${names.indexOf(name)}`]
       const { proof } = request
+      let sealKey: SealKey | undefined
       if (proof.kind === 'hmac') {
         const keyParam = keyVersionParam(fleet.keyParam!, proof.keyVersion)
-        verifySignature(decodeFleetKey(secret(keyParam), settingOf(keyParam)), device, proof.timestamp, proof.signature)
+        const fleetKey = decodeFleetKey(secret(keyParam), settingOf(keyParam))
+        verifySignature(fleetKey, device, proof.timestamp, proof.signature, request.version ?? 1)
         checkClock(proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
+        if (request.version === 2) sealKey = deriveHmacSealKey(deriveDeviceKey(fleetKey, device), device, proof.timestamp)
       } else {
         const claimParam = fleet.claimParam!
-        verifyClaim(proof.claim, decodeClaimSecret(secret(claimParam), settingOf(claimParam)))
+        const claimSecret = decodeClaimSecret(secret(claimParam), settingOf(claimParam))
+        verifyClaim(proof.claim, claimSecret)
+        if (request.version === 2) sealKey = deriveClaimSealKey(claimSecret, device)
       }
       // After the proof, so that only the device itself learns that it was revoked.
       checkNotRevoked(parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam)), device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
@@ -173,8 +179,8 @@ function buildChain(options: ProvisionHandlerOptions) {
       })
       return {
         statusCode: result.created ? 201 : 200,
-        body: { ...result },
-        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, created: result.created, thingerCalls: calls.length },
+        body: sealKey === undefined ? { ...result } : { ...sealAnswer(result, sealKey) },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, created: result.created, thingerCalls: calls.length },
       }
     })
 }

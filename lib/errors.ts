@@ -7,6 +7,7 @@ const STATUS_BY_CODE = {
   device_not_allowed: 403,
   unknown_fleet: 403,
   proof_not_accepted: 403,
+  sealing_required: 403,
   invalid_claim: 401,
   unknown_key_version: 403,
   key_revoked: 403,
@@ -79,6 +80,7 @@ export class AttestationError extends ProvisionerError {
       | 'device_not_allowed'
       | 'unknown_fleet'
       | 'proof_not_accepted'
+      | 'sealing_required'
       | 'invalid_claim'
       | 'unknown_key_version'
       | 'key_revoked'

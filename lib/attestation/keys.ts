@@ -3,7 +3,6 @@ import { AttestationError, ConfigError } from '../errors.js'
 
 const MIN_FLEET_KEY_BYTES = 32
 const SIGNATURE_BYTES = 32
-const PROTOCOL_VERSION = 'v1'
 const MIN_CLAIM_SECRET_CHARS = 16
 const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
@@ -30,26 +29,30 @@ export function deriveDeviceKey(fleetKey: Buffer, device: string): Buffer {
   return createHmac('sha256', fleetKey).update(device, 'utf8').digest()
 }
 
-/** The exact bytes a device signs: `"v1\n" + device + "\n" + timestamp`. */
-export function signedMessage(device: string, timestamp: number): string {
-  return `${PROTOCOL_VERSION}\n${device}\n${timestamp}`
+/** The protocol versions a device may sign: 2 asks for a sealed credential, and the signature covers that choice. */
+export type ProtocolVersion = 1 | 2
+
+/** The exact bytes a device signs: `"v1\n" + device + "\n" + timestamp` (`"v2\n…"` for a sealed answer). */
+export function signedMessage(device: string, timestamp: number, version: ProtocolVersion = 1): string {
+  return `v${version}\n${device}\n${timestamp}`
 }
 
 /** Signs a provisioning request with a device key; returns the base64 signature a device sends. */
-export function signRequest(deviceKey: Buffer, device: string, timestamp: number): string {
-  return requestMac(deviceKey, device, timestamp).toString('base64')
+export function signRequest(deviceKey: Buffer, device: string, timestamp: number, version: ProtocolVersion = 1): string {
+  return requestMac(deviceKey, device, timestamp, version).toString('base64')
 }
 
-function requestMac(deviceKey: Buffer, device: string, timestamp: number): Buffer {
-  return createHmac('sha256', deviceKey).update(signedMessage(device, timestamp), 'utf8').digest()
+function requestMac(deviceKey: Buffer, device: string, timestamp: number, version: ProtocolVersion): Buffer {
+  return createHmac('sha256', deviceKey).update(signedMessage(device, timestamp, version), 'utf8').digest()
 }
 
 /**
- * Checks a request's signature against the key derived for its device, in constant time.
+ * Checks a request's signature against the key derived for its device, in constant time. The
+ * version is part of the signed message, so a v2 request stripped to v1 no longer verifies.
  * @throws AttestationError `invalid_signature` when it does not match.
  */
-export function verifySignature(fleetKey: Buffer, device: string, timestamp: number, signature: string): void {
-  const expected = requestMac(deriveDeviceKey(fleetKey, device), device, timestamp)
+export function verifySignature(fleetKey: Buffer, device: string, timestamp: number, signature: string, version: ProtocolVersion = 1): void {
+  const expected = requestMac(deriveDeviceKey(fleetKey, device), device, timestamp, version)
   const given = Buffer.from(signature, 'base64')
   // Length is not secret (always 32 for a well-formed signature); the comparison of contents is.
   // The round trip refuses the other spellings base64 allows in the last character's unused bits.

@@ -10,12 +10,14 @@ const MAX_META_KEYS = 16
 const META_KEY_PATTERN = /^[a-z0-9_]{1,32}$/
 const MAX_META_VALUE_CHARS = 64
 const MAX_KEY_VERSION = 999
-const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta'])
+const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta', 'version'])
 
-/** A provisioning request (device protocol version 1), shape-checked. */
+/** A provisioning request (device protocol version 1, or 2 for a sealed answer), shape-checked. */
 export interface ProvisionRequest {
   device: string
   fleet: string
+  /** 2: the answer's credential is sealed to the device (docs/protocol.md), and device keys sign "v2"; absent: version 1. */
+  version?: 2
   meta: Record<string, string>
   proof: { kind: 'hmac'; timestamp: number; signature: string; keyVersion: number } | { kind: 'claim'; claim: string }
 }
@@ -33,7 +35,7 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   for (const field of Object.keys(record)) {
     if (!ALLOWED_FIELDS.has(field)) throw new ValidationError(`unknown field "${field.slice(0, 32)}"`)
   }
-  const { device, timestamp, signature, keyVersion, claim, fleet, meta } = record
+  const { device, timestamp, signature, keyVersion, claim, fleet, meta, version } = record
   if (typeof device !== 'string') throw new ValidationError('"device" must be a string')
   if (!THINGER_DEVICE_ID_PATTERN.test(device)) {
     throw new ValidationError('"device" must match ^[A-Za-z0-9_-]{1,32}$')
@@ -41,7 +43,8 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   if (fleet !== undefined && (typeof fleet !== 'string' || !FLEET_NAME_PATTERN.test(fleet))) {
     throw new ValidationError('"fleet" must match ^[a-z0-9_-]{1,32}$')
   }
-  const request = { device, fleet: (fleet as string | undefined) ?? DEFAULT_FLEET, meta: parseMeta(meta) }
+  if (version !== undefined && version !== 1 && version !== 2) throw new ValidationError('"version" must be 1 or 2')
+  const request = { device, fleet: (fleet as string | undefined) ?? DEFAULT_FLEET, ...(version === 2 ? { version: 2 as const } : {}), meta: parseMeta(meta) }
   if (claim !== undefined) {
     if (timestamp !== undefined || signature !== undefined || keyVersion !== undefined) {
       throw new ValidationError('send either "claim" or "timestamp", "signature" (and "keyVersion"), not both')
@@ -83,13 +86,16 @@ function parseMeta(meta: unknown): Record<string, string> {
 /**
  * Finds the request's fleet and checks what needs no secret: the fleet exists, accepts this kind
  * of proof, and allows this device ID.
- * @throws AttestationError `unknown_fleet`, `proof_not_accepted`, `unknown_key_version` or `device_not_allowed`.
+ * @throws AttestationError `unknown_fleet`, `proof_not_accepted`, `sealing_required`, `unknown_key_version` or `device_not_allowed`.
  */
 export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<string, Fleet>): Fleet {
   const fleet = fleets.get(request.fleet)
   if (fleet === undefined) throw new AttestationError('unknown_fleet', 'this service has no such fleet')
   if (!fleet.proof.includes(request.proof.kind as Proof)) {
     throw new AttestationError('proof_not_accepted', `this fleet does not accept ${request.proof.kind === 'claim' ? 'claim secrets' : 'device keys'}`)
+  }
+  if (fleet.sealing === 'required' && request.version !== 2) {
+    throw new AttestationError('sealing_required', 'this fleet answers only protocol v2 requests, whose credential is sealed')
   }
   if (request.proof.kind === 'hmac' && !(fleet.keyVersions ?? [1]).includes(request.proof.keyVersion)) {
     throw new AttestationError('unknown_key_version', 'this fleet has no such key version')

@@ -29,6 +29,11 @@ export interface FleetDefinition {
   replayProtection: boolean
   devicePattern: string
   reprovision: 'rotate' | 'reject'
+  /**
+   * `required`: only protocol v2 requests, whose answer carries the credential sealed to the
+   * device; `optional` (also when absent): v1 requests get it in clear, v2 requests sealed.
+   */
+  sealing?: 'required' | 'optional'
   profile: Profile
 }
 

@@ -55,6 +55,15 @@ describe('Deployment: fleets files', () => {
     expect(fleets.b).toMatchObject({ reprovision: 'reject' })
   })
 
+  it('keeps a sealing policy, and leaves it out when absent (optional: a file from before sealing keeps its v1 devices)', () => {
+    // Act
+    const { fleets } = parseFleets('version: 1\nfleets:\n  a:\n    proof: [hmac]\n    keyParam: /k\n    sealing: required\n  b:\n    proof: [hmac]\n    keyParam: /k2\n')
+
+    // Assess
+    expect(fleets.a).toMatchObject({ sealing: 'required' })
+    expect(fleets.b).not.toHaveProperty('sealing')
+  })
+
   it.each([
     ['a missing key parameter', 'fleets:\n  lab:\n    proof: [hmac]\n', 'fleet "lab": missing field "keyParam"'],
     ['an unknown field', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    colour: red\n', 'fleet "lab": unknown field "colour"'],
@@ -66,6 +75,7 @@ describe('Deployment: fleets files', () => {
     ['a fleet name with capitals', 'fleets:\n  Lab:\n    proof: [hmac]\n    keyParam: /k\n', 'has an invalid name "Lab"'],
     ['a property named provisioning', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      properties: { provisioning: 1 }\n', 'fleet "lab", field profile.properties'],
     ['a parameter that is not a path', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: fleet-key\n', 'fleet "lab", field keyParam: must match pattern'],
+    ['an unknown sealing policy', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    sealing: yes\n', 'fleet "lab", field sealing: must be one of required, optional'],
     ['a duplicate key', 'fleets:\n  lab:\n    proof: [hmac]\n    proof: [claim]\n', 'Map keys must be unique'],
   ])('refuses %s, naming the fleet and the field', (_label, body, expected) => {
     // Act

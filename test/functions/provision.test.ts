@@ -2,7 +2,9 @@ import { GetParametersCommand } from '@aws-sdk/client-ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler } from '../../functions/provision.js'
+import { createRequire } from 'node:module'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
+import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey, SealOpenError } from '../../lib/attestation/seal.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
 import { answerFrom, ssmHolding } from '../support/ssm.js'
@@ -464,6 +466,156 @@ describe('Function: provision handler', () => {
 
       // Assess
       expect(response.headers?.['content-type']).toBe('application/json')
+    })
+  })
+
+  describe('sealed answers (protocol v2)', () => {
+    const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string) => unknown }
+    const CLAIM = 'sealed-test-claim-secret-0001'
+    const CLAIM_PARAM = '/thinger-provisioner/test/claim'
+    const FLEETS = parseFleets(`version: 1
+fleets:
+  default:
+    proof: [hmac]
+    keyParam: ${FLEET_KEY_PARAM}
+    sealing: required
+  kits:
+    proof: [claim]
+    claimParam: ${CLAIM_PARAM}
+    reprovision: rotate
+`)
+
+    function sealedFleetHandler() {
+      const ssm = ssmWith({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [CLAIM_PARAM]: CLAIM })
+      return createProvisionHandler({
+        env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_DEVICE_HOST: 'acme.aws.thinger.io', THINGER_TOKEN_PARAM: TOKEN_PARAM },
+        fleets: FLEETS,
+        ssmClient: ssm.client,
+        now: () => NOW_MS,
+      })
+    }
+
+    function signedV2(device: string, timestamp = NOW_MS / 1000): { body: string; sealKey: SealKey } {
+      const deviceKey = deriveDeviceKey(Buffer.from(FLEET_KEY, 'base64'), device)
+      const signature = signRequest(deviceKey, device, timestamp, 2)
+      secrets.add(deviceKey.toString('base64'))
+      secrets.add(signature)
+      return { body: JSON.stringify({ device, timestamp, signature, version: 2 }), sealKey: deriveHmacSealKey(deviceKey, device, timestamp) }
+    }
+
+    it('seals the credential of a v2 request to the device key; opened, it logs in', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+      const device = 'esp32_5ea1ed000001'
+      const { body, sealKey } = signedV2(device)
+
+      // Act
+      const response = await invoke(handler, event(body))
+
+      // Assess
+      expect(response.statusCode).toBe(201)
+      expect(Object.keys(response.json)).toEqual(['username', 'device', 'sealed', 'host', 'created'])
+      const credential = openSealed(response.json.sealed, sealKey, { username: USERNAME, device, host: 'acme.aws.thinger.io' })
+      secrets.add(credential)
+      expect(credential).toMatch(/^[A-Za-z0-9]{24}$/)
+      expect(emulator.checkLogin(USERNAME, device, credential)).toEqual({ ok: true })
+      expect(emulator.calls().map((c) => c.method)).toEqual(['POST'])
+      expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', sealed: true, thingerCalls: 1 })
+    })
+
+    it('carries the sealed credential as a sealed= line in text answers', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+      const device = 'esp32_5ea1ed000002'
+      const { body, sealKey } = signedV2(device)
+
+      // Act
+      const response = await invoke(handler, event(body, { 'content-type': 'application/json', accept: 'text/plain' }))
+
+      // Assess
+      expect(response.statusCode).toBe(201)
+      const match = /^username=acme\ndevice=esp32_5ea1ed000002\nsealed=([A-Za-z0-9+/=]+)\nhost=acme\.aws\.thinger\.io\ncreated=true\n$/.exec(String(response.body))
+      expect(match).not.toBeNull()
+      const credential = openSealed(match![1]!, sealKey, { username: USERNAME, device, host: 'acme.aws.thinger.io' })
+      secrets.add(credential)
+      expect(emulator.checkLogin(USERNAME, device, credential)).toEqual({ ok: true })
+    })
+
+    it('refuses a v2 request stripped to v1 on the way (the signature covers the version)', async () => {
+      // Prepare
+      const { handler } = makeHandler()
+      const { body } = signedV2('esp32_5ea1ed000003')
+      const { version: _version, ...stripped } = JSON.parse(body) as Record<string, unknown>
+
+      // Act
+      const response = await invoke(handler, event(JSON.stringify(stripped)))
+
+      // Assess
+      expect(response.statusCode).toBe(401)
+      expect(response.json.error.code).toBe('invalid_signature')
+      expect(emulator.calls()).toEqual([])
+    })
+
+    it('refuses v1 requests with 403 sealing_required in a fleet that requires sealing, before any Thinger call', async () => {
+      // Prepare
+      const handler = sealedFleetHandler()
+
+      // Act
+      const response = await invoke(handler, event(signed('esp32_5ea1ed000004')))
+
+      // Assess
+      expect(response.statusCode).toBe(403)
+      expect(response.json.error).toMatchObject({ code: 'sealing_required', retryable: false })
+      expect(emulator.calls()).toEqual([])
+    })
+
+    it('answers v2 requests of a fleet that requires sealing, and still serves v1 devices of a fleet without the setting', async () => {
+      // Prepare
+      const handler = sealedFleetHandler()
+      const { body, sealKey } = signedV2('esp32_5ea1ed000005')
+
+      // Act
+      const sealed = await invoke(handler, event(body))
+      const clear = await invoke(handler, event(JSON.stringify({ device: 'kit_000001', fleet: 'kits', claim: CLAIM })))
+
+      // Assess
+      expect(sealed.statusCode).toBe(201)
+      secrets.add(openSealed(sealed.json.sealed, sealKey, { username: USERNAME, device: 'esp32_5ea1ed000005', host: 'acme.aws.thinger.io' }))
+      expect(clear.statusCode).toBe(201)
+      expect(clear.json.credential).toMatch(/^[A-Za-z0-9]{24}$/)
+    })
+
+    it('seals a claim request’s credential with the claim secret when it asks for version 2', async () => {
+      // Prepare
+      const handler = sealedFleetHandler()
+      const device = 'kit_000002'
+
+      // Act
+      const response = await invoke(handler, event(JSON.stringify({ device, fleet: 'kits', claim: CLAIM, version: 2 })))
+
+      // Assess
+      expect(response.statusCode).toBe(201)
+      expect(response.json.credential).toBeUndefined()
+      const credential = openSealed(response.json.sealed, deriveClaimSealKey(CLAIM, device), { username: USERNAME, device, host: 'acme.aws.thinger.io' })
+      secrets.add(credential)
+      expect(emulator.checkLogin(USERNAME, device, credential)).toEqual({ ok: true })
+    })
+
+    it('gives whoever replays a v2 request in parallel only a credential they cannot open', async () => {
+      // Prepare: the same signed bytes twice at once, as a machine in the middle would send them.
+      const { handler } = makeHandler({ env: { REPLAY_PROTECTION: 'off' } })
+      const device = 'esp32_5ea1ed000006'
+      const { body } = signedV2(device)
+      const wrongKeys = [deriveHmacSealKey(Buffer.alloc(32, 1), device, NOW_MS / 1000), deriveHmacSealKey(deriveDeviceKey(Buffer.from(FLEET_KEY, 'base64'), device), device, NOW_MS / 1000 + 1)]
+
+      // Act
+      const answers = await Promise.all([invoke(handler, event(body)), invoke(handler, event(body))])
+
+      // Assess
+      for (const answer of answers) {
+        expect(answer.json.credential).toBeUndefined()
+        for (const key of wrongKeys) expect(() => openSealed(answer.json.sealed, key, { username: USERNAME, device, host: 'acme.aws.thinger.io' })).toThrow(SealOpenError)
+      }
     })
   })
 })

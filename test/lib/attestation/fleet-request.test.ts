@@ -86,6 +86,38 @@ describe('Function: admitToFleet', () => {
   })
 })
 
+describe('Function: parseProvisionRequest and admitToFleet (protocol v2, sealing)', () => {
+  it.each([
+    ['a signed request', { device: DEVICE, timestamp: 1, signature: SIGNATURE, fleet: 'factory', version: 2 }],
+    ['a claim request', { device: DEVICE, claim: CLAIM, fleet: 'workshop', version: 2 }],
+  ])('reads version 2 of %s', (_label, body) => {
+    expect(parseProvisionRequest(body)).toMatchObject({ device: DEVICE, version: 2 })
+  })
+
+  it('reads an explicit version 1 as a request without the field', () => {
+    expect(parseProvisionRequest({ device: DEVICE, claim: CLAIM, version: 1 })).not.toHaveProperty('version')
+  })
+
+  it.each([['3', 3], ['a string', '2'], ['null', null], ['a fraction', 1.5]])('throws ValidationError for a version that is %s', (_label, version) => {
+    const error = captureError(() => parseProvisionRequest({ device: DEVICE, claim: CLAIM, version }))
+    expect(error).toBeInstanceOf(ValidationError)
+    expect((error as Error).message).toBe('"version" must be 1 or 2')
+  })
+
+  it('throws sealing_required for a version 1 request in a fleet that requires sealing, and admits version 2', () => {
+    // Prepare
+    const sealed = new Map<string, Fleet>([['workshop', fleet({ sealing: 'required' })]])
+
+    // Act
+    const refused = captureError(() => admitToFleet(parseProvisionRequest({ device: DEVICE, claim: CLAIM, fleet: 'workshop' }), sealed))
+    const admitted = admitToFleet(parseProvisionRequest({ device: DEVICE, claim: CLAIM, fleet: 'workshop', version: 2 }), sealed)
+
+    // Assess
+    expect(refused).toMatchObject({ code: 'sealing_required', statusCode: 403, retryable: false })
+    expect(admitted.name).toBe('workshop')
+  })
+})
+
 describe('Function: verifyClaim', () => {
   it('accepts the stored secret', () => {
     expect(() => verifyClaim(CLAIM, CLAIM)).not.toThrow()
