@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { decodeFleetKey, deriveDeviceKey, signRequest } from '../lib/attestation/keys.js'
+import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey } from '../lib/attestation/seal.js'
 import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_USERNAME, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
 
 // The local stack's fleet keys, so `--fleet workshop` needs nothing else.
@@ -22,6 +23,8 @@ Options:
   --no-login-check     skip the login check (for a deployed service against real Thinger.io)
   --timestamp N        sign this Unix time instead of the clock's (to try clock_skew)
   --text               ask for the text response (Accept: text/plain) that small firmware parses
+  --unsealed           protocol v1: the credential comes in clear (default: v2, sealed to the
+                       device's key and opened here, docs/protocol.md)
   -h, --help           this help`
 
 const { values, positionals } = parseArgs({
@@ -38,6 +41,7 @@ const { values, positionals } = parseArgs({
     'no-login-check': { type: 'boolean', default: false },
     timestamp: { type: 'string' },
     text: { type: 'boolean', default: false },
+    unsealed: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -54,11 +58,16 @@ const deviceKey = values['device-key'] ? Buffer.from(values['device-key'], 'base
 const meta = Object.fromEntries(values.meta.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
 const endpoint = `${values.url.replace(/\/+$/, '')}/v1/provision`
 
+const version = values.unsealed ? 1 : 2
+let sealKey: SealKey | undefined
+
 async function provision(timestamp: number): Promise<Response> {
-  const proof = claim !== undefined ? { claim } : { timestamp, signature: signRequest(deviceKey, device!, timestamp) }
+  const proof = claim !== undefined ? { claim } : { timestamp, signature: signRequest(deviceKey, device!, timestamp, version) }
+  if (version === 2) sealKey = claim !== undefined ? deriveClaimSealKey(claim, device!) : deriveHmacSealKey(deviceKey, device!, timestamp)
   const body = JSON.stringify({
     device,
     ...proof,
+    ...(version === 2 ? { version } : {}),
     ...(values.fleet ? { fleet: values.fleet } : {}),
     ...(values.meta.length > 0 ? { meta } : {}),
   })
@@ -102,6 +111,23 @@ if (!response.ok) process.exit(1)
 const fields = values.text
   ? Object.fromEntries(text.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
   : (JSON.parse(text) as Record<string, string>)
+if (sealKey !== undefined) {
+  if (typeof fields.sealed !== 'string') {
+    console.log('the answer carries no sealed credential: a service from before sealing? (try --unsealed)')
+    process.exit(1)
+  }
+  try {
+    fields.credential = openSealed(fields.sealed, sealKey, { username: String(fields.username), device: String(fields.device), host: String(fields.host) })
+  } catch (error) {
+    console.log(`the sealed credential does not open: ${(error as Error).message} (a wrong key, or the answer was changed on the way)`)
+    process.exit(1)
+  }
+  console.log(
+    claim !== undefined
+      ? 'sealed: opened with the claim secret (every holder of it could: docs/protocol.md)'
+      : 'sealed: opened with the device key; whoever replays this request gets only what they cannot open',
+  )
+}
 if (values['no-login-check']) process.exit(0)
 
 const login = await fetch(`${values.emulator.replace(/\/+$/, '')}/__emulator/login`, {

@@ -46,7 +46,7 @@ enum exit_code {
 
 static const char USAGE[] =
     "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
-    "                 [--fleet NAME] [--key-version N]\n"
+    "                 [--fleet NAME] [--key-version N] [--unsealed]\n"
     "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
     "       provision --derive-key --device ID (--fleet-key-file FILE | --fleet-key B64)\n"
     "\n"
@@ -64,6 +64,9 @@ static const char USAGE[] =
     "                       the environment variable " ENV_DEVICE_KEY "\n"
     "  --fleet NAME         the fleet to join (default: the service's default fleet)\n"
     "  --key-version N      the fleet key version the device key was derived from (default 1)\n"
+    "  --unsealed           protocol v1: the credential comes in clear. Only for services from\n"
+    "                       before sealing; by default the request is v2 and the credential\n"
+    "                       comes sealed to the device key, so a replayed request reads nothing\n"
     "  --out FILE           credentials file (default " DEFAULT_OUT_PATH ")\n"
     "  --ca FILE            PEM bundle of CAs to trust instead of the system's\n"
     "  --timeout-ms N       time limit of one HTTP exchange (default 10000)\n"
@@ -91,7 +94,8 @@ static const char USAGE[] =
     "     retrying will not help\n"
     "  4  unavailable: network failures, 429 or 503 until --max-attempts ran out, or a\n"
     "     Retry-After over 300 s: try again later\n"
-    "  5  service error: 500/502 not marked retryable, or an answer outside the protocol\n"
+    "  5  service error: 500/502 not marked retryable, an answer outside the protocol, or a\n"
+    "     sealed credential that does not open with the device key (nothing is saved)\n"
     "  6  the credentials file could not be written; if the service had answered, the\n"
     "     device's credential was already replaced: run again\n"
     "  7  TLS: the service's certificate is not trusted (see --ca)\n";
@@ -108,6 +112,7 @@ typedef struct {
     long timeout_ms;
     long max_attempts;
     int derive_key;
+    int unsealed;
     tprov_request_options_t request; /* fleet and key version, when not the defaults */
     char key[SECRET_FILE_MAX_BYTES + 1]; /* the device or fleet key in use */
 } options_t;
@@ -226,6 +231,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->derive_key = 1;
             continue;
         }
+        if (strcmp(name, "--unsealed") == 0) {
+            opt->unsealed = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "provision: %s needs a value\n", name);
             return usage_error("bad arguments");
@@ -301,6 +310,7 @@ static int parse_options(int argc, char **argv, options_t *opt)
     if (opt->url == NULL) {
         return usage_error("--url is required");
     }
+    opt->request.sealed = !opt->unsealed;
     if (opt->fleet_key != NULL || opt->fleet_key_file != NULL) {
         return usage_error("a fleet key is only for --derive-key: devices hold device keys");
     }
@@ -437,10 +447,11 @@ static int is_tls_trust_failure(CURLcode code)
            code == CURLE_SSL_INVALIDCERTSTATUS || code == CURLE_SSL_CRL_BADFILE;
 }
 
-/* One POST; fills ex. Returns 0, or -1 when curl could not be set up. */
+/* One POST; fills ex, opening a sealed answer with seal_key (NULL: a v1 request). Returns 0, or
+ * -1 when curl could not be set up. */
 static int exchange(CURL *curl, const options_t *opt, const char *url,
                     struct curl_slist *headers, const char *request_body, size_t request_len,
-                    exchange_t *ex)
+                    const unsigned char *seal_key, exchange_t *ex)
 {
     response_buffer_t buffer;
 
@@ -469,8 +480,11 @@ static int exchange(CURL *curl, const options_t *opt, const char *url,
     if (buffer.overflow) {
         ex->parse_status = TPROV_ERR_RESPONSE_TOO_LARGE;
     } else if (ex->curl_code == CURLE_OK) {
-        ex->parse_status = tprov_parse_response(buffer.body, buffer.len, opt->device,
-                                                &ex->response);
+        ex->parse_status =
+            seal_key != NULL
+                ? tprov_parse_sealed_response(buffer.body, buffer.len, opt->device, seal_key,
+                                              &ex->response)
+                : tprov_parse_response(buffer.body, buffer.len, opt->device, &ex->response);
     } else {
         ex->parse_status = TPROV_ERR_RESPONSE_EMPTY;
     }
@@ -633,7 +647,18 @@ static void describe_failure(const exchange_t *ex, char *out, size_t out_size)
         snprintf(out, out_size, "no answer: %s",
                  ex->curl_error[0] != '\0' ? ex->curl_error : curl_easy_strerror(ex->curl_code));
     } else if (ex->parse_status == TPROV_OK) {
-        snprintf(out, out_size, "HTTP %ld, error=%s", ex->http_status, ex->response.error);
+        snprintf(out, out_size, "HTTP %ld, error=%s%s", ex->http_status, ex->response.error,
+                 strcmp(ex->response.error, "sealing_required") == 0
+                     ? " (the fleet requires sealing: do not use --unsealed)"
+                     : "");
+    } else if (ex->parse_status == TPROV_ERR_SEALED) {
+        snprintf(out, out_size, "HTTP %ld: the sealed credential does not open with this device "
+                 "key (a wrong key, or the answer was changed on the way); nothing was saved",
+                 ex->http_status);
+    } else if (ex->parse_status == TPROV_ERR_RESPONSE_NOT_SEALED) {
+        snprintf(out, out_size, "HTTP %ld: the answer carries the credential in clear although "
+                 "the request asked for it sealed (a downgrade by a machine in the middle?); "
+                 "refused", ex->http_status);
     } else {
         snprintf(out, out_size, "HTTP %ld, not a protocol answer (%s)%s", ex->http_status,
                  tprov_status_name(ex->parse_status),
@@ -663,6 +688,7 @@ static int provision(options_t *opt)
     pending_file_t pending;
     exchange_t ex;
     int64_t clock_offset_secs = 0;
+    unsigned char seal_key[TPROV_SEAL_KEY_LEN];
     int resynced = 0; /* retries with the server's time so far */
     long failures = 0;
     int result = EXIT_INTERNAL;
@@ -702,8 +728,7 @@ static int provision(options_t *opt)
     }
 
     for (;;) {
-        int64_t corrected = (int64_t)unix_now() + clock_offset_secs;
-        uint64_t timestamp = corrected > 0 ? (uint64_t)corrected : 0u;
+        uint64_t timestamp = tprov_apply_clock_offset(unix_now(), clock_offset_secs);
         tprov_next_t next;
         uint32_t delay_ms;
         int has_retry_after;
@@ -711,7 +736,12 @@ static int provision(options_t *opt)
 
         status = tprov_build_request_body_with(opt->device, timestamp, opt->key, &opt->request,
                                                body, sizeof body, &body_len);
-        if (status != TPROV_OK || exchange(curl, opt, url, headers, body, body_len, &ex) != 0) {
+        if (status == TPROV_OK && opt->request.sealed) {
+            status = tprov_derive_seal_key(opt->device, timestamp, opt->key, seal_key);
+        }
+        if (status != TPROV_OK ||
+            exchange(curl, opt, url, headers, body, body_len,
+                     opt->request.sealed ? seal_key : NULL, &ex) != 0) {
             fail("cannot prepare the request");
             result = EXIT_INTERNAL;
             break;
@@ -749,7 +779,7 @@ static int provision(options_t *opt)
             break;
         }
         if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME) {
-            clock_offset_secs = (int64_t)ex.response.server_time - (int64_t)unix_now();
+            clock_offset_secs = tprov_clock_offset(ex.response.server_time, unix_now());
             resynced++;
             fprintf(stderr, "provision: %s: this clock is %lld s %s the service's; "
                     "retrying with the service's time\n", ex.response.error,
@@ -787,6 +817,7 @@ static int provision(options_t *opt)
 
 done:
     tprov_memzero(body, sizeof body);
+    tprov_memzero(seal_key, sizeof seal_key);
     tprov_memzero(&ex.response, sizeof ex.response);
     discard_pending(&pending);
     curl_slist_free_all(headers);

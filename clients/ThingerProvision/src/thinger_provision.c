@@ -4,12 +4,20 @@
 #include <string.h>
 
 #include "mbedtls/base64.h"
+#include "mbedtls/gcm.h"
 #include "mbedtls/md.h"
 
-#define SIGNATURE_PREFIX "v1\n"
 #define U64_MAX_DIGITS 20
-/* "v1\n" + device ID + "\n" + timestamp */
-#define SIGNED_MESSAGE_MAX_LEN (3 + TPROV_DEVICE_ID_MAX_LEN + 1 + U64_MAX_DIGITS)
+#define SEAL_LABEL "thinger-provisioner seal v1\nhmac\n"
+/* The longest prefix ("v1\n", "v2\n" or SEAL_LABEL) + device ID + "\n" + timestamp */
+#define SIGNED_MESSAGE_MAX_LEN (sizeof SEAL_LABEL - 1u + TPROV_DEVICE_ID_MAX_LEN + 1 + U64_MAX_DIGITS)
+#define SEAL_HEADER_LEN 2
+#define SEAL_NONCE_LEN 12
+#define SEAL_TAG_LEN 16
+/* Associated data: the envelope header, then username "\n" device "\n" host. */
+#define SEAL_AAD_MAX_LEN \
+    (SEAL_HEADER_LEN + TPROV_USERNAME_MAX_LEN + 1 + TPROV_DEVICE_ID_MAX_LEN + 1 + TPROV_HOST_MAX_LEN)
+#define PORT_MAX 65535u
 /* base64 of TPROV_FLEET_KEY_MAX_LEN bytes, with padding */
 #define FLEET_KEY_B64_MAX_LEN (((TPROV_FLEET_KEY_MAX_LEN + 2) / 3) * 4)
 /* Decoders get a few spare bytes so that a library's length estimate never rejects a good key;
@@ -25,8 +33,8 @@
 #define SEEN_ERROR 0x20u
 #define SEEN_RETRY_AFTER 0x40u
 #define SEEN_SERVER_TIME 0x80u
-#define SEEN_ALL_SUCCESS \
-    (SEEN_USERNAME | SEEN_DEVICE | SEEN_CREDENTIAL | SEEN_HOST | SEEN_CREATED)
+#define SEEN_SEALED 0x100u
+#define SEEN_ALL_SUCCESS (SEEN_USERNAME | SEEN_DEVICE | SEEN_HOST | SEEN_CREATED)
 
 void tprov_memzero(void *p, size_t len)
 {
@@ -57,6 +65,8 @@ const char *tprov_status_name(tprov_status_t status)
     case TPROV_ERR_RESPONSE_MISSING: return "TPROV_ERR_RESPONSE_MISSING";
     case TPROV_ERR_RESPONSE_DEVICE_MISMATCH: return "TPROV_ERR_RESPONSE_DEVICE_MISMATCH";
     case TPROV_ERR_REQUEST_OPTION: return "TPROV_ERR_REQUEST_OPTION";
+    case TPROV_ERR_SEALED: return "TPROV_ERR_SEALED";
+    case TPROV_ERR_RESPONSE_NOT_SEALED: return "TPROV_ERR_RESPONSE_NOT_SEALED";
     }
     return "TPROV_UNKNOWN";
 }
@@ -221,21 +231,19 @@ tprov_status_t tprov_derive_device_key(const char *fleet_key_b64, const char *de
     return status;
 }
 
-tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char *device_key_b64,
-                          char *out, size_t out_size)
+/* HMAC-SHA256(device key, prefix device "\n" timestamp): the request signature ("v1\n",
+ * "v2\n") and the seal key (SEAL_LABEL) differ only in the prefix. */
+static tprov_status_t device_mac(const char *prefix, const char *device_id, uint64_t timestamp,
+                                 const char *device_key_b64, unsigned char mac[TPROV_DEVICE_KEY_LEN])
 {
     unsigned char device_key[TPROV_DEVICE_KEY_LEN];
-    unsigned char mac[TPROV_DEVICE_KEY_LEN];
     char message[SIGNED_MESSAGE_MAX_LEN];
-    size_t message_len;
+    size_t message_len = strlen(prefix);
     size_t device_id_len;
     tprov_status_t status;
 
-    if (device_id == NULL || device_key_b64 == NULL || out == NULL) {
+    if (device_id == NULL || device_key_b64 == NULL) {
         return TPROV_ERR_ARGUMENT;
-    }
-    if (out_size < TPROV_SIGNATURE_B64_LEN + 1u) {
-        return TPROV_ERR_BUFFER_TOO_SMALL;
     }
     status = tprov_validate_device_id(device_id);
     if (status != TPROV_OK) {
@@ -247,8 +255,7 @@ tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char 
     }
 
     device_id_len = strlen(device_id);
-    memcpy(message, SIGNATURE_PREFIX, sizeof SIGNATURE_PREFIX - 1u);
-    message_len = sizeof SIGNATURE_PREFIX - 1u;
+    memcpy(message, prefix, message_len);
     memcpy(message + message_len, device_id, device_id_len);
     message_len += device_id_len;
     message[message_len++] = '\n';
@@ -256,11 +263,49 @@ tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char 
 
     status = hmac_sha256(device_key, sizeof device_key, (const unsigned char *)message,
                          message_len, mac);
+    tprov_memzero(device_key, sizeof device_key);
+    return status;
+}
+
+static tprov_status_t sign_version(const char *prefix, const char *device_id, uint64_t timestamp,
+                                   const char *device_key_b64, char *out, size_t out_size)
+{
+    unsigned char mac[TPROV_DEVICE_KEY_LEN];
+    tprov_status_t status;
+
+    if (out == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    if (out_size < TPROV_SIGNATURE_B64_LEN + 1u) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    status = device_mac(prefix, device_id, timestamp, device_key_b64, mac);
     if (status == TPROV_OK) {
         status = encode_32(mac, out, out_size);
     }
-    tprov_memzero(device_key, sizeof device_key);
     tprov_memzero(mac, sizeof mac);
+    return status;
+}
+
+tprov_status_t tprov_sign(const char *device_id, uint64_t timestamp, const char *device_key_b64,
+                          char *out, size_t out_size)
+{
+    return sign_version("v1\n", device_id, timestamp, device_key_b64, out, out_size);
+}
+
+tprov_status_t tprov_derive_seal_key(const char *device_id, uint64_t timestamp,
+                                     const char *device_key_b64,
+                                     unsigned char key[TPROV_SEAL_KEY_LEN])
+{
+    tprov_status_t status;
+
+    if (key == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    status = device_mac(SEAL_LABEL, device_id, timestamp, device_key_b64, key);
+    if (status != TPROV_OK) {
+        tprov_memzero(key, TPROV_SEAL_KEY_LEN);
+    }
     return status;
 }
 
@@ -322,6 +367,7 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
                             ? options->fleet
                             : NULL;
     uint32_t key_version = options != NULL ? options->key_version : 0u;
+    bool sealed = options != NULL && options->sealed;
     char signature[TPROV_SIGNATURE_B64_LEN + 1];
     char digits[U64_MAX_DIGITS];
     writer_t w;
@@ -338,7 +384,8 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
     if ((fleet != NULL && !valid_fleet_name(fleet)) || key_version > KEY_VERSION_MAX) {
         return TPROV_ERR_REQUEST_OPTION;
     }
-    status = tprov_sign(device_id, timestamp, device_key_b64, signature, sizeof signature);
+    status = sign_version(sealed ? "v2\n" : "v1\n", device_id, timestamp, device_key_b64, signature,
+                          sizeof signature);
     if (status != TPROV_OK) {
         return status;
     }
@@ -364,6 +411,9 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
     if (key_version > 1u) {
         append_str(&w, ",\"keyVersion\":");
         append(&w, digits, format_u64(key_version, digits));
+    }
+    if (sealed) {
+        append_str(&w, ",\"version\":2");
     }
     append_str(&w, "}");
     tprov_memzero(signature, sizeof signature);
@@ -395,9 +445,10 @@ static tprov_status_t copy_value(char *field, size_t max_len, const char *value,
 }
 
 typedef enum {
-    CHARS_ANY_TEXT,   /* control bytes were refused for the whole line already */
     CHARS_PRINTABLE,  /* visible ASCII, no space: credentials */
-    CHARS_HOSTNAME,   /* letters, digits, '.', '-', and ':' before a port */
+    CHARS_THINGER_ID, /* letters, digits, '_', '-': Thinger user names (and device IDs) */
+    CHARS_HOSTNAME,   /* letters, digits, '.', '-' (a port is checked apart) */
+    CHARS_BASE64,     /* the standard base64 alphabet and '=' */
     CHARS_ERROR_CODE  /* lower-case letters, digits, '_' */
 } charset_t;
 
@@ -411,10 +462,11 @@ static bool value_in_charset(const char *value, size_t value_len, charset_t char
 
         switch (charset) {
         case CHARS_PRINTABLE: ok = c > 0x20u && c < 0x7Fu; break;
-        case CHARS_HOSTNAME: ok = is_alnum(c) || c == '.' || c == '-' || c == ':'; break;
-        case CHARS_ERROR_CODE: ok = (c >= 'a' && c <= 'z') || is_digit(c) || c == '_'; break;
-        case CHARS_ANY_TEXT: /* fall through */
-        default: ok = true; break;
+        case CHARS_THINGER_ID: ok = is_device_id_char(c); break;
+        case CHARS_HOSTNAME: ok = is_alnum(c) || c == '.' || c == '-'; break;
+        case CHARS_BASE64: ok = is_base64_char(c) || c == '='; break;
+        case CHARS_ERROR_CODE: /* fall through */
+        default: ok = (c >= 'a' && c <= 'z') || is_digit(c) || c == '_'; break;
         }
         if (!ok) {
             return false;
@@ -432,6 +484,41 @@ static tprov_status_t copy_text(char *field, size_t max_len, const char *value, 
         status = TPROV_ERR_RESPONSE_VALUE;
     }
     return status;
+}
+
+/* The service's rule for a host, ^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$, with a port of 1 to 65535. */
+static tprov_status_t copy_host(char *field, const char *value, size_t value_len)
+{
+    const char *colon = (const char *)memchr(value, ':', value_len);
+    size_t name_len = colon == NULL ? value_len : (size_t)(colon - value);
+    tprov_status_t status = copy_value(field, TPROV_HOST_MAX_LEN, value, value_len);
+
+    if (status != TPROV_OK) {
+        return status;
+    }
+    if (name_len == 0 || name_len > 253u || !value_in_charset(value, name_len, CHARS_HOSTNAME)) {
+        return TPROV_ERR_RESPONSE_VALUE;
+    }
+    if (colon != NULL) {
+        size_t port_len = value_len - name_len - 1u;
+        uint32_t port = 0;
+        size_t i;
+
+        if (port_len == 0 || port_len > 5u) {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+        for (i = 0; i < port_len; i++) {
+            unsigned char c = (unsigned char)colon[1 + i];
+            if (!is_digit(c)) {
+                return TPROV_ERR_RESPONSE_VALUE;
+            }
+            port = port * 10u + (uint32_t)(c - '0');
+        }
+        if (port == 0 || port > PORT_MAX) {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+    }
+    return TPROV_OK;
 }
 
 static tprov_status_t parse_decimal(const char *value, size_t value_len, uint64_t max,
@@ -460,8 +547,15 @@ static tprov_status_t parse_decimal(const char *value, size_t value_len, uint64_
     return TPROV_OK;
 }
 
+/* What parsing a body collects besides *out: the keys seen, and where the sealed value is. */
+typedef struct {
+    unsigned seen;
+    const char *sealed;
+    size_t sealed_len;
+} parse_state_t;
+
 static tprov_status_t parse_field(const char *key, size_t key_len, const char *value,
-                                  size_t value_len, unsigned *seen, tprov_response_t *out)
+                                  size_t value_len, parse_state_t *state, tprov_response_t *out)
 {
     unsigned bit;
     tprov_status_t status;
@@ -483,17 +577,19 @@ static tprov_status_t parse_field(const char *key, size_t key_len, const char *v
         bit = SEEN_RETRY_AFTER;
     } else if (key_equals(key, key_len, "server_time")) {
         bit = SEEN_SERVER_TIME;
+    } else if (key_equals(key, key_len, "sealed")) {
+        bit = SEEN_SEALED;
     } else {
         return TPROV_OK; /* unknown keys belong to later protocol versions */
     }
-    if ((*seen & bit) != 0u) {
+    if ((state->seen & bit) != 0u) {
         return TPROV_ERR_RESPONSE_DUPLICATE;
     }
-    *seen |= bit;
+    state->seen |= bit;
 
     switch (bit) {
     case SEEN_USERNAME:
-        return copy_text(out->username, TPROV_USERNAME_MAX_LEN, value, value_len, CHARS_ANY_TEXT);
+        return copy_text(out->username, TPROV_USERNAME_MAX_LEN, value, value_len, CHARS_THINGER_ID);
     case SEEN_DEVICE:
         status = copy_value(out->device, TPROV_DEVICE_ID_MAX_LEN, value, value_len);
         if (status == TPROV_OK && tprov_validate_device_id(out->device) != TPROV_OK) {
@@ -504,7 +600,17 @@ static tprov_status_t parse_field(const char *key, size_t key_len, const char *v
         return copy_text(out->credential, TPROV_CREDENTIAL_MAX_LEN, value, value_len,
                          CHARS_PRINTABLE);
     case SEEN_HOST:
-        return copy_text(out->host, TPROV_HOST_MAX_LEN, value, value_len, CHARS_HOSTNAME);
+        return copy_host(out->host, value, value_len);
+    case SEEN_SEALED:
+        if (value_len == 0 || !value_in_charset(value, value_len, CHARS_BASE64)) {
+            return TPROV_ERR_RESPONSE_VALUE;
+        }
+        if (value_len > TPROV_SEALED_B64_MAX_LEN) {
+            return TPROV_ERR_RESPONSE_VALUE_TOO_LONG;
+        }
+        state->sealed = value; /* opened once the whole body is read: it binds the other fields */
+        state->sealed_len = value_len;
+        return TPROV_OK;
     case SEEN_CREATED:
         if (key_equals(value, value_len, "true")) {
             out->created = true;
@@ -523,14 +629,14 @@ static tprov_status_t parse_field(const char *key, size_t key_len, const char *v
         out->has_retry_after = status == TPROV_OK;
         return status;
     default: /* SEEN_SERVER_TIME */
-        status = parse_decimal(value, value_len, UINT64_MAX, &number);
+        status = parse_decimal(value, value_len, TPROV_SERVER_TIME_MAX, &number);
         out->server_time = number;
         out->has_server_time = status == TPROV_OK;
         return status;
     }
 }
 
-static tprov_status_t parse_line(const char *line, size_t line_len, unsigned *seen,
+static tprov_status_t parse_line(const char *line, size_t line_len, parse_state_t *state,
                                  tprov_response_t *out)
 {
     const char *equals;
@@ -557,13 +663,13 @@ static tprov_status_t parse_line(const char *line, size_t line_len, unsigned *se
             return TPROV_ERR_RESPONSE_SYNTAX;
         }
     }
-    return parse_field(line, key_len, equals + 1, line_len - key_len - 1u, seen, out);
+    return parse_field(line, key_len, equals + 1, line_len - key_len - 1u, state, out);
 }
 
 static tprov_status_t parse_body(const char *body, size_t len, const char *expected_device,
-                                 tprov_response_t *out)
+                                 const unsigned char *seal_key, tprov_response_t *out)
 {
-    unsigned seen = 0;
+    parse_state_t state = { 0u, NULL, 0u };
     size_t pos = 0;
     tprov_status_t status;
 
@@ -582,14 +688,14 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
         const char *newline = (const char *)memchr(line, '\n', len - pos);
         size_t line_len = (size_t)(newline - line);
 
-        status = parse_line(line, line_len, &seen, out);
+        status = parse_line(line, line_len, &state, out);
         if (status != TPROV_OK) {
             return status;
         }
         pos += line_len + 1u;
     }
 
-    if ((seen & SEEN_ERROR) != 0u) {
+    if ((state.seen & SEEN_ERROR) != 0u) {
         out->kind = TPROV_RESPONSE_ERROR;
         /* An error carries no usable credentials, whatever else it holds. */
         tprov_memzero(out->username, sizeof out->username);
@@ -599,11 +705,25 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
         out->created = false;
         return TPROV_OK;
     }
-    if ((seen & SEEN_ALL_SUCCESS) != SEEN_ALL_SUCCESS) {
+    if ((state.seen & SEEN_ALL_SUCCESS) != SEEN_ALL_SUCCESS) {
+        return TPROV_ERR_RESPONSE_MISSING;
+    }
+    if (seal_key != NULL && (state.seen & SEEN_CREDENTIAL) != 0u) {
+        return TPROV_ERR_RESPONSE_NOT_SEALED;
+    }
+    if ((state.seen & (seal_key != NULL ? SEEN_SEALED : SEEN_CREDENTIAL)) == 0u) {
         return TPROV_ERR_RESPONSE_MISSING;
     }
     if (expected_device != NULL && strcmp(out->device, expected_device) != 0) {
         return TPROV_ERR_RESPONSE_DEVICE_MISMATCH;
+    }
+    if (seal_key != NULL) {
+        status = tprov_open_sealed(state.sealed, state.sealed_len, seal_key, out->username,
+                                   out->device, out->host, out->credential,
+                                   sizeof out->credential);
+        if (status != TPROV_OK) {
+            return status;
+        }
     }
     out->kind = TPROV_RESPONSE_SUCCESS;
     out->has_retry_after = false;
@@ -611,8 +731,8 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
     return TPROV_OK;
 }
 
-tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
-                                    tprov_response_t *out)
+static tprov_status_t parse_response(const char *body, size_t len, const char *expected_device,
+                                     const unsigned char *seal_key, tprov_response_t *out)
 {
     tprov_status_t status;
 
@@ -623,11 +743,141 @@ tprov_status_t tprov_parse_response(const char *body, size_t len, const char *ex
     if (body == NULL && len != 0) {
         return TPROV_ERR_ARGUMENT;
     }
-    status = parse_body(body, len, expected_device, out);
+    status = parse_body(body, len, expected_device, seal_key, out);
     if (status != TPROV_OK) {
         tprov_memzero(out, sizeof *out);
     }
     return status;
+}
+
+tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
+                                    tprov_response_t *out)
+{
+    return parse_response(body, len, expected_device, NULL, out);
+}
+
+tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
+                                           const char *expected_device,
+                                           const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
+                                           tprov_response_t *out)
+{
+    if (seal_key == NULL) {
+        if (out != NULL) {
+            tprov_memzero(out, sizeof *out);
+        }
+        return TPROV_ERR_ARGUMENT;
+    }
+    return parse_response(body, len, expected_device, seal_key, out);
+}
+
+/* Appends s to the associated data; false when it would not fit (caller strings are unchecked). */
+static bool append_aad(unsigned char *aad, size_t *aad_len, const char *s, size_t max_len)
+{
+    size_t len = strlen(s);
+
+    if (len > max_len) {
+        return false;
+    }
+    memcpy(aad + *aad_len, s, len);
+    *aad_len += len;
+    return true;
+}
+
+tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
+                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
+                                 const char *device, const char *host, char *out,
+                                 size_t out_size)
+{
+    unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
+    unsigned char aad[SEAL_AAD_MAX_LEN];
+    size_t envelope_len = 0;
+    size_t aad_len = SEAL_HEADER_LEN;
+    size_t text_len;
+    size_t i;
+    mbedtls_gcm_context gcm;
+    tprov_status_t status = TPROV_OK;
+    int rc;
+
+    if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
+        out == NULL || out_size == 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    out[0] = '\0';
+    if (sealed_len > TPROV_SEALED_B64_MAX_LEN ||
+        mbedtls_base64_decode(envelope, sizeof envelope, &envelope_len,
+                              (const unsigned char *)sealed_b64, sealed_len) != 0 ||
+        envelope_len < SEAL_HEADER_LEN + SEAL_NONCE_LEN + 1u + SEAL_TAG_LEN ||
+        envelope_len > TPROV_SEALED_MAX_LEN || envelope[0] != TPROV_SEAL_FORMAT ||
+        envelope[1] != TPROV_SEAL_MODE_HMAC) {
+        return TPROV_ERR_SEALED;
+    }
+    text_len = envelope_len - SEAL_HEADER_LEN - SEAL_NONCE_LEN - SEAL_TAG_LEN;
+    if (text_len >= out_size) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    memcpy(aad, envelope, SEAL_HEADER_LEN);
+    if (!append_aad(aad, &aad_len, username, TPROV_USERNAME_MAX_LEN) ||
+        !append_aad(aad, &aad_len, "\n", 1) ||
+        !append_aad(aad, &aad_len, device, TPROV_DEVICE_ID_MAX_LEN) ||
+        !append_aad(aad, &aad_len, "\n", 1) ||
+        !append_aad(aad, &aad_len, host, TPROV_HOST_MAX_LEN)) {
+        return TPROV_ERR_ARGUMENT;
+    }
+
+    mbedtls_gcm_init(&gcm);
+    rc = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, TPROV_SEAL_KEY_LEN * 8u);
+    if (rc == 0) {
+        rc = mbedtls_gcm_auth_decrypt(&gcm, text_len, envelope + SEAL_HEADER_LEN, SEAL_NONCE_LEN,
+                                      aad, aad_len, envelope + envelope_len - SEAL_TAG_LEN,
+                                      SEAL_TAG_LEN, envelope + SEAL_HEADER_LEN + SEAL_NONCE_LEN,
+                                      (unsigned char *)out);
+        if (rc == MBEDTLS_ERR_GCM_AUTH_FAILED) {
+            status = TPROV_ERR_SEALED;
+        }
+    }
+    if (rc != 0 && status == TPROV_OK) {
+        status = TPROV_ERR_CRYPTO;
+    }
+    mbedtls_gcm_free(&gcm);
+    /* Authentic, yet checked: a credential is visible ASCII, as in a v1 answer. */
+    for (i = 0; status == TPROV_OK && i < text_len; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c <= 0x20u || c >= 0x7Fu) {
+            status = TPROV_ERR_SEALED;
+        }
+    }
+    if (status == TPROV_OK) {
+        out[text_len] = '\0';
+    } else {
+        tprov_memzero(out, out_size);
+    }
+    tprov_memzero(envelope, sizeof envelope);
+    return status;
+}
+
+int64_t tprov_clock_offset(uint64_t server_time, uint64_t now)
+{
+    uint64_t difference;
+
+    if (server_time >= now) {
+        difference = server_time - now;
+        return difference > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)difference;
+    }
+    difference = now - server_time;
+    return difference > (uint64_t)INT64_MAX ? -INT64_MAX : -(int64_t)difference;
+}
+
+uint64_t tprov_apply_clock_offset(uint64_t now, int64_t offset_secs)
+{
+    uint64_t magnitude;
+
+    if (offset_secs >= 0) {
+        magnitude = (uint64_t)offset_secs;
+        return now > UINT64_MAX - magnitude ? UINT64_MAX : now + magnitude;
+    }
+    /* -(offset + 1) + 1 is |offset| without negating INT64_MIN. */
+    magnitude = (uint64_t)(-(offset_secs + 1)) + 1u;
+    return now < magnitude ? 0u : now - magnitude;
 }
 
 static bool is_transient_status(long http_status)

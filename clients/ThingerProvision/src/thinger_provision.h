@@ -1,18 +1,24 @@
 /*
- * thinger_provision: the device side of the thinger-provisioner protocol, version 1.
+ * thinger_provision: the device side of the thinger-provisioner protocol, versions 1 and 2
+ * (version 2: the answer's credential is sealed to the device key, docs/protocol.md).
  *
  * Portable C99 with no I/O and no allocation: every buffer is the caller's, every failure is a
- * tprov_status_t. Crypto comes from mbedTLS (HMAC-SHA256 and base64 only), with calls that exist
- * in both mbedTLS 2.28 and 3.x; mbedtls_md_hmac() itself borrows its SHA-256 context and HMAC
- * pads (about 240 bytes) from the mbedTLS allocator for the length of the call. The transport
+ * tprov_status_t. Crypto comes from mbedTLS (HMAC-SHA256, AES-256-GCM and base64), with calls
+ * that exist in both mbedTLS 2.28 and 3.x; mbedtls_md_hmac() itself borrows its SHA-256 context
+ * and HMAC pads (about 240 bytes), and mbedtls_gcm_setkey() its AES context (about 280 bytes),
+ * from the mbedTLS allocator for the length of the call. The transport
  * (HTTP over TLS) is the caller's: see docs/firmware.md for the protocol and
  * clients/c/provision.c for a complete client.
  *
- * A provisioning round, in the caller:
- *   1. tprov_build_request_body(device, now + clock_offset, device_key_b64, body, ...)
+ * A provisioning round, in the caller (sealed, protocol v2):
+ *   1. timestamp = tprov_apply_clock_offset(now, clock_offset)
+ *      tprov_build_request_body_with(device, timestamp, device_key_b64, &{.sealed = true}, body, ...)
+ *      tprov_derive_seal_key(device, timestamp, device_key_b64, seal_key)
  *   2. POST body to TPROV_PATH with Content-Type TPROV_CONTENT_TYPE and Accept TPROV_ACCEPT
- *   3. tprov_parse_response(response_body, length, device, &response)
- *   4. tprov_next_step(http_status, parse_status, &response) says what to do next.
+ *   3. tprov_parse_sealed_response(response_body, length, device, seal_key, &response)
+ *   4. tprov_next_step(http_status, parse_status, &response) says what to do next; on
+ *      clock_skew, clock_offset = tprov_clock_offset(response.server_time, now).
+ * Protocol v1 devices build without .sealed and parse with tprov_parse_response().
  */
 #ifndef THINGER_PROVISION_H
 #define THINGER_PROVISION_H
@@ -25,7 +31,7 @@
 extern "C" {
 #endif
 
-#define TPROV_PROTOCOL_VERSION 1
+#define TPROV_PROTOCOL_VERSION 2
 #define TPROV_PATH "/v1/provision"
 #define TPROV_CONTENT_TYPE "application/json"
 #define TPROV_ACCEPT "text/plain"
@@ -45,10 +51,20 @@ extern "C" {
 #define TPROV_FLEET_KEY_MIN_LEN 32
 #define TPROV_FLEET_KEY_MAX_LEN 256
 
-/* Longest request body: {"device":"<32>","timestamp":<20 digits>,"signature":"<44>"}. */
-#define TPROV_REQUEST_BODY_MAX_LEN 197 /* with a 32-character fleet and a 3-digit key version */
+/* Longest request body: {"device":"<32>","timestamp":<20 digits>,"signature":"<44>"}, with a
+ * 32-character fleet, a 3-digit key version and ,"version":2. */
+#define TPROV_REQUEST_BODY_MAX_LEN 209
 /* The largest text response a v1 server may send; anything longer is refused unparsed. */
 #define TPROV_RESPONSE_MAX_LEN 1024
+/* server_time values above this (9999-12-31T23:59:59Z) are refused as malformed. */
+#define TPROV_SERVER_TIME_MAX 253402300799u
+/* A sealed credential (protocol v2): base64 of format (1 byte), mode (1), nonce (12), the
+ * encrypted credential (1 to TPROV_CREDENTIAL_MAX_LEN) and the GCM tag (16). */
+#define TPROV_SEAL_KEY_LEN 32
+#define TPROV_SEAL_FORMAT 1
+#define TPROV_SEAL_MODE_HMAC 1 /* the key is derived from the device key (claim mode is 2) */
+#define TPROV_SEALED_MAX_LEN (2 + 12 + TPROV_CREDENTIAL_MAX_LEN + 16)
+#define TPROV_SEALED_B64_MAX_LEN (((TPROV_SEALED_MAX_LEN + 2) / 3) * 4)
 /* Retry-After values above this are clamped, so no answer can park a device for days. */
 #define TPROV_RETRY_AFTER_MAX_SECS 3600u
 
@@ -68,7 +84,10 @@ typedef enum {
     TPROV_ERR_RESPONSE_VALUE,        /* a known value is empty or malformed */
     TPROV_ERR_RESPONSE_MISSING,      /* a success response lacks a required key */
     TPROV_ERR_RESPONSE_DEVICE_MISMATCH, /* the credentials are for another device */
-    TPROV_ERR_REQUEST_OPTION         /* a fleet name or key version outside the protocol's rules */
+    TPROV_ERR_REQUEST_OPTION,        /* a fleet name or key version outside the protocol's rules */
+    TPROV_ERR_SEALED,                /* the sealed credential does not open: a wrong device key,
+                                        another request's answer, or changed on the way */
+    TPROV_ERR_RESPONSE_NOT_SEALED    /* a sealed request got a credential in clear: a downgrade */
 } tprov_status_t;
 
 typedef enum {
@@ -91,7 +110,8 @@ typedef struct {
     bool has_retry_after;
     uint32_t retry_after_secs;
     bool has_server_time;
-    uint64_t server_time; /* Unix seconds, set with errors "clock_skew" and (some) "replayed" */
+    uint64_t server_time; /* Unix seconds, at most TPROV_SERVER_TIME_MAX, set with errors
+                             "clock_skew" and (some) "replayed" */
 } tprov_response_t;
 
 /* What the caller does after one exchange. */
@@ -136,6 +156,8 @@ tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestam
 typedef struct {
     const char *fleet;    /* NULL or "": the service's default fleet; else ^[a-z0-9_-]{1,32}$ */
     uint32_t key_version; /* 0 or 1: version 1 (not sent); at most 999 */
+    bool sealed;          /* true: protocol v2, signed "v2\n...": the answer's credential is sealed
+                             to the device key (open it with tprov_parse_sealed_response) */
 } tprov_request_options_t;
 
 /* As tprov_build_request_body, adding "fleet" and "keyVersion" from options (NULL: none).
@@ -153,6 +175,38 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
  * is refused. On failure *out is wiped. Errors: TPROV_ERR_ARGUMENT and TPROV_ERR_RESPONSE_*. */
 tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
                                     tprov_response_t *out);
+
+/* The seal key of a v2 request: HMAC-SHA256(device key, "thinger-provisioner seal v1\nhmac\n"
+ * device "\n" timestamp), with the timestamp the request was signed with. Wipe it after use.
+ * Errors as tprov_sign. */
+tprov_status_t tprov_derive_seal_key(const char *device_id, uint64_t timestamp,
+                                     const char *device_key_b64,
+                                     unsigned char key[TPROV_SEAL_KEY_LEN]);
+
+/* Opens a sealed credential of sealed_len base64 characters (not NUL-terminated) with the seal
+ * key, checking that it was sealed for this username, device and host: writes the credential
+ * and a NUL to out (out_size >= TPROV_CREDENTIAL_MAX_LEN + 1 is always enough). On failure out
+ * is wiped. Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_BUFFER_TOO_SMALL, TPROV_ERR_SEALED (malformed,
+ * another mode, or not authentic), TPROV_ERR_CRYPTO. */
+tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
+                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
+                                 const char *device, const char *host, char *out,
+                                 size_t out_size);
+
+/* As tprov_parse_response, for the answer to a sealed (v2) request: a success must carry
+ * "sealed" (and no "credential": TPROV_ERR_RESPONSE_NOT_SEALED), which is opened with seal_key
+ * into out->credential. Errors as tprov_parse_response and tprov_open_sealed. */
+tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
+                                           const char *expected_device,
+                                           const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
+                                           tprov_response_t *out);
+
+/* The seconds to add to this device's clock to get the service's: server_time - now, saturated
+ * to [-INT64_MAX, INT64_MAX] so that any pair of clocks, however wrong, gives a defined value. */
+int64_t tprov_clock_offset(uint64_t server_time, uint64_t now);
+
+/* now + offset_secs, saturated to [0, UINT64_MAX]: the timestamp to sign. */
+uint64_t tprov_apply_clock_offset(uint64_t now, int64_t offset_secs);
 
 /* Decides what follows one exchange. http_status is 0 when no HTTP answer came (DNS, connect,
  * timeout); parse_status and response are what tprov_parse_response gave for the body

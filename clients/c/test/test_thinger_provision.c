@@ -18,6 +18,19 @@
     "{\"device\":\"esp32_a1b2c3d4e5f6\",\"timestamp\":1764150000," \
     "\"signature\":\"ZHYss//dxmIMMb/zLDJIbEOChjZeGQgm3h3mDEmz+yA=\"}"
 
+/* The sealing test vector (protocol v2, docs/protocol.md), shared with
+ * test/lib/attestation/seal.test.ts. */
+#define SIGNATURE_V2_B64 "zXIu2qxo13N67KGnC7D8mv6F38HGNbJlsBOSSrKLmdA="
+#define SEALED_CREDENTIAL "Vb3kq0TnW8xYz1LmP4rS7uHc"
+#define SEALED_B64 "AQEAAQIDBAUGBwgJCgvAbgqIbyh2XhGXWg3ZDzbAaRCewti+w3wMslflAGzlPfBBqmJ3DL2K"
+#define SEALED_BODY \
+    "username=acme\ndevice=esp32_a1b2c3d4e5f6\nsealed=" SEALED_B64 \
+    "\nhost=backend.thinger.io\ncreated=true\n"
+static const unsigned char SEAL_KEY[TPROV_SEAL_KEY_LEN] = {
+    0x9d, 0x16, 0xcd, 0x77, 0x7e, 0xa2, 0x67, 0xc7, 0x5a, 0xf2, 0x2b, 0x64, 0x96, 0x45, 0x6f, 0x84,
+    0x70, 0xa4, 0x66, 0x0d, 0xaa, 0xd5, 0x9c, 0xb7, 0xf6, 0x6c, 0x24, 0xa4, 0xa7, 0x3f, 0x99, 0x8d
+};
+
 #define CREDENTIAL "Xq3kP9vL2mN8rT5wY7zA1bC4"
 #define SUCCESS_BODY \
     "username=acme\ndevice=esp32_a1b2c3d4e5f6\ncredential=" CREDENTIAL \
@@ -145,8 +158,10 @@ static void test_longest_request_body_fits_the_documented_bound(void)
 
     repeat(device, 'x', TPROV_DEVICE_ID_MAX_LEN);
     repeat(fleet, 'f', 32);
+    memset(&options, 0, sizeof options);
     options.fleet = fleet;
     options.key_version = 999u;
+    options.sealed = true;
     CHECK_STATUS(tprov_build_request_body_with(device, UINT64_MAX, DEVICE_KEY_B64, &options, body,
                                                sizeof body, &len),
                  TPROV_OK);
@@ -161,6 +176,7 @@ static void test_fleet_and_key_version_are_sent_unsigned(void)
     tprov_request_options_t options;
     const char *expected_tail = ",\"fleet\":\"workshop\",\"keyVersion\":2}";
 
+    memset(&options, 0, sizeof options);
     options.fleet = "workshop";
     options.key_version = 2u;
     CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
@@ -372,13 +388,37 @@ static void test_values_split_at_the_first_equals_sign(void)
     CHECK(strcmp(r.credential, "a=b==") == 0);
 }
 
-static void test_utf8_username_is_kept(void)
+/* Finding 9 of the security review: what the server sends is written to files and printed, so
+ * it must follow the rules the service itself applies. */
+static void test_usernames_and_hosts_follow_the_services_rules(void)
 {
+    static const char *const bad_usernames[] = { "jos\xc3\xa9", "a b", "<b>", "a/b", "a.b",
+                                                 "\xe2\x80\xae" "evil" };
+    static const char *const bad_hosts[] = { "h:", ":80", "h:0", "h:65536", "h:123456", "h:8a",
+                                             "a:1:2", "h/evil", "h@evil", "[::1]", "h_x" };
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    char name[255];
     tprov_response_t r;
+    size_t i;
 
-    CHECK_STATUS(parse("username=jos\xc3\xa9\ndevice=d\ncredential=c\nhost=h\ncreated=true\n", &r),
+    for (i = 0; i < sizeof bad_usernames / sizeof bad_usernames[0]; i++) {
+        snprintf(body, sizeof body, "username=%s\ndevice=d\ncredential=c\nhost=h\ncreated=true\n",
+                 bad_usernames[i]);
+        CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE);
+        CHECK(is_all_zero(&r, sizeof r));
+    }
+    for (i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+        snprintf(body, sizeof body, "username=u\ndevice=d\ncredential=c\nhost=%s\ncreated=true\n",
+                 bad_hosts[i]);
+        CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE);
+    }
+    repeat(name, 'h', 254);
+    snprintf(body, sizeof body, "username=u\ndevice=d\ncredential=c\nhost=%s\ncreated=true\n", name);
+    CHECK_STATUS(parse(body, &r), TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("username=A-z_9\ndevice=d\ncredential=c\nhost=a.b-c:65535\ncreated=true\n",
+                       &r),
                  TPROV_OK);
-    CHECK(strcmp(r.username, "jos\xc3\xa9") == 0);
+    CHECK(strcmp(r.username, "A-z_9") == 0 && strcmp(r.host, "a.b-c:65535") == 0);
 }
 
 static void test_unknown_keys_are_ignored(void)
@@ -426,8 +466,170 @@ static void test_error_with_server_time(void)
     CHECK(r.kind == TPROV_RESPONSE_ERROR);
     CHECK(strcmp(r.error, "clock_skew") == 0);
     CHECK(r.has_server_time && r.server_time == 1764150123u);
-    CHECK_STATUS(parse("error=clock_skew\nserver_time=18446744073709551615\n", &r), TPROV_OK);
-    CHECK(r.server_time == UINT64_MAX);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=253402300799\n", &r), TPROV_OK);
+    CHECK(r.server_time == TPROV_SERVER_TIME_MAX);
+}
+
+/* A hostile server_time near the 64-bit limits: refused by the parser, and the clock arithmetic
+ * saturates whatever it is given (make sanitize runs this under UBSan). */
+static void test_hostile_server_time_cannot_overflow_the_clock(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=253402300800\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=18446744073709551615\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK_STATUS(parse("error=clock_skew\nserver_time=9223372036854775808\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+
+    CHECK(tprov_clock_offset(1764150300u, 1764150000u) == 300);
+    CHECK(tprov_clock_offset(1764150000u, 1764150300u) == -300);
+    CHECK(tprov_clock_offset(UINT64_MAX, 0u) == INT64_MAX);
+    CHECK(tprov_clock_offset(0u, UINT64_MAX) == -INT64_MAX);
+    CHECK(tprov_clock_offset((uint64_t)INT64_MAX + 1u, 0u) == INT64_MAX);
+    CHECK(tprov_clock_offset(0u, (uint64_t)INT64_MAX + 1u) == -INT64_MAX);
+    CHECK(tprov_clock_offset(UINT64_MAX, UINT64_MAX) == 0);
+
+    CHECK(tprov_apply_clock_offset(1764150000u, 300) == 1764150300u);
+    CHECK(tprov_apply_clock_offset(1764150000u, -300) == 1764149700u);
+    CHECK(tprov_apply_clock_offset(UINT64_MAX, INT64_MAX) == UINT64_MAX);
+    CHECK(tprov_apply_clock_offset(UINT64_MAX - 1u, 1) == UINT64_MAX);
+    CHECK(tprov_apply_clock_offset(0u, INT64_MIN) == 0u);
+    CHECK(tprov_apply_clock_offset(5u, -INT64_MAX) == 0u);
+    CHECK(tprov_apply_clock_offset(UINT64_MAX, INT64_MIN) == UINT64_MAX - (uint64_t)INT64_MAX - 1u);
+    CHECK(tprov_apply_clock_offset(0u, tprov_clock_offset(UINT64_MAX, 0u)) == (uint64_t)INT64_MAX);
+}
+
+/* --- sealed credentials (protocol v2) --- */
+
+static tprov_status_t parse_sealed(const char *text, tprov_response_t *out)
+{
+    size_t len = strlen(text);
+    char *copy = malloc(len);
+    tprov_status_t status;
+
+    if (copy == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    memcpy(copy, text, len);
+    status = tprov_parse_sealed_response(copy, len, DEVICE_ID, SEAL_KEY, out);
+    free(copy);
+    return status;
+}
+
+static void test_vector_sealed_request_and_seal_key(void)
+{
+    tprov_request_options_t options;
+    unsigned char key[TPROV_SEAL_KEY_LEN];
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+
+    memset(&options, 0, sizeof options);
+    options.sealed = true;
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, "{\"device\":\"esp32_a1b2c3d4e5f6\",\"timestamp\":1764150000,"
+                       "\"signature\":\"" SIGNATURE_V2_B64 "\",\"version\":2}") == 0);
+    CHECK_STATUS(tprov_derive_seal_key(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, key), TPROV_OK);
+    CHECK(memcmp(key, SEAL_KEY, sizeof key) == 0);
+    CHECK_STATUS(tprov_derive_seal_key(DEVICE_ID, TIMESTAMP, "short", key), TPROV_ERR_KEY);
+    CHECK(is_all_zero(key, sizeof key));
+}
+
+static void test_vector_sealed_credential_opens(void)
+{
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    char small[24];
+
+    CHECK_STATUS(tprov_open_sealed(SEALED_B64, strlen(SEALED_B64), SEAL_KEY, "acme", DEVICE_ID,
+                                   "backend.thinger.io", credential, sizeof credential),
+                 TPROV_OK);
+    CHECK(strcmp(credential, SEALED_CREDENTIAL) == 0);
+    CHECK_STATUS(tprov_open_sealed(SEALED_B64, strlen(SEALED_B64), SEAL_KEY, "acme", DEVICE_ID,
+                                   "backend.thinger.io", small, sizeof small),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+}
+
+static void test_sealed_response_is_parsed_and_opened(void)
+{
+    tprov_response_t r;
+
+    CHECK_STATUS(parse_sealed(SEALED_BODY, &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK(strcmp(r.username, "acme") == 0 && strcmp(r.host, "backend.thinger.io") == 0);
+    /* A v1 parser finds no credential in it. */
+    CHECK_STATUS(parse(SEALED_BODY, &r), TPROV_ERR_RESPONSE_MISSING);
+    /* Errors parse as before. */
+    CHECK_STATUS(parse_sealed("error=sealing_required\n", &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR && strcmp(r.error, "sealing_required") == 0);
+}
+
+static void test_sealed_response_refuses_swapped_fields_and_other_keys(void)
+{
+    static const char *const swapped[] = {
+        "username=mallory\ndevice=esp32_a1b2c3d4e5f6\nsealed=" SEALED_B64
+        "\nhost=backend.thinger.io\ncreated=true\n",
+        "username=acme\ndevice=esp32_a1b2c3d4e5f6\nsealed=" SEALED_B64
+        "\nhost=evil.example.com\ncreated=true\n",
+    };
+    unsigned char other_key[TPROV_SEAL_KEY_LEN];
+    tprov_response_t r;
+    size_t i;
+    size_t len = strlen(SEALED_BODY);
+
+    for (i = 0; i < sizeof swapped / sizeof swapped[0]; i++) {
+        CHECK_STATUS(parse_sealed(swapped[i], &r), TPROV_ERR_SEALED);
+        CHECK(is_all_zero(&r, sizeof r));
+    }
+    /* The answer to the same request signed one second later: another key. */
+    CHECK_STATUS(tprov_derive_seal_key(DEVICE_ID, TIMESTAMP + 1u, DEVICE_KEY_B64, other_key),
+                 TPROV_OK);
+    CHECK_STATUS(tprov_parse_sealed_response(SEALED_BODY, len, DEVICE_ID, other_key, &r),
+                 TPROV_ERR_SEALED);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(tprov_parse_sealed_response(SEALED_BODY, len, DEVICE_ID, NULL, &r),
+                 TPROV_ERR_ARGUMENT);
+}
+
+static void test_every_changed_character_of_a_sealed_credential_is_refused(void)
+{
+    char body[sizeof SEALED_BODY];
+    const char *at = strstr(SEALED_BODY, SEALED_B64);
+    size_t offset = (size_t)(at - SEALED_BODY);
+    tprov_response_t r;
+    size_t i;
+
+    for (i = 0; i < strlen(SEALED_B64); i++) {
+        memcpy(body, SEALED_BODY, sizeof body);
+        body[offset + i] = body[offset + i] == 'A' ? 'B' : 'A';
+        CHECK_STATUS(parse_sealed(body, &r), TPROV_ERR_SEALED);
+    }
+    memcpy(body, SEALED_BODY, sizeof body);
+    memmove(body + offset + 4, body + offset + 8, sizeof body - offset - 8); /* 3 bytes shorter */
+    CHECK_STATUS(parse_sealed(body, &r), TPROV_ERR_SEALED);
+}
+
+static void test_sealed_request_refuses_a_credential_in_clear(void)
+{
+    tprov_response_t r;
+
+    /* A machine in the middle that answers in clear (a downgrade) is refused. */
+    CHECK_STATUS(parse_sealed(SUCCESS_BODY, &r), TPROV_ERR_RESPONSE_NOT_SEALED);
+    CHECK_STATUS(parse_sealed("username=acme\ndevice=esp32_a1b2c3d4e5f6\ncredential=c\nsealed="
+                              SEALED_B64 "\nhost=backend.thinger.io\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_NOT_SEALED);
+    CHECK_STATUS(parse_sealed("username=acme\ndevice=esp32_a1b2c3d4e5f6\nhost=backend.thinger.io"
+                              "\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_MISSING);
+    CHECK_STATUS(parse_sealed("username=acme\ndevice=esp32_a1b2c3d4e5f6\nsealed=AQ*=\n"
+                              "host=backend.thinger.io\ncreated=true\n", &r),
+                 TPROV_ERR_RESPONSE_VALUE);
+    CHECK(tprov_next_step(200, TPROV_ERR_RESPONSE_NOT_SEALED, &r) == TPROV_NEXT_GIVE_UP);
+    CHECK(tprov_next_step(201, TPROV_ERR_SEALED, &r) == TPROV_NEXT_GIVE_UP);
 }
 
 static void test_error_response_carries_no_credentials(void)
@@ -468,6 +670,7 @@ static void test_maximum_lengths_are_accepted(void)
     repeat(device, 'd', TPROV_DEVICE_ID_MAX_LEN);
     repeat(credential, 'c', TPROV_CREDENTIAL_MAX_LEN);
     repeat(host, 'h', TPROV_HOST_MAX_LEN);
+    memcpy(host + TPROV_HOST_MAX_LEN - 6, ":65535", 6); /* 253 characters of name, and a port */
     snprintf(body, sizeof body, "username=%s\ndevice=%s\ncredential=%s\nhost=%s\ncreated=true\n",
              username, device, credential, host);
     CHECK_STATUS(parse(body, &r), TPROV_OK);
@@ -831,7 +1034,8 @@ static int is_terminated(const char *field, size_t size)
 static void test_parser_survives_mutated_and_random_input(void)
 {
     static const char *const seeds[] = { SUCCESS_BODY, "error=clock_skew\nserver_time=17\n",
-                                         "error=upstream_unavailable\nretry_after=30\n" };
+                                         "error=upstream_unavailable\nretry_after=30\n",
+                                         SEALED_BODY };
     char body[TPROV_RESPONSE_MAX_LEN + 16];
     tprov_response_t r;
     int i;
@@ -849,7 +1053,7 @@ static void test_parser_survives_mutated_and_random_input(void)
                 body[k] = (char)(next_random() & 0xFFu);
             }
         } else {
-            const char *seed = seeds[next_random() % 3u];
+            const char *seed = seeds[next_random() % 4u];
 
             len = strlen(seed);
             memcpy(body, seed, len);
@@ -870,7 +1074,19 @@ static void test_parser_survives_mutated_and_random_input(void)
                 }
             }
         }
-        status = parse_n(body, len, (i & 1) ? DEVICE_ID : NULL, &r);
+        if (i % 7 == 3) {
+            char *copy = malloc(len == 0 ? 1 : len);
+
+            if (copy == NULL) {
+                exit(2);
+            }
+            memcpy(copy, body, len);
+            status = tprov_parse_sealed_response(len == 0 ? NULL : copy, len, DEVICE_ID, SEAL_KEY,
+                                                 &r);
+            free(copy);
+        } else {
+            status = parse_n(body, len, (i & 1) ? DEVICE_ID : NULL, &r);
+        }
         CHECK(strncmp(tprov_status_name(status), "TPROV_", 6) == 0);
         CHECK(strcmp(tprov_status_name(status), "TPROV_UNKNOWN") != 0);
         if (status != TPROV_OK) {
@@ -914,11 +1130,18 @@ int main(void)
     RUN(test_created_false_means_the_device_existed);
     RUN(test_field_order_is_free);
     RUN(test_values_split_at_the_first_equals_sign);
-    RUN(test_utf8_username_is_kept);
+    RUN(test_usernames_and_hosts_follow_the_services_rules);
     RUN(test_unknown_keys_are_ignored);
     RUN(test_error_response_is_parsed);
     RUN(test_error_with_retry_after);
     RUN(test_error_with_server_time);
+    RUN(test_hostile_server_time_cannot_overflow_the_clock);
+    RUN(test_vector_sealed_request_and_seal_key);
+    RUN(test_vector_sealed_credential_opens);
+    RUN(test_sealed_response_is_parsed_and_opened);
+    RUN(test_sealed_response_refuses_swapped_fields_and_other_keys);
+    RUN(test_every_changed_character_of_a_sealed_credential_is_refused);
+    RUN(test_sealed_request_refuses_a_credential_in_clear);
     RUN(test_error_response_carries_no_credentials);
     RUN(test_crlf_line_endings_are_accepted);
     RUN(test_maximum_lengths_are_accepted);
