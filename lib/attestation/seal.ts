@@ -49,7 +49,7 @@ export function deriveHmacSealKey(deviceKey: Buffer, device: string, timestamp: 
 /**
  * The seal key of a claim request: HMAC-SHA256(UTF-8 claim secret, label, mode, device). Every
  * holder of the claim secret can derive it, and a claim request carries no timestamp, so this
- * only keeps the credential from those who see the answer without the request (docs/security.md).
+ * only keeps the credential from those who see the answer without the request (docs/protocol.md).
  */
 export function deriveClaimSealKey(claimSecret: string, device: string): SealKey {
   return { mode: 'claim', key: hmac(Buffer.from(claimSecret, 'utf8'), `${SEAL_LABEL}\nclaim\n${device}`) }

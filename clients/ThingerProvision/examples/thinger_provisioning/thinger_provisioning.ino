@@ -205,7 +205,9 @@ static bool parse_header_number(const char *text, uint32_t &out) {
 // POSTs body to the service and parses the answer into g_response. HTTP/1.1 with
 // Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
 // answer is refused: the service sends Content-Length).
-static void https_post(const char *body, size_t body_len, Exchange &ex) {
+// seal_key opens the sealed credential of the answer (protocol v2, docs/protocol.md).
+static void https_post(const char *body, size_t body_len, const unsigned char *seal_key,
+                       Exchange &ex) {
   WiFiClientSecure client;
   char request[512];
   char line[128];
@@ -293,7 +295,8 @@ static void https_post(const char *body, size_t body_len, Exchange &ex) {
   } else if (content_length >= 0 && (long)len < content_length) {
     ex.parse_status = TPROV_ERR_RESPONSE_TRUNCATED;
   } else {
-    ex.parse_status = tprov_parse_response(g_response_body, len, g_device_id, &g_response);
+    ex.parse_status =
+        tprov_parse_sealed_response(g_response_body, len, g_device_id, seal_key, &g_response);
   }
   tprov_memzero(g_response_body, sizeof g_response_body);
 }
@@ -302,6 +305,7 @@ static void https_post(const char *body, size_t body_len, Exchange &ex) {
 static void provision() {
   char key[TPROV_DEVICE_KEY_B64_LEN + 1];
   char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+  unsigned char seal_key[TPROV_SEAL_KEY_LEN];
   bool resynced = false;
 
   if (!read_nvs_string(NVS_DEVICE_KEY, key, sizeof key)) {
@@ -312,9 +316,14 @@ static void provision() {
     size_t body_len = 0;
     Exchange ex;
 
-    tprov_request_options_t options = { PROVISIONING_FLEET, prefs.getUInt(NVS_KEY_VERSION, 1) };
-    tprov_status_t status = tprov_build_request_body_with(g_device_id, now > 0 ? (uint64_t)now : 0,
-                                                          key, &options, body, sizeof body, &body_len);
+    uint64_t timestamp = now > 0 ? (uint64_t)now : 0;
+    // sealed: the credential comes encrypted to this device's key, so a replayed request is worthless.
+    tprov_request_options_t options = { PROVISIONING_FLEET, prefs.getUInt(NVS_KEY_VERSION, 1), true };
+    tprov_status_t status = tprov_build_request_body_with(g_device_id, timestamp, key, &options,
+                                                          body, sizeof body, &body_len);
+    if (status == TPROV_OK) {
+      status = tprov_derive_seal_key(g_device_id, timestamp, key, seal_key);
+    }
     if (status != TPROV_OK) {
       Serial.printf("[PROVISION] the stored device key is unusable (%s): re-key at the factory\n",
                     tprov_status_name(status));
@@ -322,12 +331,19 @@ static void provision() {
       break;
     }
     Serial.printf("[PROVISION] provisioning %s\n", g_device_id);
-    https_post(body, body_len, ex);
+    https_post(body, body_len, seal_key, ex);
     tprov_memzero(body, sizeof body);
+    tprov_memzero(seal_key, sizeof seal_key);
 
     tprov_next_t next = tprov_next_step(ex.http_status, ex.parse_status, &g_response);
     if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && !resynced) {
       // The answer came over a verified TLS connection: its time is good enough to set ours.
+      // The parser bounds server_time to TPROV_SERVER_TIME_MAX; a 32-bit time_t needs one more check.
+      if (sizeof(time_t) < 8 && g_response.server_time > INT32_MAX) {
+        Serial.println("[PROVISION] clock_skew: the service's time does not fit this clock");
+        schedule_attempt(REFUSED_PARK_MS);
+        break;
+      }
       struct timeval tv = { (time_t)g_response.server_time, 0 };
       settimeofday(&tv, nullptr);
       resynced = true;
