@@ -31,9 +31,9 @@ export function deviceIds(prefix: string, count: number): string[] {
 }
 
 /** The body a device sends, signed with the key derived for it from the fleet key. */
-export function signedRequestBody(fleetKey: Buffer, device: string, timestamp = Math.floor(Date.now() / 1000)): string {
-  const signature = signRequest(deriveDeviceKey(fleetKey, device), device, timestamp)
-  return JSON.stringify({ device, timestamp, signature })
+export function signedRequestBody(fleetKey: Buffer, device: string, timestamp = Math.floor(Date.now() / 1000), version: 1 | 2 = 1): string {
+  const signature = signRequest(deriveDeviceKey(fleetKey, device), device, timestamp, version)
+  return JSON.stringify({ device, timestamp, signature, ...(version === 2 ? { version } : {}) })
 }
 
 /** Calls a handler as API Gateway's HTTP API (payload 2.0) would, with a Lambda deadline of 10 s. */

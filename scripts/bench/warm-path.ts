@@ -1,4 +1,6 @@
 import type { ProvisionHandler } from '../../functions/provision.js'
+import { deriveDeviceKey } from '../../lib/attestation/keys.js'
+import { deriveHmacSealKey, sealAnswer } from '../../lib/attestation/seal.js'
 import { generateCredential } from '../../lib/provisioning/credential.js'
 import { LOCAL_THINGER_TOKEN } from '../../local/defaults.js'
 import { deviceIds, invokeHandler, loadContainer, signedRequestBody } from './lambda.js'
@@ -38,6 +40,10 @@ export interface WarmPathResult {
   newDevices: WarmPhase
   reprovisioned: WarmPhase
   newDevicesConcurrent: WarmPhase
+  /** New devices asking for a sealed credential (protocol v2), one after the other: what sealing adds. */
+  newDevicesSealed: WarmPhase
+  /** What sealing one answer costs the handler alone (derive the device key and the seal key, encrypt). */
+  sealingCrypto: { answers: number; p50Us: number; p99Us: number }
   /** A create call like the handler's, sent straight to the emulator: what one Thinger call costs here. */
   rawCreates: WarmPhase
   /** SSM requests over the whole section: the warm-up request's fetch and any refresh. */
@@ -82,6 +88,9 @@ async function measureWarmPath(stack: BenchStack, options: WarmPathOptions): Pro
   await new Promise((resolve) => setTimeout(resolve, REPLAY_WINDOW_MS))
   const reprovisioned = await runPhase(stack, 're-provisioned devices', newIds, 1, provision(200))
   const newDevicesConcurrent = await runPhase(stack, 'new devices', deviceIds('warm_par', options.devices), options.concurrency, provision(201))
+  const newDevicesSealed = await runPhase(stack, 'new devices, sealed (v2)', deviceIds('warm_seal', options.devices), 1, (device) =>
+    provisionOnce(handler, stack.fleetKey, device, 201, 2),
+  )
   const rawCreates = await runPhase(stack, 'one create call, no handler', deviceIds('warm_raw', options.devices), 1, (device) =>
     createDirectly(stack, device),
   )
@@ -93,11 +102,28 @@ async function measureWarmPath(stack: BenchStack, options: WarmPathOptions): Pro
     newDevices,
     reprovisioned,
     newDevicesConcurrent,
+    newDevicesSealed,
+    sealingCrypto: measureSealingCrypto(stack.fleetKey, options.devices),
     rawCreates,
     ssmCalls: stack.ssm.calls().length,
     containers: 1,
     sectionMs: performance.now() - sectionStarted,
   }
+}
+
+/** The work sealing adds to a request, timed alone: the phases' own time is too noisy to show a few µs. */
+function measureSealingCrypto(fleetKey: Buffer, answers: number): WarmPathResult['sealingCrypto'] {
+  const timesMs: number[] = []
+  const timestamp = Math.floor(Date.now() / 1000)
+  for (let index = 0; index < answers; index++) {
+    const device = `warm_seal_crypto_${index}`
+    const started = performance.now()
+    const sealKey = deriveHmacSealKey(deriveDeviceKey(fleetKey, device), device, timestamp)
+    sealAnswer({ username: 'bench', device, credential: generateCredential(), host: 'backend.thinger.io', created: true }, sealKey)
+    timesMs.push(performance.now() - started)
+  }
+  const summary = summarizeLatency(timesMs)
+  return { answers, p50Us: summary.p50Ms * 1000, p99Us: summary.p99Ms * 1000 }
 }
 
 async function runPhase(
@@ -172,8 +198,8 @@ function timeFetchCalls(): { takeMs(): number; restore(): void } {
   }
 }
 
-async function provisionOnce(handler: ProvisionHandler, fleetKey: Buffer, device: string, expectedStatus: number): Promise<void> {
-  const answer = await invokeHandler(handler, signedRequestBody(fleetKey, device))
+async function provisionOnce(handler: ProvisionHandler, fleetKey: Buffer, device: string, expectedStatus: number, version: 1 | 2 = 1): Promise<void> {
+  const answer = await invokeHandler(handler, signedRequestBody(fleetKey, device, undefined, version))
   if (answer.statusCode !== expectedStatus) {
     // A success body carries a credential: only an error body is worth quoting.
     const detail = answer.statusCode >= 300 ? `: ${answer.body.slice(0, 300)}` : ''
