@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of the C client against a running provisioning service and its Thinger
 # emulator: a new random device is provisioned, its credential logs in, and provisioning it again
-# replaces the credential so that only the new one logs in.
+# replaces the credential so that only the new one logs in. The client asks for protocol v2, so
+# each credential arrives sealed to the device key and is opened by the client before it is saved.
 #
 # usage: FLEET_KEY_B64=<the stack's fleet key, base64> THINGER_EMULATOR_URL=<emulator base URL> \
 #        clients/c/e2e.sh SERVICE_URL
