@@ -96,6 +96,23 @@ describe('Sealed credentials (protocol v2) against the running stack', () => {
     expect(statuses.filter((status) => status === 200)).toHaveLength(1)
   })
 
+  it('lets the device player (npm run device) provision sealed and log in with the opened credential; --unsealed still works', async () => {
+    // Prepare
+    const url = provisionUrl.replace(/\/v1\/provision$/, '')
+
+    // Act
+    const sealed = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', newDeviceId('seal'), '--text', '--url', url, '--emulator', thingerUrl])
+    const clear = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', newDeviceId('seal'), '--unsealed', '--url', url, '--emulator', thingerUrl])
+
+    // Assess
+    expect(sealed.stdout).toMatch(/^sealed=/m)
+    expect(sealed.stdout).not.toMatch(/^credential=/m)
+    expect(sealed.stdout).toContain('sealed: opened with the device key')
+    expect(sealed.stdout).toContain('login check: the emulator accepts')
+    expect(clear.stdout).toMatch(/"credential":"[A-Za-z0-9]{24}"/)
+    expect(clear.stdout).toContain('login check: the emulator accepts')
+  })
+
   it('refuses with 401 invalid_signature a v2 request whose version was stripped on the way', async () => {
     // Prepare
     const request = signedV2(newDeviceId('seal'))
