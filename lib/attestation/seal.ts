@@ -98,12 +98,13 @@ export function openSealed(sealed: string, sealKey: SealKey, binding: SealBindin
 }
 
 /**
- * A protocol v2 answer: the v1 fields in their order, with `sealed` in place of `credential`, so
- * the credential itself never leaves the service in clear.
+ * A protocol v2 answer: the fields of the v1 answer in their order, with `sealed` in place of
+ * `credential`, so the credential itself never leaves the service in clear.
  */
-export function sealAnswer(answer: SealBinding & { credential: string; created: boolean }, sealKey: SealKey): SealBinding & { sealed: string; created: boolean } {
-  const { username, device, host, created } = answer
-  return { username, device, sealed: sealCredential(answer.credential, sealKey, { username, device, host }), host, created }
+export function sealAnswer<T extends SealBinding & { credential: string }>(answer: T, sealKey: SealKey): Omit<T, 'credential'> & { sealed: string } {
+  const { username, device, host } = answer
+  const sealed = sealCredential(answer.credential, sealKey, { username, device, host })
+  return Object.fromEntries(Object.entries(answer).map(([key, value]) => (key === 'credential' ? ['sealed', sealed] : [key, value]))) as Omit<T, 'credential'> & { sealed: string }
 }
 
 function associatedData(header: Buffer, binding: SealBinding): Buffer {

@@ -121,7 +121,7 @@ describe('Function: openSealed', () => {
 describe('Function: sealAnswer', () => {
   it('keeps the answer’s order with sealed in place of credential, and no credential in clear', () => {
     // Act
-    const answer = sealAnswer({ ...VECTOR_BINDING, credential: VECTOR_CREDENTIAL, created: true }, vectorSealKey())
+    const answer = sealAnswer({ username: 'acme', device: VECTOR_DEVICE, credential: VECTOR_CREDENTIAL, host: 'backend.thinger.io', created: true }, vectorSealKey())
 
     // Assess
     expect(Object.keys(answer)).toEqual(['username', 'device', 'sealed', 'host', 'created'])
