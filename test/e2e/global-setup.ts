@@ -9,6 +9,7 @@ declare module 'vitest' {
     provisionUrl: string
     thingerUrl: string
     offlineLogFile: string
+    ssmEndpoint: string
     /** The folder the stack builds the function into, relative to the project. */
     buildFolder: string
     /** What serverless-offline had printed when the stack reported itself ready. */
@@ -32,6 +33,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('provisionUrl', `${stack.url}/v1/provision`)
   project.provide('thingerUrl', stack.thinger.url)
   project.provide('offlineLogFile', offlineLogFile)
+  project.provide('ssmEndpoint', stack.ssmEndpoint)
   project.provide('buildFolder', stack.buildFolder)
   project.provide('outputWhenReady', readFileSync(offlineLogFile, 'utf8'))
   return async () => {
