@@ -74,6 +74,8 @@ export interface LocalStackOptions {
   env?: Record<string, string>
   /** Receives every line serverless-offline prints; default: this process's stdout. */
   onOutput?: (chunk: string) => void
+  /** Stops a start under way (Ctrl+C while serverless-offline builds): everything started so far is stopped again. */
+  signal?: AbortSignal
 }
 
 export interface LocalStack {
@@ -130,7 +132,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const ssmEndpoint = options.ssmEndpoint ?? ssm!.url
     const { httpPort, lambdaPort } = ports
     mkdirSync(join(PROJECT_DIR, BUILD_ROOT), { recursive: true })
-    buildFolder = relative(PROJECT_DIR, mkdtempSync(join(PROJECT_DIR, BUILD_ROOT, 'build-')))
+    // Named after this process, so that a folder left by a killed stack says whose it was.
+    buildFolder = relative(PROJECT_DIR, mkdtempSync(join(PROJECT_DIR, BUILD_ROOT, `build-${process.pid}-`)))
     offline = spawnOffline(httpPort, lambdaPort, {
       THINGER_API_URL: thinger.url,
       THINGER_USERNAME: LOCAL_USERNAME,
@@ -143,7 +146,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...options.env,
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`
-    await waitUntilServing(`${url}/v1/provision`, offline, httpPort)
+    await waitUntilServing(`${url}/v1/provision`, offline, httpPort, options.signal)
     const running = offline
     const ownFolder = buildFolder
     return {
@@ -222,13 +225,14 @@ function spawnOffline(httpPort: number, lambdaPort: number, env: Record<string, 
  * Waits until serverless-offline answers on the route. The probe is a GET, which serverless-offline
  * answers itself (the route takes POST only) without invoking the function.
  */
-async function waitUntilServing(url: string, child: ChildProcess, httpPort: number): Promise<void> {
+async function waitUntilServing(url: string, child: ChildProcess, httpPort: number, signal: AbortSignal | undefined): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let output = ''
   const watch = (chunk: string) => void (output = (output + chunk).slice(-4096))
   child.stdout?.on('data', watch)
   child.stderr?.on('data', watch)
   while (Date.now() < deadline) {
+    signal?.throwIfAborted()
     if (child.exitCode !== null) throw new Error(`serverless-offline exited with code ${child.exitCode} before serving (its output is above)`)
     if (output.includes('EADDRINUSE')) throw new LocalSettingError(`port ${httpPort} or the Lambda port was taken while serverless-offline started: set HTTP_PORT and LAMBDA_PORT to free ports`)
     try {

@@ -5,17 +5,33 @@ import { type LocalStack, startLocalStack } from './stack.js'
 // `npm start`: the whole local stack on embedded defaults, no AWS account needed.
 const EXIT_FAILURE = 1
 const EXIT_USAGE = 2
+const EXIT_INTERRUPTED = 130
 const EXAMPLE_DEVICE = 'esp32_a1b2c3d4e5f6'
 
-let stack: LocalStack
+// serverless-offline runs in a process group of its own, which Ctrl+C does not reach: a signal
+// during the start stops what was started so far, after it the running stack.
+let stack: LocalStack | undefined
+let stopping = false
+const starting = new AbortController()
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stack === undefined) return starting.abort()
+    if (stopping) return
+    stopping = true
+    void stack.close().then(() => process.exit(0))
+  })
+}
+
 try {
   stack = await startLocalStack({
+    signal: starting.signal,
     httpPort: readPort(PORT_SETTINGS.httpPort.name, PORT_SETTINGS.httpPort.fallback),
     lambdaPort: readPort(PORT_SETTINGS.lambdaPort.name, PORT_SETTINGS.lambdaPort.fallback),
     thingerPort: readPort(PORT_SETTINGS.thingerPort.name, PORT_SETTINGS.thingerPort.fallback),
     ssmPort: readPort(PORT_SETTINGS.ssmPort.name, PORT_SETTINGS.ssmPort.fallback),
   })
 } catch (error) {
+  if (starting.signal.aborted) process.exit(EXIT_INTERRUPTED)
   const usage = error instanceof LocalSettingError
   console.error(`npm start: ${usage ? '' : 'the local stack did not start: '}${(error as Error)?.message ?? String(error)}`)
   process.exit(usage ? EXIT_USAGE : EXIT_FAILURE)
@@ -38,12 +54,3 @@ Fleets: local/fleets.yml. Operators' command line: npx thinger-provisioner --hel
 
 Stop with Ctrl+C.
 `)
-
-let stopping = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return
-    stopping = true
-    void stack.close().then(() => process.exit(0))
-  })
-}

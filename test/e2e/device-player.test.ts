@@ -42,7 +42,7 @@ describe('Local stack: what it leaves to others', () => {
     const folder = inject('buildFolder')
 
     // Assess
-    expect(folder).toMatch(/^\.local-stack\/build-\w+$/)
+    expect(folder).toMatch(/^\.local-stack\/build-\d+-\w+$/)
   })
 
   it('reports itself ready without invoking the function: no audit line before the first request', () => {

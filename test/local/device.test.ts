@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { freePort } from '../support/ports.js'
-import { hasStackTrace, runProgram } from '../support/program.js'
+import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
 
 const PLAYER = 'local/device.ts'
 const DEVICE = 'esp32_a1b2c3d4e5f6'
@@ -28,7 +28,7 @@ async function fakeServer(handler: Handler): Promise<{ server: Server; port: num
 
 const success = (host: string) => ({ status: 201, body: { username: 'demo', device: DEVICE, credential: 'c'.repeat(24), host, created: true } })
 
-describe('Program: npm run device', () => {
+describe('Program: npm run device', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
   const servers: Server[] = []
   let emptyPort: number
 

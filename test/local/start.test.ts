@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readdirSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest'
 import { freePort } from '../support/ports.js'
-import { hasStackTrace, runProgram } from '../support/program.js'
+import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
 
 const START = 'local/start.ts'
 
@@ -15,7 +18,7 @@ async function freePorts(): Promise<Record<string, string>> {
   }
 }
 
-describe('Program: npm start', () => {
+describe('Program: npm start', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
   const taken: Server[] = []
 
   afterEach(async () => {
@@ -63,4 +66,33 @@ describe('Program: npm start', () => {
     expect(run.stderr.trim()).toBe('npm start: SSM_PORT must be a port number from 1 to 65535, got "45o3"')
     expect(hasStackTrace(run.stderr)).toBe(false)
   })
+
+  it('stops everything it started, serverless-offline included, on Ctrl+C during the start', async () => {
+    // Prepare
+    const env = await freePorts()
+    const child = spawn(process.execPath, ['--import', 'tsx', START], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    onTestFinished(() => void (child.exitCode === null && child.kill('SIGTERM')))
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    // serverless-offline is building once it prints its first line
+    while (!output.includes('Offline') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 100))
+
+    // Act: the terminal sends SIGINT to the foreground process, not to serverless-offline's group
+    child.kill('SIGINT')
+    const [code] = (await once(child, 'exit')) as [number | null]
+
+    // Assess: every port can be taken again, and no build folder was left behind
+    expect(code).toBe(130)
+    for (const port of Object.values(env)) await takePort(Number(port))
+    expect(readdirSafe('.local-stack').filter((folder) => folder.startsWith(`build-${child.pid}-`))).toEqual([])
+  })
 })
+
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort()
+  } catch {
+    return []
+  }
+}

@@ -5,6 +5,20 @@ import { fileURLToPath } from 'node:url'
 const PROJECT_DIR = fileURLToPath(new URL('../..', import.meta.url))
 // Only a stop for a program that never ends (the bug under test), not a timed assertion.
 const GIVE_UP_MS = 60_000
+/** How long a test that runs programs may take: a limit for a hung run on a busy machine, not a speed assertion. */
+export const PROGRAM_TEST_LIMIT_MS = 90_000
+const running = new Set<number>()
+
+// A program must not outlive the test run (a test that timed out would leave a whole stack behind).
+process.once('exit', () => {
+  for (const pid of running) {
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+})
 
 /** What a program printed and how it ended. */
 export interface ProgramRun {
@@ -31,6 +45,7 @@ export async function runProgram(script: string, args: string[], env: Record<str
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  running.add(child.pid!)
   let stopped = false
   const timer = setTimeout(() => {
     stopped = true
@@ -42,6 +57,7 @@ export async function runProgram(script: string, args: string[], env: Record<str
   }, GIVE_UP_MS)
   const [code] = (await once(child, 'close')) as [number | null]
   clearTimeout(timer)
+  running.delete(child.pid!)
   return { code, stdout, stderr, stopped }
 }
 
