@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 const LIBRARY = 'clients/ThingerProvision'
+// Two C++ compiles on a busy machine: a limit for a hung compiler, not a speed assertion.
+const COMPILE_LIMIT_MS = 120_000
 const compiler = spawnSync('sh', ['-c', 'echo "#include <mbedtls/md.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 
 function properties(): Record<string, string> {
@@ -67,5 +69,5 @@ describe('Library: ThingerProvision (Arduino and PlatformIO)', () => {
     // Assess
     expect(make.stderr).toBe('')
     expect(make.status).toBe(0)
-  })
+  }, COMPILE_LIMIT_MS)
 })
