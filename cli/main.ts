@@ -49,7 +49,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerRevoke(program, context)
   registerStatus(program, context)
   try {
-    await program.parseAsync(argv, { from: 'user' })
+    await program.parseAsync(withoutHelpAfterUnknownCommand(program, argv), { from: 'user' })
     return 0
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE
@@ -62,4 +62,20 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
     context.stderr.write(`${PROGRAM}: unexpected ${name}: ${error instanceof Error ? error.message : String(error)}\n`)
     return EXIT_FAILURE
   }
+}
+
+/**
+ * Commander answers `fleet-key rotate --help` with the help of `fleet-key` and exit 0, as if
+ * `rotate` existed. Without the help flag it reports the unknown command (and what was meant).
+ */
+function withoutHelpAfterUnknownCommand(program: Command, argv: string[]): string[] {
+  let command = program
+  for (const arg of argv) {
+    if (arg.startsWith('-')) continue
+    if (command.commands.length === 0 || arg === 'help') return argv
+    const next = command.commands.find((sub) => sub.name() === arg || sub.aliases().includes(arg))
+    if (next === undefined) return argv.filter((other) => other !== '--help' && other !== '-h')
+    command = next
+  }
+  return argv
 }

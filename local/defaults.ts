@@ -9,6 +9,8 @@ export const LOCAL_THINGER_TOKEN = 'local-dev-thinger-token-not-a-secret'
 export const LOCAL_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY fleet key').toString('base64')
 /** An operator's token for the emulator with every permission (the CLI's `revoke --delete`), kept apart from the function's minimal one. */
 export const LOCAL_ADMIN_THINGER_TOKEN = 'local-dev-admin-token-not-a-secret'
+/** Where the local SSM holds that operator's token. */
+export const LOCAL_ADMIN_TOKEN_PARAM = '/thinger-provisioner/local/admin-token'
 /** The local `workshop` fleet (local/fleets.yml): its claim secret and its own fleet key. */
 export const LOCAL_WORKSHOP_CLAIM_SECRET = 'workshop-claim-LOCAL-DEV-ONLY'
 export const LOCAL_WORKSHOP_FLEET_KEY = Buffer.from('thinger-provisioner LOCAL DEV ONLY workshop fleet key').toString('base64')

@@ -1,10 +1,19 @@
 import { parseArgs } from 'node:util'
 import { decodeFleetKey, deriveDeviceKey, signRequest } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey } from '../lib/attestation/seal.js'
-import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_USERNAME, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
+import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
+import { LocalSettingError, readPort } from './settings.js'
 
+// `npm run device`: plays a device against the local stack (or a deployed service with --url).
+// Exit codes as the operators' command line: 0 done, 1 failed, 2 usage or configuration error.
+const EXIT_FAILURE = 1
+const EXIT_USAGE = 2
 // The local stack's fleet keys, so `--fleet workshop` needs nothing else.
 const LOCAL_FLEET_KEYS: Record<string, string> = { default: LOCAL_FLEET_KEY, workshop: LOCAL_WORKSHOP_FLEET_KEY }
+const DEVICE_KEY_BYTES = 32
+const MAX_RETRY_AFTER_SECONDS = 60
+const PROVISION_PATH = '/v1/provision'
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
 const USAGE = `Usage: npm run device -- <deviceId> [options]
 
@@ -12,133 +21,312 @@ Plays a device: derives its key, signs a provisioning request, sends it, prints 
 against the local stack, proves the returned credential logs in to the Thinger.io emulator.
 
 Options:
-  --url URL            provisioning service (default http://127.0.0.1:${DEFAULT_HTTP_PORT})
+  --url URL            provisioning service (default http://127.0.0.1:$HTTP_PORT, HTTP_PORT ${DEFAULT_HTTP_PORT})
   --fleet NAME         the fleet to join (default: the service's default fleet)
   --claim              prove membership with the fleet's claim secret instead of a device key
   --claim-secret S     the claim secret (default: the local workshop fleet's development secret)
   --meta KEY=VALUE     a meta value for the fleet's profile templates (repeatable)
   --device-key KEY     the device's own key, base64 (default: derived from --fleet-key)
   --fleet-key KEY      fleet key, base64 (default: the local stack's development key of --fleet)
-  --emulator URL       Thinger.io emulator for the login check (default http://127.0.0.1:${DEFAULT_THINGER_PORT})
+  --emulator URL       Thinger.io emulator for the login check (default: the host the answer names
+                       when it is local, else http://127.0.0.1:$THINGER_EMULATOR_PORT, ${DEFAULT_THINGER_PORT})
   --no-login-check     skip the login check (for a deployed service against real Thinger.io)
   --timestamp N        sign this Unix time instead of the clock's (to try clock_skew)
   --text               ask for the text response (Accept: text/plain) that small firmware parses
   --unsealed           protocol v1: the credential comes in clear (default: v2, sealed to the
                        device's key and opened here, docs/protocol.md)
-  -h, --help           this help`
+  -h, --help           this help
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    url: { type: 'string', default: `http://127.0.0.1:${DEFAULT_HTTP_PORT}` },
-    fleet: { type: 'string' },
-    claim: { type: 'boolean', default: false },
-    'claim-secret': { type: 'string' },
-    meta: { type: 'string', multiple: true, default: [] },
-    'device-key': { type: 'string' },
-    'fleet-key': { type: 'string' },
-    emulator: { type: 'string', default: `http://127.0.0.1:${DEFAULT_THINGER_PORT}` },
-    'no-login-check': { type: 'boolean', default: false },
-    timestamp: { type: 'string' },
-    text: { type: 'boolean', default: false },
-    unsealed: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-})
+Exit codes: 0 provisioned (and logged in), 1 refused or failed, 2 usage or configuration error.`
 
-const device = positionals[0]
-if (values.help || device === undefined) {
-  console.log(USAGE)
-  process.exit(values.help ? 0 : 2)
-}
-
-const claim = values.claim || values['claim-secret'] ? (values['claim-secret'] ?? LOCAL_WORKSHOP_CLAIM_SECRET) : undefined
-const fleetKey = values['fleet-key'] ?? LOCAL_FLEET_KEYS[values.fleet ?? 'default'] ?? LOCAL_FLEET_KEY
-const deviceKey = values['device-key'] ? Buffer.from(values['device-key'], 'base64') : deriveDeviceKey(decodeFleetKey(fleetKey, '--fleet-key'), device)
-const meta = Object.fromEntries(values.meta.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
-const endpoint = `${values.url.replace(/\/+$/, '')}/v1/provision`
-
-const version = values.unsealed ? 1 : 2
-let sealKey: SealKey | undefined
-
-async function provision(timestamp: number): Promise<Response> {
-  const proof = claim !== undefined ? { claim } : { timestamp, signature: signRequest(deviceKey, device!, timestamp, version) }
-  if (version === 2) sealKey = claim !== undefined ? deriveClaimSealKey(claim, device!) : deriveHmacSealKey(deviceKey, device!, timestamp)
-  const body = JSON.stringify({
-    device,
-    ...proof,
-    ...(version === 2 ? { version } : {}),
-    ...(values.fleet ? { fleet: values.fleet } : {}),
-    ...(values.meta.length > 0 ? { meta } : {}),
-  })
-  return fetch(endpoint, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: values.text ? 'text/plain' : 'application/json' },
-    body,
-  })
-}
-
-let response = await provision(values.timestamp ? Number(values.timestamp) : Math.floor(Date.now() / 1000))
-let text = await response.text()
-// What firmware does (docs/firmware.md): on clock_skew, or replayed with the server's time, sign
-// again with that time; on replayed with retry_after (a device created seconds ago), wait and sign
-// again. Twice at most.
-for (let retries = 0; retries < 2 && response.status === 401; retries++) {
-  const field = (name: string, jsonName: string): string | number | undefined =>
-    values.text ? new RegExp(`^${name}=(\\S+)$`, 'm').exec(text)?.[1] : (JSON.parse(text) as { error: Record<string, string | number> }).error[jsonName]
-  const code = field('error', 'code')
-  const serverTime = Number(field('server_time', 'serverTime')) || undefined
-  const retryAfter = Number(field('retry_after', 'retryAfter')) || undefined
-  let timestamp: number
-  if ((code === 'clock_skew' || code === 'replayed') && serverTime !== undefined) {
-    console.log(`${code}: signing again with the server's time ${serverTime}`)
-    timestamp = serverTime
-  } else if (code === 'replayed' && retryAfter !== undefined) {
-    console.log(`replayed: the device was created moments ago; waiting ${retryAfter} s as the service asks`)
-    await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000))
-    timestamp = Math.floor(Date.now() / 1000)
-  } else {
-    break
+/** A failure the player reports as one line. */
+class PlayerError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = EXIT_FAILURE,
+    readonly showUsage = false,
+  ) {
+    super(message)
   }
-  response = await provision(timestamp)
-  text = await response.text()
 }
 
-console.log(`HTTP ${response.status}`)
-console.log(text.trimEnd())
-if (!response.ok) process.exit(1)
+interface Answer {
+  status: number
+  text: string
+  /** The fields of the answer, from JSON or from `key=value` lines; undefined when it is neither. */
+  fields: Record<string, unknown> | undefined
+}
 
-const fields = values.text
-  ? Object.fromEntries(text.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
-  : (JSON.parse(text) as Record<string, string>)
-if (sealKey !== undefined) {
-  if (typeof fields.sealed !== 'string') {
-    console.log('the answer carries no sealed credential: a service from before sealing? (try --unsealed)')
-    process.exit(1)
+async function main(argv: string[]): Promise<number> {
+  const options = parseOptions(argv)
+  if (options === 'help') {
+    console.log(USAGE)
+    return 0
   }
+  const { device, endpoint, text } = options
+  let signedAt = options.timestamp ?? Math.floor(Date.now() / 1000)
+  const provision = (timestamp: number) => {
+    signedAt = timestamp
+    return send(endpoint, text, options.body(timestamp))
+  }
+
+  let answer = await provision(signedAt)
+  // What firmware does (docs/firmware.md): on clock_skew, or replayed with the server's time, sign
+  // again with that time; on replayed with retry_after (a device created seconds ago), wait and sign
+  // again. Twice at most.
+  for (let retries = 0; retries < 2 && answer.status === 401; retries++) {
+    const error = errorFields(answer, text)
+    let timestamp: number
+    if ((error.code === 'clock_skew' || error.code === 'replayed') && error.serverTime !== undefined) {
+      console.error(`${error.code}: signing again with the server's time ${error.serverTime}`)
+      timestamp = error.serverTime
+    } else if (error.code === 'replayed' && error.retryAfter !== undefined) {
+      const waitSeconds = Math.min(error.retryAfter, MAX_RETRY_AFTER_SECONDS)
+      console.error(`replayed: the device was created moments ago; waiting ${waitSeconds} s as the service asks`)
+      await new Promise((resolve) => setTimeout(resolve, waitSeconds * 1000))
+      timestamp = Math.floor(Date.now() / 1000)
+    } else {
+      break
+    }
+    answer = await provision(timestamp)
+  }
+
+  checkNotCrashed(answer)
+  console.log(`HTTP ${answer.status}`)
+  console.log(answer.text.trimEnd())
+  if (answer.status < 200 || answer.status > 299) return EXIT_FAILURE
+  const fields = answer.fields ?? {}
+  const sealKey = options.sealKey(signedAt)
+  if (sealKey !== undefined) fields.credential = openCredential(fields, sealKey)
+  const credentials = ['username', 'device', 'credential', 'host'].map((name) => fields[name])
+  if (!credentials.every((value) => typeof value === 'string' && value !== '')) {
+    throw new PlayerError(`the answer holds no credentials (username, device, credential, host): not a provisioning service at ${endpoint}?`)
+  }
+  const [username, provisioned, credential, host] = credentials as string[]
+  if (provisioned !== device) throw new PlayerError(`the answer is for device ${provisioned}, not ${device}`)
+  if (!options.loginCheck) return 0
+  return loginCheck(options.emulator ?? emulatorFor(host!), username!, device, credential!)
+}
+
+interface PlayerOptions {
+  device: string
+  endpoint: string
+  text: boolean
+  timestamp: number | undefined
+  emulator: string | undefined
+  loginCheck: boolean
+  /** The key that opens the answer to a request signed at `timestamp`; undefined for protocol v1 (--unsealed). */
+  sealKey(timestamp: number): SealKey | undefined
+  body(timestamp: number): string
+}
+
+function parseOptions(argv: string[]): PlayerOptions | 'help' {
+  let parsed
   try {
-    fields.credential = openSealed(fields.sealed, sealKey, { username: String(fields.username), device: String(fields.device), host: String(fields.host) })
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        fleet: { type: 'string' },
+        claim: { type: 'boolean', default: false },
+        'claim-secret': { type: 'string' },
+        meta: { type: 'string', multiple: true, default: [] },
+        'device-key': { type: 'string' },
+        'fleet-key': { type: 'string' },
+        emulator: { type: 'string' },
+        'no-login-check': { type: 'boolean', default: false },
+        timestamp: { type: 'string' },
+        text: { type: 'boolean', default: false },
+        unsealed: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    })
   } catch (error) {
-    console.log(`the sealed credential does not open: ${(error as Error).message} (a wrong key, or the answer was changed on the way)`)
-    process.exit(1)
+    // Node's message goes on to explain `--` for positionals that start with a dash: the first sentence says it.
+    throw new PlayerError((error as Error).message.split(/\.\s/)[0]!.replace(/^Unknown/, 'unknown'), EXIT_USAGE, true)
+  }
+  const { values, positionals } = parsed
+  if (values.help) return 'help'
+  const device = positionals[0]
+  if (device === undefined) throw new PlayerError('a device ID is required', EXIT_USAGE, true)
+  if (positionals.length > 1) throw new PlayerError(`one device ID only (also given: ${positionals.slice(1).join(' ')})`, EXIT_USAGE, true)
+
+  const meta: Record<string, string> = {}
+  for (const pair of values.meta) {
+    const equals = pair.indexOf('=')
+    if (equals < 1) throw new PlayerError(`--meta takes KEY=VALUE, got "${pair}"`, EXIT_USAGE, true)
+    meta[pair.slice(0, equals)] = pair.slice(equals + 1)
+  }
+  let timestamp: number | undefined
+  if (values.timestamp !== undefined) {
+    if (!/^\d{1,12}$/.test(values.timestamp)) throw new PlayerError('--timestamp takes a Unix time in seconds', EXIT_USAGE, true)
+    timestamp = Number(values.timestamp)
+  }
+  const claim = values.claim || values['claim-secret'] !== undefined ? (values['claim-secret'] ?? LOCAL_WORKSHOP_CLAIM_SECRET) : undefined
+  const deviceKey = claim === undefined ? readDeviceKey(device, values['device-key'], values['fleet-key'] ?? LOCAL_FLEET_KEYS[values.fleet ?? 'default'] ?? LOCAL_FLEET_KEY) : undefined
+  const baseUrl = values.url === undefined ? `http://127.0.0.1:${readPort('HTTP_PORT', DEFAULT_HTTP_PORT)}` : readUrl('--url', values.url)
+  const emulator = values.emulator === undefined ? undefined : readUrl('--emulator', values.emulator)
+  const version = values.unsealed ? 1 : 2
+
+  return {
+    device,
+    // A URL copied from the banner or from osls's output already ends in the route.
+    endpoint: `${baseUrl.replace(/\/+$/, '').replace(new RegExp(`${PROVISION_PATH}$`), '')}${PROVISION_PATH}`,
+    text: values.text,
+    timestamp,
+    emulator,
+    loginCheck: !values['no-login-check'],
+    sealKey: (signedAt) =>
+      version === 1 ? undefined : deviceKey === undefined ? deriveClaimSealKey(claim!, device) : deriveHmacSealKey(deviceKey, device, signedAt),
+    body: (signedAt) =>
+      JSON.stringify({
+        device,
+        ...(deviceKey === undefined ? { claim } : { timestamp: signedAt, signature: signRequest(deviceKey, device, signedAt, version) }),
+        ...(version === 2 ? { version } : {}),
+        ...(values.fleet ? { fleet: values.fleet } : {}),
+        ...(values.meta.length > 0 ? { meta } : {}),
+      }),
+  }
+}
+
+/** Opens the sealed credential of a v2 answer with the key of the request that got it. */
+function openCredential(fields: Record<string, unknown>, sealKey: SealKey): string {
+  if (typeof fields.sealed !== 'string') {
+    throw new PlayerError('the answer carries no sealed credential: a service from before sealing? (try --unsealed)')
+  }
+  let credential: string
+  try {
+    credential = openSealed(fields.sealed, sealKey, { username: String(fields.username), device: String(fields.device), host: String(fields.host) })
+  } catch (error) {
+    throw new PlayerError(`the sealed credential does not open: ${(error as Error).message} (a wrong key, or the answer was changed on the way)`)
   }
   console.log(
-    claim !== undefined
+    sealKey.mode === 'claim'
       ? 'sealed: opened with the claim secret (every holder of it could: docs/protocol.md)'
       : 'sealed: opened with the device key; whoever replays this request gets only what they cannot open',
   )
+  return credential
 }
-if (values['no-login-check']) process.exit(0)
 
-const login = await fetch(`${values.emulator.replace(/\/+$/, '')}/__emulator/login`, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({ username: fields.username ?? LOCAL_USERNAME, device: fields.device, credential: fields.credential }),
-})
-const verdict = (await login.json()) as { ok: boolean; reason?: string }
-if (verdict.ok) {
-  console.log(`login check: the emulator accepts ${fields.username}/${fields.device} with the returned credential`)
-} else {
-  console.log(`login check FAILED: ${verdict.reason}`)
-  process.exit(1)
+function readDeviceKey(device: string, deviceKey: string | undefined, fleetKey: string): Buffer {
+  if (deviceKey !== undefined) {
+    const key = Buffer.from(deviceKey, 'base64')
+    if (key.length !== DEVICE_KEY_BYTES || key.toString('base64') !== deviceKey.trim()) {
+      throw new PlayerError(`--device-key must be the base64 of ${DEVICE_KEY_BYTES} bytes, as \`keys derive\` prints it`, EXIT_USAGE)
+    }
+    return key
+  }
+  try {
+    return deriveDeviceKey(decodeFleetKey(fleetKey, '--fleet-key'), device)
+  } catch {
+    throw new PlayerError('--fleet-key must be the base64 of at least 32 bytes', EXIT_USAGE)
+  }
+}
+
+function readUrl(option: string, value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new PlayerError(`${option} must be an absolute http(s) URL, got "${value}"`, EXIT_USAGE, true)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PlayerError(`${option} must be an absolute http(s) URL, got "${value}"`, EXIT_USAGE, true)
+  return `${url.origin}${url.pathname}`
+}
+
+async function send(endpoint: string, text: boolean, body: string): Promise<Answer> {
+  let response: Response
+  try {
+    response = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: text ? 'text/plain' : 'application/json' },
+      body,
+    })
+  } catch (error) {
+    const hint = new URL(endpoint).hostname === '127.0.0.1' ? ': is `npm start` running, on this HTTP_PORT?' : ''
+    throw new PlayerError(`no answer from ${endpoint} (${reasonOf(error)})${hint}`)
+  }
+  const answerText = await response.text()
+  return { status: response.status, text: answerText, fields: parseFields(answerText) }
+}
+
+function parseFields(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text)
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined
+  } catch {
+    const lines = text.trim().split('\n')
+    if (lines[0] === '' || !lines.every((line) => /^[a-z_]+=/.test(line))) return undefined
+    return Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
+  }
+}
+
+function errorFields(answer: Answer, text: boolean): { code?: unknown; serverTime?: number; retryAfter?: number } {
+  const fields = (text ? answer.fields : (answer.fields?.error as Record<string, unknown> | undefined)) ?? {}
+  const number = (value: unknown) => (Number.isFinite(Number(value)) && Number(value) > 0 ? Number(value) : undefined)
+  return text
+    ? { code: fields.error, serverTime: number(fields.server_time), retryAfter: number(fields.retry_after) }
+    : { code: fields.code, serverTime: number(fields.serverTime), retryAfter: number(fields.retryAfter) }
+}
+
+/**
+ * serverless-offline answers a function that crashed (a module that does not load, an uncaught
+ * throw) with a Lambda error report, often as HTTP 200: never pass it off as an answer.
+ */
+function checkNotCrashed(answer: Answer): void {
+  const fields = answer.fields
+  if (fields === undefined || typeof fields.errorMessage !== 'string' || 'error' in fields) return
+  const type = typeof fields.errorType === 'string' ? fields.errorType : 'Error'
+  const summary = fields.errorMessage.split('\n')[0]!.replace(/^Error: /, '').slice(0, 200)
+  throw new PlayerError(`the function crashed (HTTP ${answer.status}, ${type}: ${summary}); its log is in the terminal of \`npm start\``)
+}
+
+function emulatorFor(host: string): string {
+  const hostname = host.replace(/:\d+$/, '')
+  if (LOOPBACK_HOSTS.has(hostname)) return `http://${host}`
+  return `http://127.0.0.1:${readPort('THINGER_EMULATOR_PORT', DEFAULT_THINGER_PORT)}`
+}
+
+async function loginCheck(emulator: string, username: string, device: string, credential: string): Promise<number> {
+  let verdict: unknown
+  try {
+    const login = await fetch(`${emulator.replace(/\/+$/, '')}/__emulator/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, device, credential }),
+    })
+    verdict = await login.json()
+  } catch (error) {
+    throw new PlayerError(`login check: no Thinger.io emulator at ${emulator} (${reasonOf(error)}); against a deployed service add --no-login-check`)
+  }
+  const check = verdict as { ok?: unknown; reason?: unknown }
+  if (check?.ok === true) {
+    console.log(`login check: the emulator accepts ${username}/${device} with the returned credential`)
+    return 0
+  }
+  if (typeof check?.reason !== 'string') throw new PlayerError(`login check: ${emulator} is not a Thinger.io emulator (unexpected answer)`)
+  console.log(`login check FAILED: the emulator refuses ${username}/${device} (${check.reason})`)
+  return EXIT_FAILURE
+}
+
+function reasonOf(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } })?.cause
+  if (cause?.code === 'ECONNREFUSED') return 'connection refused'
+  return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error)
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (error) {
+  const known = error instanceof LocalSettingError ? new PlayerError(error.message, EXIT_USAGE) : error
+  if (known instanceof PlayerError) {
+    console.error(`device: ${known.message}`)
+    if (known.showUsage) console.error(`${USAGE.split('\n')[0]}   (--help for every option)`)
+    process.exitCode = known.exitCode
+  } else {
+    // Only the class and message, as the command line does: a bug still gets one line.
+    console.error(`device: unexpected ${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`)
+    process.exitCode = EXIT_FAILURE
+  }
 }

@@ -1,15 +1,19 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { createServer } from 'node:net'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { loadConfig } from '../lib/config.js'
+import { ConfigError } from '../lib/errors.js'
 import {
   DEFAULT_HTTP_PORT,
   DEFAULT_LAMBDA_PORT,
   DEFAULT_SSM_PORT,
   DEFAULT_THINGER_PORT,
   LOCAL_ADMIN_THINGER_TOKEN,
+  LOCAL_ADMIN_TOKEN_PARAM,
   LOCAL_FLEET_KEY,
   LOCAL_FLEETS_FILE,
   LOCAL_REGION,
@@ -20,6 +24,7 @@ import {
   LOCAL_WORKSHOP_FLEET_KEY,
   parameterNames,
 } from './defaults.js'
+import { LocalSettingError, PORT_SETTINGS } from './settings.js'
 import { type LocalSsm, startLocalSsm } from './ssm-server.js'
 import { startThingerEmulator, type ThingerAction, type ThingerEmulator } from './thinger-emulator.js'
 
@@ -51,6 +56,10 @@ const LOCAL_WORKSHOP_FIXTURES = {
 const READY_TIMEOUT_MS = 90_000
 const READY_POLL_MS = 250
 const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
+// Each stack builds the function into a folder of its own here: `osls package` cleans `.esbuild/`
+// (its default work folder) and would pull the bundle from under a running stack.
+const BUILD_ROOT = '.local-stack'
+const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
 
 export interface LocalStackOptions {
   httpPort?: number
@@ -65,10 +74,14 @@ export interface LocalStackOptions {
   env?: Record<string, string>
   /** Receives every line serverless-offline prints; default: this process's stdout. */
   onOutput?: (chunk: string) => void
+  /** Stops a start under way (Ctrl+C while serverless-offline builds): everything started so far is stopped again. */
+  signal?: AbortSignal
 }
 
 export interface LocalStack {
   url: string
+  /** The folder, relative to the project, the function is built into; removed by `close`. */
+  buildFolder: string
   thinger: ThingerEmulator
   ssm: LocalSsm | undefined
   ssmEndpoint: string
@@ -77,36 +90,50 @@ export interface LocalStack {
 
 /**
  * Starts the whole local stack: the Thinger.io emulator, the local SSM endpoint seeded with the
- * development token and fleet key, and the function under serverless-offline; resolves once a
- * request to `POST /v1/provision` is answered.
+ * development token and fleet key, and the function under serverless-offline; resolves once
+ * serverless-offline serves `/v1/provision` (probed without invoking the function, so no audit line).
+ * @throws LocalSettingError when a port is taken or the function's settings are invalid: nothing was started.
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const { thingerTokenParam, fleetKeyParam } = parameterNames(LOCAL_STAGE)
+  const ports = {
+    httpPort: options.httpPort ?? DEFAULT_HTTP_PORT,
+    lambdaPort: options.lambdaPort ?? DEFAULT_LAMBDA_PORT,
+    thingerPort: options.thingerPort ?? DEFAULT_THINGER_PORT,
+    ssmPort: options.ssmEndpoint === undefined ? (options.ssmPort ?? DEFAULT_SSM_PORT) : 0,
+  }
+  for (const [key, port] of Object.entries(ports) as [keyof typeof PORT_SETTINGS, number][]) await checkPortFree(port, PORT_SETTINGS[key].name)
+  const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile
+  checkFunctionSettings({ ...process.env, STAGE: LOCAL_STAGE, THINGER_USERNAME: LOCAL_USERNAME, THINGER_API_URL: 'http://127.0.0.1', FLEETS_FILE: fleetsFile ?? '', ...options.env })
+
   const thinger = await startThingerEmulator({
-    port: options.thingerPort ?? DEFAULT_THINGER_PORT,
+    port: ports.thingerPort,
     accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: LOCAL_TOKEN_ACTIONS }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
   })
   thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
-  const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile
+  let buildFolder: string | undefined
   let ssm: LocalSsm | undefined
   let offline: ChildProcess | undefined
   try {
     if (options.ssmEndpoint === undefined) {
       ssm = await startLocalSsm({
-        port: options.ssmPort ?? DEFAULT_SSM_PORT,
+        port: ports.ssmPort,
         region: LOCAL_REGION,
         parameters: [
           { name: thingerTokenParam, value: LOCAL_THINGER_TOKEN, type: 'SecureString' },
           { name: fleetKeyParam, value: LOCAL_FLEET_KEY, type: 'SecureString' },
           { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/claim-secret`, value: LOCAL_WORKSHOP_CLAIM_SECRET, type: 'SecureString' },
           { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/fleet-key`, value: LOCAL_WORKSHOP_FLEET_KEY, type: 'SecureString' },
+          // For the operators' `revoke --delete --token-param` (docs/operations.md, "Rehearsing without AWS").
+          { name: LOCAL_ADMIN_TOKEN_PARAM, value: LOCAL_ADMIN_THINGER_TOKEN, type: 'SecureString' },
         ],
       })
     }
     const ssmEndpoint = options.ssmEndpoint ?? ssm!.url
-    const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT
-    const buildFolder = `.esbuild/stack-${httpPort}`
-    const lambdaPort = options.lambdaPort ?? DEFAULT_LAMBDA_PORT
+    const { httpPort, lambdaPort } = ports
+    mkdirSync(join(PROJECT_DIR, BUILD_ROOT), { recursive: true })
+    // Named after this process, so that a folder left by a killed stack says whose it was.
+    buildFolder = relative(PROJECT_DIR, mkdtempSync(join(PROJECT_DIR, BUILD_ROOT, `build-${process.pid}-`)))
     offline = spawnOffline(httpPort, lambdaPort, {
       THINGER_API_URL: thinger.url,
       THINGER_USERNAME: LOCAL_USERNAME,
@@ -119,22 +146,53 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...options.env,
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`
-    await waitUntilServing(`${url}/v1/provision`, offline)
+    await waitUntilServing(`${url}/v1/provision`, offline, httpPort, options.signal)
     const running = offline
+    const ownFolder = buildFolder
     return {
       url,
+      buildFolder: ownFolder,
       thinger,
       ssm,
       ssmEndpoint,
       close: async () => {
         await stopProcess(running)
         await Promise.all([thinger.close(), ssm?.close()])
-        rmSync(join(PROJECT_DIR, buildFolder), { recursive: true, force: true })
+        rmSync(join(PROJECT_DIR, ownFolder), { recursive: true, force: true })
       },
     }
   } catch (error) {
     if (offline) await stopProcess(offline)
     await Promise.all([thinger.close(), ssm?.close()])
+    if (buildFolder !== undefined) rmSync(join(PROJECT_DIR, buildFolder), { recursive: true, force: true })
+    throw error
+  }
+}
+
+/** Fails before anything starts when a port is taken: a second stack must not answer for the first. */
+async function checkPortFree(port: number, setting: string): Promise<void> {
+  if (port === 0) return
+  // No host: the dual-stack wildcard conflicts with a listener on 127.0.0.1, ::1 or localhost alike.
+  const server = createServer()
+  const failure = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    server.once('error', resolve)
+    server.listen({ port, exclusive: true }, () => resolve(undefined))
+  })
+  if (failure === undefined) {
+    await new Promise((resolve) => server.close(resolve))
+    return
+  }
+  const why = failure.code === 'EADDRINUSE' ? 'is already in use (another `npm start`?)' : `cannot be opened (${failure.code ?? failure.message})`
+  throw new LocalSettingError(`port ${port} ${why}: set ${setting} to a free port`)
+}
+
+/** The function's own settings check, run here so a bad value stops `npm start` at once instead of failing every request. */
+function checkFunctionSettings(env: NodeJS.ProcessEnv): void {
+  try {
+    loadConfig(env, loadFleets(env))
+  } catch (error) {
+    if (error instanceof ConfigError) throw new LocalSettingError(`${error.detail} (the function would answer every request 500 internal_error)`)
+    if (error instanceof Error && error.name === 'FleetsFileError') throw new LocalSettingError(error.message)
     throw error
   }
 }
@@ -146,7 +204,14 @@ function spawnOffline(httpPort: number, lambdaPort: number, env: Record<string, 
     [osls, 'offline', 'start', '--stage', LOCAL_STAGE, '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort)],
     {
       cwd: PROJECT_DIR,
-      env: { ...process.env, ...env, SLS_TELEMETRY_DISABLED: '1', SLS_NOTIFICATIONS_MODE: 'off', FORCE_COLOR: '0' },
+      env: {
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        ...process.env,
+        ...env,
+        SLS_TELEMETRY_DISABLED: '1',
+        SLS_NOTIFICATIONS_MODE: 'off',
+        FORCE_COLOR: '0',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     },
@@ -156,14 +221,24 @@ function spawnOffline(httpPort: number, lambdaPort: number, env: Record<string, 
   return child
 }
 
-async function waitUntilServing(url: string, child: ChildProcess): Promise<void> {
+/**
+ * Waits until serverless-offline answers on the route. The probe is a GET, which serverless-offline
+ * answers itself (the route takes POST only) without invoking the function.
+ */
+async function waitUntilServing(url: string, child: ChildProcess, httpPort: number, signal: AbortSignal | undefined): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
+  let output = ''
+  const watch = (chunk: string) => void (output = (output + chunk).slice(-4096))
+  child.stdout?.on('data', watch)
+  child.stderr?.on('data', watch)
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`serverless-offline exited with code ${child.exitCode} before serving`)
+    signal?.throwIfAborted()
+    if (child.exitCode !== null) throw new Error(`serverless-offline exited with code ${child.exitCode} before serving (its output is above)`)
+    if (output.includes('EADDRINUSE')) throw new LocalSettingError(`port ${httpPort} or the Lambda port was taken while serverless-offline started: set HTTP_PORT and LAMBDA_PORT to free ports`)
     try {
-      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+      const response = await fetch(url, { method: 'GET' })
       await response.body?.cancel()
-      if (response.status === 400) return
+      if (response.status === 404 || response.status === 405) return
     } catch {
       // not listening yet
     }

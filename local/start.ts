@@ -1,16 +1,45 @@
-import { DEFAULT_HTTP_PORT, DEFAULT_LAMBDA_PORT, DEFAULT_SSM_PORT, DEFAULT_THINGER_PORT } from './defaults.js'
-import { startLocalStack } from './stack.js'
+import { DEFAULT_HTTP_PORT } from './defaults.js'
+import { LocalSettingError, PORT_SETTINGS, readPort } from './settings.js'
+import { type LocalStack, startLocalStack } from './stack.js'
 
 // `npm start`: the whole local stack on embedded defaults, no AWS account needed.
-const port = (name: string, fallback: number): number => (process.env[name] ? Number(process.env[name]) : fallback)
+const EXIT_FAILURE = 1
+const EXIT_USAGE = 2
+const EXIT_INTERRUPTED = 130
+const EXAMPLE_DEVICE = 'esp32_a1b2c3d4e5f6'
 
-const stack = await startLocalStack({
-  httpPort: port('HTTP_PORT', DEFAULT_HTTP_PORT),
-  lambdaPort: port('LAMBDA_PORT', DEFAULT_LAMBDA_PORT),
-  thingerPort: port('THINGER_EMULATOR_PORT', DEFAULT_THINGER_PORT),
-  ssmPort: port('SSM_PORT', DEFAULT_SSM_PORT),
-})
+// serverless-offline runs in a process group of its own, which Ctrl+C does not reach: a signal
+// during the start stops what was started so far, after it the running stack.
+let stack: LocalStack | undefined
+let stopping = false
+const starting = new AbortController()
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stack === undefined) return starting.abort()
+    if (stopping) return
+    stopping = true
+    void stack.close().then(() => process.exit(0))
+  })
+}
 
+try {
+  stack = await startLocalStack({
+    signal: starting.signal,
+    httpPort: readPort(PORT_SETTINGS.httpPort.name, PORT_SETTINGS.httpPort.fallback),
+    lambdaPort: readPort(PORT_SETTINGS.lambdaPort.name, PORT_SETTINGS.lambdaPort.fallback),
+    thingerPort: readPort(PORT_SETTINGS.thingerPort.name, PORT_SETTINGS.thingerPort.fallback),
+    ssmPort: readPort(PORT_SETTINGS.ssmPort.name, PORT_SETTINGS.ssmPort.fallback),
+  })
+} catch (error) {
+  if (starting.signal.aborted) process.exit(EXIT_INTERRUPTED)
+  const usage = error instanceof LocalSettingError
+  console.error(`npm start: ${usage ? '' : 'the local stack did not start: '}${(error as Error)?.message ?? String(error)}`)
+  process.exit(usage ? EXIT_USAGE : EXIT_FAILURE)
+}
+
+// The player finds the emulator through the host in the answer; it only needs the HTTP port.
+const httpPort = Number(new URL(stack.url).port)
+const player = httpPort === DEFAULT_HTTP_PORT ? 'npm run device --' : `HTTP_PORT=${httpPort} npm run device --`
 console.log(`
 thinger-provisioner local stack is up
   provisioning endpoint  POST ${stack.url}/v1/provision
@@ -18,18 +47,10 @@ thinger-provisioner local stack is up
   local SSM              ${stack.ssmEndpoint}
 
 Provision a device (in another terminal):
-  npm run device -- esp32_a1b2c3d4e5f6
-  npm run device -- ws_kit0001 --fleet workshop --claim --meta site=lab_2   (claim mode, full profile)
+  ${player} ${EXAMPLE_DEVICE}
+  ${player} ws_kit0001 --fleet workshop --claim --meta site=lab_2   (claim mode, full profile)
+  curl -s ${stack.thinger.url}/__emulator/resources/demo   (what the emulator now holds)
 Fleets: local/fleets.yml. Operators' command line: npx thinger-provisioner --help
 
 Stop with Ctrl+C.
 `)
-
-let stopping = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return
-    stopping = true
-    void stack.close().then(() => process.exit(0))
-  })
-}

@@ -46,7 +46,8 @@ export function registerRevoke(program: Command, context: CliContext): void {
 
 async function revoke(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
   const command = revoked ? 'revoke' : 'unrevoke'
-  if ((options.device.length > 0) === (options.keyVersion !== undefined)) throw new CliError('usage', `${command} needs either --device or --key-version`)
+  if (options.device.length > 0 && options.keyVersion !== undefined) throw new CliError('usage', `${command} takes --device or --key-version, not both: run it once for each`)
+  if (options.device.length === 0 && options.keyVersion === undefined) throw new CliError('usage', `${command} needs either --device or --key-version`)
   if (options.delete && options.keyVersion !== undefined) throw new CliError('usage', '--delete applies to --device only')
   const config = loadSettings(context.env, { thinger: options.device.length > 0 })
   const fleet = options.keyVersion === undefined ? findFleet(config, options.fleet) : requireKeyedFleet(findFleet(config, options.fleet))

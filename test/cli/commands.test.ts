@@ -339,7 +339,8 @@ describe('Command: revoke and unrevoke', () => {
 
   it.each([
     [['revoke'], 'revoke needs either --device or --key-version'],
-    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke needs either --device or --key-version'],
+    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke takes --device or --key-version, not both'],
+    [['unrevoke', '--device', 'a', '--key-version', '1'], 'unrevoke takes --device or --key-version, not both'],
     [['revoke', '--key-version', '1', '--delete'], '--delete applies to --device only'],
     [['revoke', '--device', 'a b'], 'is not a Thinger.io device ID'],
   ])('exits 2 on %j', async (argv, message) => {

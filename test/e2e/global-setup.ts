@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { startLocalStack } from '../../local/stack.js'
@@ -9,6 +9,11 @@ declare module 'vitest' {
     provisionUrl: string
     thingerUrl: string
     offlineLogFile: string
+    ssmEndpoint: string
+    /** The folder the stack builds the function into, relative to the project. */
+    buildFolder: string
+    /** What serverless-offline had printed when the stack reported itself ready. */
+    outputWhenReady: string
   }
 }
 
@@ -28,6 +33,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('provisionUrl', `${stack.url}/v1/provision`)
   project.provide('thingerUrl', stack.thinger.url)
   project.provide('offlineLogFile', offlineLogFile)
+  project.provide('ssmEndpoint', stack.ssmEndpoint)
+  project.provide('buildFolder', stack.buildFolder)
+  project.provide('outputWhenReady', readFileSync(offlineLogFile, 'utf8'))
   return async () => {
     await stack.close()
   }

@@ -1,7 +1,3 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import {
   DeleteParameterCommand,
   DescribeParametersCommand,
@@ -10,14 +6,11 @@ import {
   GetParametersCommand,
   PutParameterCommand,
   SSMClient,
-  paginateGetParametersByPath,
 } from '@aws-sdk/client-ssm'
-import type { Parameter } from '@aws-sdk/client-ssm'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startLocalSsm } from '../../local/ssm-server.js'
 import type { LocalSsm, SsmParameterSeed } from '../../local/ssm-server.js'
 
-const SERVER_PATH = fileURLToPath(new URL('../../local/ssm-server.ts', import.meta.url))
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' }
 const SECRET = 'thinger-token-0123456789'
 const SEEDS: SsmParameterSeed[] = [
@@ -105,22 +98,6 @@ describe('Module: ssm-server', () => {
       expect(Parameter?.Value).toBe(SECRET)
     })
 
-    it('answers an older version when the name carries a :version selector, and accepts a full ARN', async () => {
-      // Prepare
-      ssm.put('/provisioner/dev/username', 'bob')
-      const arn = 'arn:aws:ssm:us-east-1:000000000000:parameter/provisioner/dev/username'
-
-      // Act
-      const first = await client.send(new GetParameterCommand({ Name: '/provisioner/dev/username:1' }))
-      const byArn = await client.send(new GetParameterCommand({ Name: arn }))
-      const missingVersion = await errorOf(client.send(new GetParameterCommand({ Name: '/provisioner/dev/username:7' })))
-
-      // Assess
-      expect(first.Parameter).toMatchObject({ Name: '/provisioner/dev/username', Value: 'alice', Version: 1, Selector: ':1' })
-      expect(byArn.Parameter).toMatchObject({ Name: '/provisioner/dev/username', Value: 'bob', Version: 2 })
-      expect(missingVersion.name).toBe('ParameterVersionNotFound')
-    })
-
     it('throws ParameterNotFound when the parameter does not exist', async () => {
       // Act
       const error = await errorOf(client.send(new GetParameterCommand({ Name: '/provisioner/dev/missing' })))
@@ -134,7 +111,7 @@ describe('Module: ssm-server', () => {
     it('throws ValidationException when the name is malformed', async () => {
       // Act
       const errors = await Promise.all(
-        ['provisioner/dev/x', '/a b', '/a//b', '/a/b/', '', '/a:b:c'].map((Name) =>
+        ['provisioner/dev/x', '/a b', '/a//b', '/a/b/', '', '/a:1'].map((Name) =>
           errorOf(client.send(new GetParameterCommand({ Name }))),
         ),
       )
@@ -176,70 +153,6 @@ describe('Module: ssm-server', () => {
     })
   })
 
-  describe('GetParametersByPath', () => {
-    it('answers only direct children unless Recursive is true', async () => {
-      // Act
-      const flat = await client.send(new GetParametersByPathCommand({ Path: '/provisioner/dev' }))
-      const deep = await client.send(
-        new GetParametersByPathCommand({ Path: '/provisioner/dev/', Recursive: true, WithDecryption: true }),
-      )
-
-      // Assess
-      expect(flat.Parameters?.map((p) => p.Name)).toEqual([
-        '/provisioner/dev/fleet-key',
-        '/provisioner/dev/thinger-token',
-        '/provisioner/dev/username',
-      ])
-      expect(flat.NextToken).toBeUndefined()
-      expect(deep.Parameters?.map((p) => [p.Name, p.Value])).toEqual([
-        ['/provisioner/dev/fleet-key', 'fleet-key-value'],
-        ['/provisioner/dev/nested/deep', 'deep-value'],
-        ['/provisioner/dev/thinger-token', SECRET],
-        ['/provisioner/dev/username', 'alice'],
-      ])
-    })
-
-    it('answers page by page with NextToken when MaxResults is smaller than the result', async () => {
-      // Prepare
-      const pages: Parameter[][] = []
-
-      // Act
-      const first = await client.send(new GetParametersByPathCommand({ Path: '/', Recursive: true, MaxResults: 2 }))
-      for await (const page of paginateGetParametersByPath({ client }, { Path: '/', Recursive: true, MaxResults: 2 })) {
-        pages.push(page.Parameters ?? [])
-      }
-
-      // Assess
-      expect(first.Parameters).toHaveLength(2)
-      expect(first.NextToken).toEqual(expect.any(String))
-      expect(pages.map((page) => page.length)).toEqual([2, 2, 1])
-      expect(new Set(pages.flat().map((p) => p.Name))).toEqual(new Set(SEEDS.map((seed) => seed.name)))
-    })
-
-    it('throws ValidationException when MaxResults exceeds 10 and InvalidNextToken when the token is foreign', async () => {
-      // Prepare
-      const { NextToken } = await client.send(
-        new GetParametersByPathCommand({ Path: '/provisioner', Recursive: true, MaxResults: 1 }),
-      )
-
-      // Act
-      const tooMany = await errorOf(client.send(new GetParametersByPathCommand({ Path: '/provisioner', MaxResults: 11 })))
-      const foreign = await errorOf(
-        client.send(new GetParametersByPathCommand({ Path: '/provisioner/dev', Recursive: true, NextToken })),
-      )
-      const garbage = await errorOf(
-        client.send(new GetParametersByPathCommand({ Path: '/provisioner', Recursive: true, NextToken: '%%%' })),
-      )
-      const relative = await errorOf(client.send(new GetParametersByPathCommand({ Path: 'provisioner' })))
-
-      // Assess
-      expect(tooMany.name).toBe('ValidationException')
-      expect(foreign.name).toBe('InvalidNextToken')
-      expect(garbage.name).toBe('InvalidNextToken')
-      expect(relative.name).toBe('ValidationException')
-    })
-  })
-
   describe('PutParameter', () => {
     it('answers Version 1 on creation and the next version on overwrite', async () => {
       // Act
@@ -253,7 +166,7 @@ describe('Module: ssm-server', () => {
       // Assess
       expect(created).toMatchObject({ Version: 1, Tier: 'Standard' })
       expect(overwritten).toMatchObject({ Version: 2, Tier: 'Standard' })
-      expect(ssm.get('/provisioner/dev/new')).toEqual({ value: 'two', type: 'SecureString', version: 2 })
+      expect((await client.send(new GetParameterCommand({ Name: '/provisioner/dev/new', WithDecryption: true }))).Parameter).toMatchObject({ Value: 'two', Type: 'SecureString', Version: 2 })
     })
 
     it('throws ParameterAlreadyExists when the parameter exists and Overwrite is not set', async () => {
@@ -264,7 +177,7 @@ describe('Module: ssm-server', () => {
 
       // Assess
       expect(error.name).toBe('ParameterAlreadyExists')
-      expect(ssm.get('/provisioner/dev/username')?.value).toBe('alice')
+      expect((await client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }))).Parameter?.Value).toBe('alice')
     })
 
     it('throws ValidationException when the value is too long, the type is missing or the name is reserved', async () => {
@@ -283,31 +196,34 @@ describe('Module: ssm-server', () => {
       // Assess
       expect([tooLong.name, untyped.name, reserved.name]).toEqual(Array(3).fill('ValidationException'))
       expect(fits.Version).toBe(1)
-      expect(ssm.get('/provisioner/dev/big')).toBeUndefined()
-      expect(ssm.get('/provisioner/dev/untyped')).toBeUndefined()
+      const stored = await client.send(new GetParametersCommand({ Names: ['/provisioner/dev/big', '/provisioner/dev/untyped'] }))
+      expect(stored.InvalidParameters).toEqual(['/provisioner/dev/big', '/provisioner/dev/untyped'])
     })
-  })
 
-  describe('DeleteParameter', () => {
-    it('answers {} and forgets the parameter, then throws ParameterNotFound when it is deleted again', async () => {
-      // Act
-      const deleted = await client.send(new DeleteParameterCommand({ Name: '/provisioner/dev/fleet-key' }))
-      const again = await errorOf(client.send(new DeleteParameterCommand({ Name: '/provisioner/dev/fleet-key' })))
+    it('takes up to 8192 characters in the Advanced tier, and keeps a parameter Advanced once it is', async () => {
+      // Act: what the command line does for a deny list that outgrew the Standard tier
+      const advanced = await client.send(new PutParameterCommand({ Name: '/provisioner/dev/deny', Value: 'x'.repeat(5000), Type: 'String', Tier: 'Advanced' }))
+      const again = await client.send(new PutParameterCommand({ Name: '/provisioner/dev/deny', Value: 'y'.repeat(6000), Overwrite: true }))
+      const tooLong = await errorOf(client.send(new PutParameterCommand({ Name: '/provisioner/dev/deny', Value: 'z'.repeat(8193), Overwrite: true })))
 
       // Assess
-      expect(deleted.$metadata.httpStatusCode).toBe(200)
-      expect(ssm.get('/provisioner/dev/fleet-key')).toBeUndefined()
-      expect(again.name).toBe('ParameterNotFound')
+      expect(advanced).toMatchObject({ Version: 1, Tier: 'Advanced' })
+      expect(again).toMatchObject({ Version: 2, Tier: 'Advanced' })
+      expect(tooLong.name).toBe('ValidationException')
     })
   })
 
   describe('protocol', () => {
-    it('throws UnknownOperationException when the operation is not implemented', async () => {
+    it('throws UnknownOperationException for what neither the function nor the command line sends', async () => {
       // Act
-      const error = await errorOf(client.send(new DescribeParametersCommand({})))
+      const errors = await Promise.all([
+        errorOf(client.send(new DescribeParametersCommand({}))),
+        errorOf(client.send(new DeleteParameterCommand({ Name: '/provisioner/dev/fleet-key' }))),
+        errorOf(client.send(new GetParametersByPathCommand({ Path: '/provisioner/dev' }))),
+      ])
 
       // Assess
-      expect(error.name).toBe('UnknownOperationException')
+      expect(errors.map((error) => error.name)).toEqual(Array(3).fill('UnknownOperationException'))
     })
 
     it('answers 400 MissingAuthenticationTokenException in body and header when the request is not signed', async () => {
@@ -345,120 +261,6 @@ describe('Module: ssm-server', () => {
     })
   })
 
-  describe('faults', () => {
-    it('throws ThrottlingException and stores nothing when a throttle rule matches a PutParameter', async () => {
-      // Prepare
-      ssm.setFaults([{ operation: 'PutParameter', action: 'throttle' }])
-
-      // Act
-      const error = await errorOf(
-        client.send(new PutParameterCommand({ Name: '/provisioner/dev/throttled', Value: 'v', Type: 'String' })),
-      )
-      const read = await client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }))
-
-      // Assess
-      expect(error.name).toBe('ThrottlingException')
-      expect(error.message).toBe('Rate exceeded')
-      expect(ssm.get('/provisioner/dev/throttled')).toBeUndefined()
-      expect(read.Parameter?.Value).toBe('alice')
-    })
-
-    it('answers normally again when a rule with times is spent', async () => {
-      // Prepare
-      ssm.setFaults([{ action: 'error', times: 2 }])
-      const send = (): Promise<unknown> => client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }))
-
-      // Act
-      const first = await errorOf(send())
-      const second = await errorOf(send())
-      const third = await send()
-
-      // Assess
-      expect([first.name, second.name]).toEqual(['InternalServerError', 'InternalServerError'])
-      expect(first.$fault).toBe('server')
-      expect(third).toMatchObject({ Parameter: { Value: 'alice' } })
-      expect(ssm.calls().map((call) => call.status)).toEqual([500, 500, 200])
-    })
-
-    it('answers untouched when the probability is 0', async () => {
-      // Prepare
-      ssm.setFaults([{ action: 'throttle', probability: 0 }])
-
-      // Act
-      const { Parameter } = await client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }))
-
-      // Assess
-      expect(Parameter?.Value).toBe('alice')
-    })
-
-    it('answers after the delay when a latency rule matches', async () => {
-      // Prepare
-      ssm.setFaults([{ operation: 'GetParameter', action: 'latency', latencyMs: 150 }])
-      const startedAt = performance.now()
-
-      // Act
-      const { Parameter } = await client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }))
-
-      // Assess
-      expect(Parameter?.Value).toBe('alice')
-      expect(performance.now() - startedAt).toBeGreaterThanOrEqual(140)
-    })
-
-    it('throws a network error with no status recorded when a reset rule matches', async () => {
-      // Prepare
-      ssm.setFaults([{ action: 'reset', times: 1 }])
-
-      // Act
-      const error = await errorOf(client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' })))
-
-      // Assess
-      expect(error).toMatchObject({ code: 'ECONNRESET' })
-      expect(ssm.calls()).toMatchObject([{ operation: 'GetParameter', status: null }])
-    })
-
-    it('throws when the SDK gives up on a hanging request, by requestTimeout or abortSignal', async () => {
-      // Prepare
-      ssm.setFaults([{ action: 'hang' }])
-      const impatient = createClient(ssm.url, { requestTimeoutMs: 100 })
-
-      // Act
-      const timedOut = await errorOf(impatient.send(new GetParameterCommand({ Name: '/provisioner/dev/username' })))
-      const aborted = await errorOf(
-        client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' }), {
-          abortSignal: AbortSignal.timeout(100),
-        }),
-      )
-      impatient.destroy()
-
-      // Assess
-      expect(timedOut.name).toBe('TimeoutError')
-      expect(aborted.name).toBe('AbortError')
-      expect(ssm.calls().map((call) => call.status)).toEqual([null, null])
-    })
-
-    it('closes promptly when a request hangs', async () => {
-      // Prepare
-      ssm.setFaults([{ action: 'hang' }])
-      const pending = errorOf(client.send(new GetParameterCommand({ Name: '/provisioner/dev/username' })))
-      await expect.poll(() => ssm.calls().length).toBe(1)
-      const startedAt = performance.now()
-
-      // Act
-      await ssm.close()
-
-      // Assess
-      expect(performance.now() - startedAt).toBeLessThan(500)
-      expect(await pending).toMatchObject({ code: 'ECONNRESET' })
-    })
-
-    it('throws TypeError when a rule is malformed', () => {
-      // Act & Assess
-      expect(() => ssm.setFaults([{ action: 'latency' }])).toThrow(TypeError)
-      expect(() => ssm.setFaults([{ action: 'throttle', probability: 2 }])).toThrow(TypeError)
-      expect(() => ssm.setFaults([{ action: 'explode' as 'error' }])).toThrow(TypeError)
-    })
-  })
-
   describe('calls and controls', () => {
     it('records operation, names and status of each call but never a value', async () => {
       // Act
@@ -468,7 +270,6 @@ describe('Module: ssm-server', () => {
       await client.send(
         new GetParametersCommand({ Names: ['/provisioner/dev/recorded', '/provisioner/dev/thinger-token'], WithDecryption: true }),
       )
-      await client.send(new GetParametersByPathCommand({ Path: '/provisioner/dev', WithDecryption: true }))
       await errorOf(client.send(new GetParameterCommand({ Name: '/provisioner/dev/missing' })))
 
       // Assess
@@ -481,7 +282,6 @@ describe('Module: ssm-server', () => {
           status: 200,
           at: expect.any(Number),
         },
-        { operation: 'GetParametersByPath', names: ['/provisioner/dev'], status: 200, at: expect.any(Number) },
         { operation: 'GetParameter', names: ['/provisioner/dev/missing'], status: 400, at: expect.any(Number) },
       ])
       expect(JSON.stringify(calls)).not.toContain('value-never-recorded')
@@ -498,69 +298,5 @@ describe('Module: ssm-server', () => {
       // Assess
       expect(ssm.calls()).toEqual([])
     })
-
-    it('answers what put stored, as SecureString by default, and nothing after delete', async () => {
-      // Act
-      ssm.put('/provisioner/dev/direct', 'direct-value')
-      const viaSdk = await client.send(new GetParameterCommand({ Name: '/provisioner/dev/direct', WithDecryption: true }))
-      const stored = ssm.get('/provisioner/dev/direct')
-      ssm.delete('/provisioner/dev/direct')
-
-      // Assess
-      expect(viaSdk.Parameter).toMatchObject({ Type: 'SecureString', Value: 'direct-value', Version: 1 })
-      expect(stored).toEqual({ value: 'direct-value', type: 'SecureString', version: 1 })
-      expect(ssm.get('/provisioner/dev/direct')).toBeUndefined()
-      expect(() => ssm.put('no/leading/slash', 'v')).toThrow(TypeError)
-    })
-  })
-
-  describe('command line', () => {
-    it('answers the --param values on the printed URL and exits 0 on SIGTERM', async () => {
-      // Prepare
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', SERVER_PATH, '--port', '0', '--param', '/cli/token=a=b', '--param', '/cli/other=x'],
-        { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
-      )
-      const [url] = (await once(createInterface({ input: child.stdout }), 'line')) as [string]
-      const cliClient = createClient(url)
-
-      // Act
-      const { Parameter } = await cliClient.send(new GetParameterCommand({ Name: '/cli/token', WithDecryption: true }))
-      cliClient.destroy()
-      child.kill('SIGTERM')
-      const [exitCode] = (await once(child, 'exit')) as [number | null]
-
-      // Assess
-      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-      expect(Parameter).toMatchObject({ Type: 'SecureString', Value: 'a=b' })
-      expect(exitCode).toBe(0)
-    })
-  })
-})
-
-describe('Module: ssm-server admin routes', () => {
-  it('lets another process throttle, inspect and clear through /__ssm/', async () => {
-    // Prepare
-    const ssm = await startLocalSsm({ parameters: [{ name: '/admin/a', value: 'v' }] })
-    const client = new SSMClient({ endpoint: ssm.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, maxAttempts: 1 })
-
-    try {
-      // Act
-      const put = await fetch(`${ssm.url}/__ssm/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ action: 'throttle', times: 1 }]) })
-      const throttled = await client.send(new GetParameterCommand({ Name: '/admin/a' })).catch((error: Error) => error.name)
-      const served = await client.send(new GetParameterCommand({ Name: '/admin/a' })).then(() => 'ok')
-      const calls = (await (await fetch(`${ssm.url}/__ssm/calls`)).json()) as Array<{ operation: string; status: number }>
-      const bad = await fetch(`${ssm.url}/__ssm/faults`, { method: 'PUT', body: '{"action":"nope"}' })
-
-      // Assess
-      expect(put.status).toBe(200)
-      expect(throttled).toBe('ThrottlingException')
-      expect(served).toBe('ok')
-      expect(calls.map((c) => `${c.operation} ${c.status}`)).toEqual(['GetParameter 400', 'GetParameter 200'])
-      expect(bad.status).toBe(400)
-    } finally {
-      await ssm.close()
-    }
   })
 })

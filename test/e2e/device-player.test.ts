@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto'
+import { describe, expect, inject, it } from 'vitest'
+import { newDeviceId } from '../support/device.js'
+import { hasStackTrace, runProgram } from '../support/program.js'
+
+const provisionUrl = inject('provisionUrl')
+const httpPort = new URL(provisionUrl).port
+
+describe('Program: npm run device against the running stack', () => {
+  it('provisions and logs in with only HTTP_PORT set, as the banner of npm start says', async () => {
+    // Prepare
+    const device = newDeviceId()
+
+    // Act
+    const run = await runProgram('local/device.ts', [device], { HTTP_PORT: httpPort, THINGER_EMULATOR_PORT: undefined })
+
+    // Assess
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(new RegExp(`^HTTP 201\\n\\{"username":"demo","device":"${device}","sealed":"[^"]+","host":"127\\.0\\.0\\.1:\\d+","created":true\\}\\n`))
+    expect(run.stdout).toContain('sealed: opened with the device key')
+    expect(run.stdout).toContain(`login check: the emulator accepts demo/${device} with the returned credential`)
+  })
+
+  it('joins the workshop fleet in claim mode with meta, from the URL the banner prints', async () => {
+    // Prepare
+    const device = `ws_${randomBytes(6).toString('hex')}`
+
+    // Act
+    const run = await runProgram('local/device.ts', [device, '--fleet', 'workshop', '--claim', '--meta', 'site=lab_2', '--url', provisionUrl], { HTTP_PORT: undefined })
+
+    // Assess
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('HTTP 201')
+    expect(run.stdout).toContain(`login check: the emulator accepts demo/${device}`)
+    expect(hasStackTrace(run.stderr)).toBe(false)
+  })
+})
+
+describe('Local stack: what it leaves to others', () => {
+  it('builds the function outside .esbuild/ and .serverless/, which `osls package` cleans', () => {
+    // Act
+    const folder = inject('buildFolder')
+
+    // Assess
+    expect(folder).toMatch(/^\.local-stack\/build-\d+-\w+$/)
+  })
+
+  it('reports itself ready without invoking the function: no audit line before the first request', () => {
+    // Act
+    const output = inject('outputWhenReady')
+
+    // Assess
+    expect(output).toContain('Server ready')
+    expect(output).not.toContain('"message":"provision"')
+  })
+})
