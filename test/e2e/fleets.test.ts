@@ -48,7 +48,7 @@ function profileOf(state: Snapshot, device: string) {
 
 function expectedProfile(device: string, site: string, proof: 'claim' | 'hmac' = 'claim') {
   return {
-    devices: [{ device, name: `Workshop kit ${device}`, description: `Bench kit at ${site}`, type: 'Generic', enabled: true, asset_type: 'workshop_kit', asset_group: 'workshop', product: 'workshop_kit' }],
+    devices: [{ device, name: `Workshop kit ${device}`, description: `Bench kit at ${site} (thinger-provisioner fleet workshop)`, type: 'Generic', enabled: true, asset_type: 'workshop_kit', asset_group: 'workshop', product: 'workshop_kit' }],
     properties: {
       sampling: { intervalSeconds: 60 },
       firmware_channel: 'stable',
