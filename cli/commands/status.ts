@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
 import type { CliContext } from '../context.js'
 import { loadDenyList } from '../deny-list.js'
+import { escapeUnprintable } from '../escape.js'
 import { checkDeviceIds, findFleet, loadSettings } from '../settings.js'
 import { connectThinger, thingerCall } from '../thinger.js'
 
@@ -59,7 +60,8 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
     thinger: device === undefined ? null : { ...device },
     provisioning: record === undefined ? null : record.value,
   }
-  context.stdout.write(options.json ? `${JSON.stringify(result)}\n` : describe(result))
+  // What a device sent (meta) and what Thinger.io holds are shown, never interpreted by the terminal.
+  context.stdout.write(options.json ? `${escapeUnprintable(JSON.stringify(result))}\n` : describe(result))
 }
 
 function describe(status: DeviceStatus): string {
@@ -75,5 +77,5 @@ function describe(status: DeviceStatus): string {
         `${typeof device.created === 'number' ? `, created ${new Date(device.created).toISOString()}` : ''}`,
     `provisioning  ${status.provisioning === null ? 'no record' : JSON.stringify(status.provisioning)}`,
   ]
-  return `${lines.join('\n')}\n`
+  return `${lines.map(escapeUnprintable).join('\n')}\n`
 }
