@@ -120,8 +120,8 @@ describe('Security where features meet (local stack over HTTP, test/e2e/fixtures
       const id = newDeviceId('sh')
       const created = await post(keyed(id, 'alpha'))
 
-      // Act
-      const other = await post(keyed(id, 'beta'))
+      // Act: newer than the creation, so that replay protection does not refuse it first
+      const other = await post(keyed(id, 'beta', Math.floor(Date.now() / 1000) + 20))
 
       // Assess
       expect(other.status).toBe(409)
