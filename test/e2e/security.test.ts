@@ -29,6 +29,32 @@ interface Answer {
   json: any
 }
 
+describe('Finding 7: a devicePattern that backtracks catastrophically', () => {
+  it('keeps the stack from starting, naming the fleet and the field', { timeout: 120_000 }, async () => {
+    // Act
+    let output = ''
+    const started = startLocalStack({
+      httpPort: await freePort(),
+      lambdaPort: await freePort(),
+      thingerPort: 0,
+      ssmPort: 0,
+      fleetsFile: 'test/e2e/fixtures/redos-fleets.yml',
+      onOutput: (chunk) => (output += chunk),
+    })
+    const outcome = await started.then(
+      async (stack) => {
+        await stack.close()
+        return 'started'
+      },
+      (error: Error) => error.message,
+    )
+
+    // Assess
+    expect(outcome).toMatch(/exited/)
+    expect(output).toContain('fleet "default", field devicePattern: can backtrack catastrophically')
+  })
+})
+
 describe('Security where features meet (local stack over HTTP, test/e2e/fixtures/security-fleets.yml)', () => {
   let stack: LocalStack
   let emulator: ReturnType<typeof emulatorClient>
