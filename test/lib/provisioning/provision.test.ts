@@ -422,10 +422,11 @@ describe('Function: provisionDevice', () => {
   })
 })
 
-describe('Function: provisionDevice, replay protection', () => {
-  const NOW_SECONDS = 1_764_150_000
-  let thinger: FakeThinger
-  const depsFor = (timestamp: number): ProvisionDeps => ({
+const NOW_SECONDS = 1_764_150_000
+
+/** A keyed request of the `default` fleet (rotate, replay protection, empty profile), at NOW_SECONDS. */
+function keyedDeps(thinger: FakeThinger, timestamp: number, overrides: Partial<ProvisionDeps> = {}): ProvisionDeps {
+  return {
     thinger,
     username: USERNAME,
     host: HOST,
@@ -434,7 +435,14 @@ describe('Function: provisionDevice, replay protection', () => {
     plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [], record: { fleet: 'default', meta: {} }, recordNewDevices: false },
     proof: { kind: 'hmac', timestamp, keyVersion: 1 },
     now: () => NOW_SECONDS * 1000,
-  })
+    wallClock: () => NOW_SECONDS * 1000,
+    ...overrides,
+  }
+}
+
+describe('Function: provisionDevice, replay protection', () => {
+  let thinger: FakeThinger
+  const depsFor = (timestamp: number) => keyedDeps(thinger, timestamp)
 
   beforeEach(() => {
     thinger = new FakeThinger()
@@ -515,20 +523,8 @@ describe('Function: provisionDevice, replay protection', () => {
 })
 
 describe('Function: provisionDevice, a late failure and fleets that share IDs', () => {
-  const NOW_SECONDS = 1_764_150_000
   let thinger: FakeThinger
-  const depsFor = (timestamp: number, overrides: Partial<ProvisionDeps> = {}): ProvisionDeps => ({
-    thinger,
-    username: USERNAME,
-    host: HOST,
-    newCredential: () => NEW_CREDENTIAL,
-    fleet: { reprovision: 'rotate', replayProtection: true },
-    plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [], record: { fleet: 'default', meta: {} }, recordNewDevices: false },
-    proof: { kind: 'hmac', timestamp, keyVersion: 1 },
-    now: () => NOW_SECONDS * 1000,
-    wallClock: () => NOW_SECONDS * 1000,
-    ...overrides,
-  })
+  const depsFor = (timestamp: number, overrides: Partial<ProvisionDeps> = {}) => keyedDeps(thinger, timestamp, overrides)
 
   beforeEach(() => {
     thinger = new FakeThinger()
