@@ -81,7 +81,7 @@ export interface ProvisionDeps {
 export async function provisionDevice(device: string, deps: ProvisionDeps): Promise<ProvisionResult> {
   const { thinger, plan } = deps
   for (const shared of plan.shared) await ensureShared(shared.kind, shared.id, deps)
-  const { credential, created, previousRecord, recorded } = await ensureDevice(device, deps)
+  const { credential, created, previousRecord, recorded, recordExists } = await ensureDevice(device, deps)
   for (const { property, value } of plan.properties) await ensureProperty(thinger, device, property, value)
   if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
   if (plan.dashboard) await ensureDashboard(thinger, device, plan.dashboard)
@@ -93,7 +93,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
   const clockAhead = proof?.kind === 'hmac' && proof.timestamp > nowSeconds + AHEAD_TOLERANCE_SECONDS
   if (!recorded && (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead)))) {
-    await writeRecord(device, deps, previousRecord, true, previousRecord !== undefined)
+    await writeRecord(device, deps, previousRecord, true, previousRecord !== undefined || recordExists === true)
   }
   return { username: deps.username, device, credential, host: deps.host, created }
 }
@@ -129,7 +129,7 @@ export interface ProvisioningRecord {
 async function ensureDevice(
   device: string,
   deps: ProvisionDeps,
-): Promise<{ credential: string; created: boolean; previousRecord?: Partial<ProvisioningRecord>; recorded?: boolean }> {
+): Promise<{ credential: string; created: boolean; previousRecord?: Partial<ProvisioningRecord>; recorded?: boolean; recordExists?: boolean }> {
   const { thinger, plan } = deps
   const credential = (deps.newCredential ?? generateCredential)()
   const maxRounds = deps.maxRounds ?? DEFAULT_MAX_ROUNDS
@@ -153,7 +153,7 @@ async function ensureDevice(
       const finished = deps.fleet.reprovision !== 'reject'
       if (recordFirst) await writeRecord(device, deps, previousRecord, finished, previousRecord !== undefined)
       if (await call(() => thinger.updateDevice(device, { ...fieldsToUpdate(existing, plan), credentials: credential }))) {
-        return { credential, created: false, ...(previousRecord ? { previousRecord } : {}), recorded: recordFirst && finished }
+        return { credential, created: false, ...(previousRecord ? { previousRecord } : {}), recorded: recordFirst && finished, recordExists: recordFirst }
       }
       // Deleted between the read and the update: start over with a create.
       continue

@@ -619,3 +619,22 @@ describe('Function: provisionDevice, a late failure and fleets that share IDs', 
     expect(alone).toMatchObject({ created: false })
   })
 })
+
+describe('Function: provisionDevice, reject with a device key', () => {
+  it('resumes an interrupted provisioning recording first an unfinished record, then finishing it, without a refused call', async () => {
+    // Prepare: created by this fleet seconds ago, no record
+    const thinger = new FakeThinger()
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, description: 'thinger-provisioner fleet workshop', created: (NOW_SECONDS - 30) * 1000 })
+    const deps = keyedDeps(thinger, NOW_SECONDS, { fleet: { reprovision: 'reject', replayProtection: true }, plan: { ...keyedDeps(thinger, 0).plan, record: { fleet: 'workshop', meta: {} }, recordNewDevices: true } })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+    const again = await captureRejection(() => provisionDevice(DEVICE, keyedDeps(thinger, NOW_SECONDS + 1, { fleet: deps.fleet, plan: deps.plan })))
+
+    // Assess
+    expect(result).toMatchObject({ created: false, credential: NEW_CREDENTIAL })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'createDeviceProperty', 'updateDevice', 'updateDeviceProperty', 'createDevice', 'getDevice', 'getDeviceProperty'])
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ fleet: 'workshop', lastTimestamp: NOW_SECONDS, provisionedAt: expect.any(String) })
+    expect(again).toMatchObject({ code: 'already_provisioned' })
+  })
+})
