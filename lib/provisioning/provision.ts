@@ -201,7 +201,8 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning of this fleet may go on: a device this fleet
     // created, whose record was never finished, recent enough that it has not been in use.
-    const finished = record !== undefined && record.provisionedAt !== undefined
+    // Only the record a keyed resume writes first (a timestamp, no provisionedAt) is unfinished; any other counts as finished.
+    const finished = record !== undefined && !(record.provisionedAt === undefined && typeof record.lastTimestamp === 'number')
     const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.wallClock ?? Date.now)() - existing.created
     if (finished || owner !== fleet || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
       throw new DeviceStateError(
