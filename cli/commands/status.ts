@@ -19,6 +19,8 @@ export interface DeviceStatus {
   device: string
   /** On the fleet's deny list. */
   revoked: boolean
+  /** Every fleet whose deny list holds the device: the function refuses it whichever fleet asks. */
+  revokedIn: string[]
   denyListParam: string
   keyVersions: number[]
   retiredKeyVersions: number[]
@@ -45,7 +47,9 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
   const config = loadSettings(context.env, { thinger: true })
   const fleet = findFleet(config, options.fleet)
   checkDeviceIds([options.device])
-  const [{ list }, thinger] = await Promise.all([loadDenyList(context.ssm(), fleet.denyListParam), connectThinger(context, config, options.tokenParam)])
+  const fleets = [...config.fleets.values()]
+  const [lists, thinger] = await Promise.all([Promise.all(fleets.map((each) => loadDenyList(context.ssm(), each.denyListParam))), connectThinger(context, config, options.tokenParam)])
+  const list = lists[fleets.indexOf(fleet)]!.list
   const [device, record] = await Promise.all([
     thingerCall(() => thinger.getDevice(options.device)),
     thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY)),
@@ -54,6 +58,7 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
     fleet: fleet.name,
     device: options.device,
     revoked: list.devices.includes(options.device),
+    revokedIn: fleets.filter((_each, index) => lists[index]!.list.devices.includes(options.device)).map((each) => each.name),
     denyListParam: fleet.denyListParam,
     keyVersions: fleet.keyVersions ?? [],
     retiredKeyVersions: list.retiredKeyVersions,
@@ -69,7 +74,8 @@ function describe(status: DeviceStatus): string {
   const device = status.thinger as { type?: string; enabled?: boolean; name?: string; created?: number } | null
   const lines = [
     `device        ${status.device} (fleet "${status.fleet}")`,
-    `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})`,
+    `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})` +
+      `${status.revokedIn.some((name) => name !== status.fleet) ? `; REVOKED in fleet ${status.revokedIn.filter((name) => name !== status.fleet).join(', ')}, so refused in every fleet` : ''}`,
     `key versions  ${versions}`,
     device === null
       ? 'thinger.io    no such device'

@@ -385,6 +385,7 @@ describe('Command: status', () => {
       fleet: 'default',
       device: 'dev_1',
       revoked: true,
+      revokedIn: ['default'],
       denyListParam: DENY_PARAM,
       keyVersions: [1, 2],
       retiredKeyVersions: [1],
@@ -395,6 +396,22 @@ describe('Command: status', () => {
     expect(text.stdout).toContain('key versions  1 (retired), 2')
     expect(text.stdout).toContain('thinger.io    DISABLED, type Generic')
     expect(text.stdout).toContain('"lastTimestamp":1764150000')
+  })
+
+  it('shows a device revoked in another fleet, which the function refuses whichever fleet asks', async () => {
+    // Prepare: fleets whose IDs overlap (test/e2e/fixtures/security-fleets.yml)
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+    ssm.seed('/thinger-provisioner/local/security/alpha-deny-list', '{"version":1,"devices":["dev_1"],"retiredKeyVersions":[]}', 'String')
+    const env = { ...ENV, FLEETS_FILE: 'test/e2e/fixtures/security-fleets.yml' }
+
+    // Act
+    const json = await run(['status', '--fleet', 'beta', '--device', 'dev_1', '--json'], { env, ssm, thinger: new MemoryThinger() })
+    const text = await run(['status', '--fleet', 'beta', '--device', 'dev_1'], { env, ssm, thinger: new MemoryThinger() })
+
+    // Assess
+    expect(JSON.parse(json.stdout)).toMatchObject({ fleet: 'beta', revoked: false, revokedIn: ['alpha'] })
+    expect(text.stdout).toContain('not revoked (/thinger-provisioner/local/security/beta-deny-list); REVOKED in fleet alpha, so refused in every fleet')
   })
 
   it('escapes control, C1 and bidi characters that a device or Thinger.io stored, in text and JSON', async () => {
