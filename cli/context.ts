@@ -15,6 +15,8 @@ export interface CliContext {
   ssm: () => SsmPort
   thinger: (options: ThingerClientOptions) => CliThinger
   now: () => number
+  /** Waits; `revoke --delete` waits out the function's cache with it. */
+  sleep: (ms: number) => Promise<void>
   /** Stops a bulk derivation; without it SIGINT, SIGTERM and SIGHUP do. */
   signal?: AbortSignal
 }

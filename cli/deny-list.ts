@@ -13,6 +13,8 @@ export const ADVANCED_TIER_MAX_BYTES = 8192
 export interface StoredDenyList {
   list: DenyList
   version: number
+  /** When the parameter was last written (epoch ms), when SSM says. */
+  lastModifiedMs?: number
 }
 
 /** The outcome of one edit: the new list and the entries that actually changed (none when repeated). */
@@ -75,7 +77,11 @@ export async function loadDenyList(ssm: SsmPort, param: string): Promise<StoredD
   if (stored === undefined) return { list: emptyDenyList(), version: 0 }
   try {
     const list = parseDenyList(stored.value, param)
-    return { list: { version: 1, devices: [...list.devices], retiredKeyVersions: [...list.retiredKeyVersions] }, version: stored.version }
+    return {
+      list: { version: 1, devices: [...list.devices], retiredKeyVersions: [...list.retiredKeyVersions] },
+      version: stored.version,
+      ...(stored.lastModifiedMs === undefined ? {} : { lastModifiedMs: stored.lastModifiedMs }),
+    }
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     throw new CliError('invalid_deny_list', `SSM parameter ${param} is not a deny list (${error.detail ?? 'unreadable'}); fix or delete it by hand first`)

@@ -34,6 +34,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
     ssm: overrides.ssm ?? (() => (ssm ??= createSsmPort(env))),
     thinger: overrides.thinger ?? ((options) => new ThingerClient(options)),
     now: overrides.now ?? Date.now,
+    sleep: overrides.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     ...(overrides.signal ? { signal: overrides.signal } : {}),
   }
   const program = new Command(PROGRAM)

@@ -11,7 +11,7 @@ export interface SsmPort {
    * @returns its value and version, or `undefined` when it does not exist.
    * @throws CliError `config` (no credentials or region) or `aws_error`.
    */
-  getParameter(name: string): Promise<{ value: string; version: number } | undefined>
+  getParameter(name: string): Promise<{ value: string; version: number; lastModifiedMs?: number } | undefined>
   /**
    * Writes a parameter. Without `overwrite` an existing one is never replaced. Without `tier`, an
    * Advanced parameter keeps its tier (SSM refuses to downgrade one).
@@ -49,7 +49,8 @@ export function createSsmPort(env: NodeJS.ProcessEnv, options: { client?: Pick<S
       const { client, sdk } = await load()
       try {
         const { Parameter } = await client.send(new sdk.GetParameterCommand({ Name: name, WithDecryption: true }))
-        return { value: Parameter?.Value ?? '', version: Parameter?.Version ?? 0 }
+        const modified = Parameter?.LastModifiedDate
+        return { value: Parameter?.Value ?? '', version: Parameter?.Version ?? 0, ...(modified ? { lastModifiedMs: new Date(modified).getTime() } : {}) }
       } catch (error) {
         if (awsErrorName(error) === 'ParameterNotFound') return undefined
         throw describeAwsError(error, 'ssm:GetParameter', name, false)

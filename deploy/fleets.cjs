@@ -6,6 +6,10 @@
 const { existsSync, readFileSync } = require('node:fs')
 const { join, relative, resolve } = require('node:path')
 const Ajv = require('ajv')
+// recheck rather than safe-regex2: it decides by automata theory (with an attack string to show)
+// where safe-regex2 only measures star height, which misses `(a|a)*b`, `(\w|\d)+$` and every
+// polynomial case. Build time only: it never ships in the function's bundle.
+const { checkSync: checkRegex } = require('recheck')
 const YAML = require('yaml')
 const schema = require('./fleets.schema.json')
 
@@ -14,6 +18,10 @@ const DEFAULT_FLEETS_FILE = 'fleets.yml'
 const THINGER_ID_RULE = '[A-Za-z0-9_-]{1,32}'
 const PLACEHOLDER = /\{([^{}]*)\}/g
 const ALLOWED_PLACEHOLDER = /^(device|fleet|meta\.[a-z0-9_]{1,32})$/
+const ID_PLACEHOLDER = /^(device|fleet)$/
+const REDOS_TIMEOUT_MS = 10_000
+// What the function refuses in a meta value (lib/attestation/request.ts), for the defaults declared here.
+const UNPRINTABLE_META = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}<>]/u
 
 const validate = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true }).compile(schema)
 
@@ -70,29 +78,74 @@ function describeSchemaError(error) {
 
 function checkFleet(name, fleet, problems) {
   const at = (field) => `fleet "${name}", field ${field}`
-  if (fleet.devicePattern !== undefined) {
-    try {
-      new RegExp(fleet.devicePattern)
-    } catch (error) {
-      problems.push(`${at('devicePattern')}: not a valid regular expression (${error.message})`)
+  if (fleet.devicePattern !== undefined) checkPattern(fleet.devicePattern, at('devicePattern'), problems)
+  const meta = fleet.meta ?? {}
+  for (const [key, rule] of Object.entries(meta)) {
+    const patternOk = rule.pattern === undefined || checkPattern(rule.pattern, at(`meta.${key}.pattern`), problems)
+    if (rule.default === undefined) continue
+    if (UNPRINTABLE_META.test(rule.default)) problems.push(`${at(`meta.${key}.default`)}: must be printable text, without control or format characters or < >`)
+    else if (patternOk && rule.pattern !== undefined && !new RegExp(`^(?:${rule.pattern})$`).test(rule.default)) {
+      problems.push(`${at(`meta.${key}.default`)}: does not match meta.${key}.pattern`)
     }
   }
   const profile = fleet.profile ?? {}
-  const templates = {
+  const texts = {
     'profile.name': profile.name,
     'profile.description': profile.description,
-    'profile.bucket.id': profile.bucket?.id,
     'profile.bucket.name': profile.bucket?.name,
     'profile.bucket.description': profile.bucket?.description,
-    'profile.dashboard.id': profile.dashboard?.id,
     'profile.dashboard.name': profile.dashboard?.name,
   }
-  for (const [field, template] of Object.entries(templates)) {
+  const ids = { 'profile.bucket.id': profile.bucket?.id, 'profile.dashboard.id': profile.dashboard?.id }
+  for (const [field, template] of Object.entries({ ...texts, ...ids })) {
     if (typeof template !== 'string') continue
+    const isId = field in ids
     for (const [, placeholder] of template.matchAll(PLACEHOLDER)) {
-      if (!ALLOWED_PLACEHOLDER.test(placeholder)) problems.push(`${at(field)}: unknown placeholder {${placeholder}} (use {device}, {fleet} or {meta.<key>})`)
+      if (!ALLOWED_PLACEHOLDER.test(placeholder)) {
+        problems.push(`${at(field)}: unknown placeholder {${placeholder}} (use ${isId ? '{device} or {fleet}' : '{device}, {fleet} or {meta.<key>}'})`)
+      } else if (isId && !ID_PLACEHOLDER.test(placeholder)) {
+        problems.push(`${at(field)}: {${placeholder}} is not allowed in an ID: IDs may use {device} and {fleet} only, or one device could take another's`)
+      } else if (placeholder.startsWith('meta.') && !Object.hasOwn(meta, placeholder.slice(5))) {
+        problems.push(`${at(field)}: {${placeholder}} names a meta key the fleet does not declare (add it under meta)`)
+      }
     }
+    if (isId && !template.includes('{device}')) problems.push(`${at(field)}: must contain {device}, or every device of the fleet would share one`)
   }
+}
+
+/**
+ * Checks that a pattern compiles and cannot backtrack catastrophically on the IDs or values it
+ * is matched against (anchored as the function anchors it).
+ * @returns true when the pattern is usable.
+ */
+function checkPattern(source, where, problems) {
+  try {
+    new RegExp(source)
+  } catch (error) {
+    problems.push(`${where}: not a valid regular expression (${error.message})`)
+    return false
+  }
+  const diagnostics = checkRegex(`^(?:${source})$`, '', { timeout: REDOS_TIMEOUT_MS })
+  if (diagnostics.status === 'safe') return true
+  if (diagnostics.status === 'vulnerable') {
+    const attack = diagnostics.attack?.pattern ? `, for example on ${diagnostics.attack.pattern}` : ''
+    problems.push(`${where}: can backtrack catastrophically (${diagnostics.complexity?.summary ?? diagnostics.complexity?.type} time${attack}); rewrite it without nested or overlapping repetition`)
+  } else {
+    problems.push(`${where}: could not be proven free of catastrophic backtracking (${diagnostics.error?.kind ?? 'unknown'}); simplify it`)
+  }
+  return false
+}
+
+/**
+ * The pattern of the single fleet the settings describe when there is no fleets file, checked
+ * as a fleet's devicePattern is.
+ * @throws Error naming DEVICE_ID_PATTERN.
+ */
+function checkEnvironmentPattern(env = process.env) {
+  if (!env.DEVICE_ID_PATTERN) return
+  const problems = []
+  checkPattern(env.DEVICE_ID_PATTERN, 'setting DEVICE_ID_PATTERN', problems)
+  if (problems.length > 0) throw new Error(problems.join('\n'))
 }
 
 /** Where key version N of a fleet lives: version 1 at keyParam, later ones beside it. */
@@ -121,6 +174,7 @@ function normalize(data) {
       // Absent: optional, so that a fleets file written before sealing keeps serving its v1 devices.
       ...(fleet.sealing ? { sealing: fleet.sealing } : {}),
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
+      ...(fleet.meta === undefined ? {} : { meta: fleet.meta }),
     }
   }
   return { version: 1, fleets }
@@ -156,7 +210,12 @@ module.exports = {
   keyVersionParam,
   environmentFleet,
   /** serverless.yml: the validated fleets as a JS expression for esbuild's `define` ("null" without a file). */
-  bundledFleets: () => JSON.stringify(loadFleets()),
+  checkEnvironmentPattern,
+  bundledFleets: () => {
+    const fleets = loadFleets()
+    if (fleets === null) checkEnvironmentPattern()
+    return JSON.stringify(fleets)
+  },
   /** serverless.yml: the ARNs of every parameter the function may read, for its IAM policy. */
   ssmParameterArns: async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')

@@ -151,8 +151,13 @@ function buildChain(options: ProvisionHandlerOptions) {
         verifyClaim(proof.claim, claimSecret)
         if (request.version === 2) sealKey = deriveClaimSealKey(claimSecret, device)
       }
-      // After the proof, so that only the device itself learns that it was revoked.
+      // After the proof, so that only the device itself learns that it was revoked. A device ID
+      // revoked in any fleet stays refused whichever fleet asks (device IDs are one space on
+      // Thinger.io); key versions are the fleet's own. Every deny list came in the one batch.
       checkNotRevoked(parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam)), device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
+      for (const other of settings.fleets.values()) {
+        if (other !== fleet) checkNotRevoked(parseDenyList(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
+      }
       const token = secret(settings.thingerTokenParam)
       if (typeof token !== 'string' || token.trim() === '') throw new ConfigError('THINGER_TOKEN_PARAM', 'the parameter value is empty')
 
@@ -174,6 +179,8 @@ function buildChain(options: ProvisionHandlerOptions) {
         plan,
         proof: proof.kind === 'hmac' ? { kind: 'hmac', timestamp: proof.timestamp, keyVersion: proof.keyVersion } : { kind: 'claim' },
         now,
+        // A device without a fleet mark is adopted only by the one fleet that admits its ID.
+        adoptUnmarked: [...settings.fleets.values()].filter((candidate) => candidate.devicePattern.test(device)).length === 1,
         knownShared,
         sharedTtlMs: settings.ssmCacheSeconds * 1000,
       })

@@ -80,7 +80,17 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Ma
   }
   const fleets = new Map<string, Fleet>()
   for (const [name, fleet] of Object.entries(definition.fleets ?? {})) {
-    fleets.set(name, { ...fleet, name, devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`) })
+    const { meta, ...rest } = fleet
+    const accepted = Object.fromEntries(
+      Object.entries(meta ?? {}).map(([key, rule]) => [
+        key,
+        {
+          ...(rule.pattern === undefined ? {} : { pattern: readPattern({ pattern: rule.pattern }, 'pattern', '', `fleets.${name}.meta.${key}.pattern`) }),
+          ...(rule.default === undefined ? {} : { default: rule.default }),
+        },
+      ]),
+    )
+    fleets.set(name, { ...rest, name, meta: accepted, devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`) })
   }
   return fleets
 }

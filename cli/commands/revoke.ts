@@ -8,6 +8,10 @@ import { collect, parseKeyVersion } from '../options.js'
 import { checkDeviceIds, findFleet, requireKeyedFleet, loadSettings } from '../settings.js'
 import { connectThinger, thingerCall } from '../thinger.js'
 
+// A request that read the old deny list just before its cache expired may still be running: the
+// function's timeout (serverless.yml) bounds it.
+const DELETE_MARGIN_SECONDS = 10
+
 interface RevokeOptions {
   fleet?: string
   device: string[]
@@ -29,7 +33,7 @@ export function registerRevoke(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to revoke (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to retire: every device flashed with it is refused', parseKeyVersion)
-    .option('--delete', 'delete the device on Thinger.io instead of disabling it')
+    .option('--delete', 'delete the device on Thinger.io: disabled at once, deleted once every function has the new deny list (SSM_CACHE_SECONDS + 10 s)')
     .option('--force', 'retire a key version even when no other version of the fleet would remain')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
     .action(async (options: RevokeOptions) => revoke(context, options, true))
@@ -62,20 +66,42 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
       ? setDevicesRevoked(read.list, options.device, revoked)
       : setKeyVersionsRetired(read.list, [options.keyVersion], revoked)
   if (revoked && options.keyVersion !== undefined) checkSomeVersionRemains(fleet, edit.list.retiredKeyVersions, options.force === true)
+  // When the function may still hold a deny list without these devices (its SSM cache).
+  let listSeenByAllAtMs = (read.lastModifiedMs ?? context.now()) + (config.ssmCacheSeconds + DELETE_MARGIN_SECONDS) * 1000
   if (edit.changed.length > 0) {
     const warning = await saveDenyList(ssm, fleet.denyListParam, read, edit.list)
     if (warning !== undefined) context.stderr.write(`warning: ${warning}\n`)
+    listSeenByAllAtMs = context.now() + (config.ssmCacheSeconds + DELETE_MARGIN_SECONDS) * 1000
   }
   report(context, config, fleet, options, revoked, edit.changed.map(String))
   if (options.device.length === 0) return
 
   const thinger = await connectThinger(context, config, options.tokenParam)
   const hint = `the deny list is already updated; run \`${command}\` again to finish on Thinger.io`
-  for (const device of options.device) {
-    if (revoked && options.delete) {
+  if (revoked && options.delete) {
+    // Deleted at once, a device could be created again, fresh and enabled, by the stolen key
+    // through a function that still holds the old deny list. Disabled, it is refused
+    // (device_disabled) until every function has the new list; only then is it deleted.
+    for (const device of options.device) {
+      const updated = await thingerCall(() => thinger.updateDevice(device, { enabled: false }), hint)
+      if (updated) context.stdout.write(`${device}: disabled on Thinger.io\n`)
+    }
+    const waitMs = listSeenByAllAtMs - context.now()
+    if (waitMs > 0) {
+      context.stderr.write(
+        `waiting ${Math.ceil(waitMs / 1000)} s before deleting, until every function has read the new deny list ` +
+          `(SSM_CACHE_SECONDS ${config.ssmCacheSeconds} s + ${DELETE_MARGIN_SECONDS} s); interrupted, run the same command again\n`,
+      )
+      await context.sleep(waitMs)
+    }
+    for (const device of options.device) {
       const deleted = await thingerCall(() => thinger.deleteDevice(device), hint)
       context.stdout.write(deleted ? `${device}: deleted on Thinger.io\n` : `${device}: not on Thinger.io, nothing to delete\n`)
-    } else if (revoked) {
+    }
+    return
+  }
+  for (const device of options.device) {
+    if (revoked) {
       const updated = await thingerCall(() => thinger.updateDevice(device, { enabled: false }), hint)
       context.stdout.write(updated ? `${device}: disabled on Thinger.io\n` : `${device}: not on Thinger.io, nothing to disable\n`)
     } else {

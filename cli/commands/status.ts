@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
 import type { CliContext } from '../context.js'
 import { loadDenyList } from '../deny-list.js'
+import { escapeUnprintable } from '../escape.js'
 import { checkDeviceIds, findFleet, loadSettings } from '../settings.js'
 import { connectThinger, thingerCall } from '../thinger.js'
 
@@ -18,6 +19,8 @@ export interface DeviceStatus {
   device: string
   /** On the fleet's deny list. */
   revoked: boolean
+  /** Every fleet whose deny list holds the device: the function refuses it whichever fleet asks. */
+  revokedIn: string[]
   denyListParam: string
   keyVersions: number[]
   retiredKeyVersions: number[]
@@ -44,7 +47,9 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
   const config = loadSettings(context.env, { thinger: true })
   const fleet = findFleet(config, options.fleet)
   checkDeviceIds([options.device])
-  const [{ list }, thinger] = await Promise.all([loadDenyList(context.ssm(), fleet.denyListParam), connectThinger(context, config, options.tokenParam)])
+  const fleets = [...config.fleets.values()]
+  const [lists, thinger] = await Promise.all([Promise.all(fleets.map((each) => loadDenyList(context.ssm(), each.denyListParam))), connectThinger(context, config, options.tokenParam)])
+  const list = lists[fleets.indexOf(fleet)]!.list
   const [device, record] = await Promise.all([
     thingerCall(() => thinger.getDevice(options.device)),
     thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY)),
@@ -53,13 +58,15 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
     fleet: fleet.name,
     device: options.device,
     revoked: list.devices.includes(options.device),
+    revokedIn: fleets.filter((_each, index) => lists[index]!.list.devices.includes(options.device)).map((each) => each.name),
     denyListParam: fleet.denyListParam,
     keyVersions: fleet.keyVersions ?? [],
     retiredKeyVersions: list.retiredKeyVersions,
     thinger: device === undefined ? null : { ...device },
     provisioning: record === undefined ? null : record.value,
   }
-  context.stdout.write(options.json ? `${JSON.stringify(result)}\n` : describe(result))
+  // What a device sent (meta) and what Thinger.io holds are shown, never interpreted by the terminal.
+  context.stdout.write(options.json ? `${escapeUnprintable(JSON.stringify(result))}\n` : describe(result))
 }
 
 function describe(status: DeviceStatus): string {
@@ -67,7 +74,8 @@ function describe(status: DeviceStatus): string {
   const device = status.thinger as { type?: string; enabled?: boolean; name?: string; created?: number } | null
   const lines = [
     `device        ${status.device} (fleet "${status.fleet}")`,
-    `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})`,
+    `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})` +
+      `${status.revokedIn.some((name) => name !== status.fleet) ? `; REVOKED in fleet ${status.revokedIn.filter((name) => name !== status.fleet).join(', ')}, so refused in every fleet` : ''}`,
     `key versions  ${versions}`,
     device === null
       ? 'thinger.io    no such device'
@@ -75,5 +83,5 @@ function describe(status: DeviceStatus): string {
         `${typeof device.created === 'number' ? `, created ${new Date(device.created).toISOString()}` : ''}`,
     `provisioning  ${status.provisioning === null ? 'no record' : JSON.stringify(status.provisioning)}`,
   ]
-  return `${lines.join('\n')}\n`
+  return `${lines.map(escapeUnprintable).join('\n')}\n`
 }

@@ -15,7 +15,8 @@ export function jsonBody<T>(options: { maxBytes: number; parse: (body: unknown) 
     before: (request) => {
       const { headers, body, isBase64Encoded } = request.event
       if (!JSON_CONTENT_TYPE.test(headers?.['content-type'] ?? '')) throw new UnsupportedMediaTypeError()
-      const raw = body === undefined ? Buffer.alloc(0) : Buffer.from(body, isBase64Encoded ? 'base64' : 'utf8')
+      // serverless-offline passes `null` for an empty, `null`, `0` or `""` body; API Gateway may leave it out.
+      const raw = typeof body === 'string' ? Buffer.from(body, isBase64Encoded ? 'base64' : 'utf8') : Buffer.alloc(0)
       if (raw.length > options.maxBytes) throw new PayloadTooLargeError(options.maxBytes)
       let parsed: unknown
       try {

@@ -9,6 +9,9 @@ const MAX_CLAIM_CHARS = 256
 const MAX_META_KEYS = 16
 const META_KEY_PATTERN = /^[a-z0-9_]{1,32}$/
 const MAX_META_VALUE_CHARS = 64
+// Control, format (bidi overrides, zero-width), private-use, unassigned and surrogate code points,
+// line and paragraph separators, and the angle brackets of markup: meta is printed and shown.
+const UNPRINTABLE_META = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}<>]/u
 const MAX_KEY_VERSION = 999
 const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta', 'version'])
 
@@ -75,8 +78,11 @@ function parseMeta(meta: unknown): Record<string, string> {
   const result: Record<string, string> = {}
   for (const [key, value] of entries) {
     if (!META_KEY_PATTERN.test(key)) throw new ValidationError('"meta" keys must match ^[a-z0-9_]{1,32}$')
-    if (typeof value !== 'string' || value.length > MAX_META_VALUE_CHARS) {
-      throw new ValidationError(`"meta" values must be strings of at most ${MAX_META_VALUE_CHARS} characters`)
+    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_META_VALUE_CHARS) {
+      throw new ValidationError(`"meta" values must be strings of 1 to ${MAX_META_VALUE_CHARS} characters`)
+    }
+    if (UNPRINTABLE_META.test(value)) {
+      throw new ValidationError(`"meta" value of "${key}" must be printable text, without control or format characters or < >`)
     }
     result[key] = value
   }
@@ -85,8 +91,10 @@ function parseMeta(meta: unknown): Record<string, string> {
 
 /**
  * Finds the request's fleet and checks what needs no secret: the fleet exists, accepts this kind
- * of proof, and allows this device ID.
- * @throws AttestationError `unknown_fleet`, `proof_not_accepted`, `sealing_required`, `unknown_key_version` or `device_not_allowed`.
+ * of proof, allows this device ID, and declares every meta key sent (with its pattern).
+ * @throws AttestationError `unknown_fleet`, `proof_not_accepted`, `sealing_required`,
+ *   `unknown_key_version` or `device_not_allowed`; ValidationError `invalid_request` for meta the
+ *   fleet does not accept.
  */
 export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<string, Fleet>): Fleet {
   const fleet = fleets.get(request.fleet)
@@ -102,6 +110,11 @@ export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<stri
   }
   if (!fleet.devicePattern.test(request.device)) {
     throw new AttestationError('device_not_allowed', 'this device ID is not allowed in this fleet')
+  }
+  for (const [key, value] of Object.entries(request.meta)) {
+    const rule = fleet.meta?.[key]
+    if (rule === undefined) throw new ValidationError(`"meta" key "${key}" is not accepted by this fleet`)
+    if (rule.pattern !== undefined && !rule.pattern.test(value)) throw new ValidationError(`"meta" value of "${key}" does not match this fleet's rule`)
   }
   return fleet
 }

@@ -35,6 +35,14 @@ export interface FleetDefinition {
    */
   sealing?: 'required' | 'optional'
   profile: Profile
+  /** The meta keys devices of this fleet may send, each optionally with a pattern and a default. */
+  meta?: Record<string, MetaKeyDefinition>
+}
+
+/** One accepted meta key: `pattern` (a regular expression the whole value must match) and `default` (used by templates when a request leaves the key out). */
+export interface MetaKeyDefinition {
+  pattern?: string
+  default?: string
 }
 
 /** The validated fleets file, as compiled into the bundle. */
@@ -44,9 +52,11 @@ export interface FleetsDefinition {
 }
 
 /** A fleet ready to serve requests. */
-export interface Fleet extends Omit<FleetDefinition, 'devicePattern'> {
+export interface Fleet extends Omit<FleetDefinition, 'devicePattern' | 'meta'> {
   name: string
   devicePattern: RegExp
+  /** The accepted meta keys, patterns compiled and anchored; absent or empty: the fleet accepts no meta. */
+  meta?: Record<string, { pattern?: RegExp; default?: string }>
 }
 
 /** The fleet a request without `fleet` belongs to. */

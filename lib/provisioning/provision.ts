@@ -3,6 +3,7 @@ import type { Fleet } from '../fleets/fleet.js'
 import type { ThingerClient, ThingerDevice, UpdateDeviceBody } from '../thinger/client.js'
 import { isRetryableThingerError, ThingerHttpError } from '../thinger/errors.js'
 import { generateCredential } from './credential.js'
+import { fleetOfDescription } from './fleet-mark.js'
 import type { ProvisioningPlan } from './plan.js'
 
 const DEFAULT_MAX_ROUNDS = 3
@@ -57,6 +58,11 @@ export interface ProvisionDeps {
   maxRounds?: number
   /** An interrupted provisioning younger than this may be resumed under the `reject` policy. */
   resumeWindowMs?: number
+  /**
+   * Whether this fleet may re-credential an existing device that carries no fleet (created before
+   * fleet marks, or by hand): only when no other fleet of the deployment admits its ID. Default true.
+   */
+  adoptUnmarked?: boolean
 
   /** Asset types, groups and products known to exist, with when that knowledge expires (one per container). */
   knownShared?: Map<string, number>
@@ -75,10 +81,10 @@ export interface ProvisionDeps {
 export async function provisionDevice(device: string, deps: ProvisionDeps): Promise<ProvisionResult> {
   const { thinger, plan } = deps
   for (const shared of plan.shared) await ensureShared(shared.kind, shared.id, deps)
-  const { credential, created, previousRecord } = await ensureDevice(device, deps)
+  const { credential, created, previousRecord, recorded, recordExists } = await ensureDevice(device, deps)
   for (const { property, value } of plan.properties) await ensureProperty(thinger, device, property, value)
   if (plan.bucket) await ensureBucket(thinger, device, plan.bucket)
-  if (plan.dashboard) await ensureDashboard(thinger, plan.dashboard)
+  if (plan.dashboard) await ensureDashboard(thinger, device, plan.dashboard)
   if (plan.projects.length > 0) await call(() => thinger.setDeviceProjects(device, plan.projects))
   // Replay protection without a call per new device: a device created by a request signed no
   // later than the service's clock is covered by its `created` time (see checkNotReplayed); only a
@@ -86,31 +92,44 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   const proof = deps.proof
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
   const clockAhead = proof?.kind === 'hmac' && proof.timestamp > nowSeconds + AHEAD_TOLERANCE_SECONDS
-  if (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead))) {
-    const lastTimestamp = Math.max(proof?.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
-    const record: ProvisioningRecord = {
-      ...plan.record,
-      provisionedAt: new Date((deps.now ?? Date.now)()).toISOString(),
-      proof: proof?.kind ?? 'claim',
-      ...(proof?.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
-      ...(lastTimestamp > 0 ? { lastTimestamp } : {}),
-    }
-    await ensureProperty(thinger, device, PROVISIONING_PROPERTY, record, previousRecord !== undefined)
+  if (!recorded && (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead)))) {
+    await writeRecord(device, deps, previousRecord, true, previousRecord !== undefined || recordExists === true)
   }
   return { username: deps.username, device, credential, host: deps.host, created }
+}
+
+/**
+ * Writes the `provisioning` record with this request's timestamp as the last accepted one;
+ * `finished` adds `provisionedAt`, which marks a provisioning whose every step succeeded.
+ */
+async function writeRecord(device: string, deps: ProvisionDeps, previousRecord: Partial<ProvisioningRecord> | undefined, finished: boolean, exists: boolean): Promise<void> {
+  const proof = deps.proof
+  const lastTimestamp = Math.max(proof?.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
+  const record: Omit<ProvisioningRecord, 'provisionedAt'> & { provisionedAt?: string } = {
+    ...deps.plan.record,
+    ...(finished ? { provisionedAt: new Date((deps.now ?? Date.now)()).toISOString() } : {}),
+    proof: proof?.kind ?? 'claim',
+    ...(proof?.kind === 'hmac' ? { keyVersion: proof.keyVersion } : {}),
+    ...(lastTimestamp > 0 ? { lastTimestamp } : {}),
+  }
+  await ensureProperty(deps.thinger, device, PROVISIONING_PROPERTY, record, exists)
 }
 
 /** The `provisioning` device property: who provisioned the device, when, and the last accepted timestamp. */
 export interface ProvisioningRecord {
   fleet: string
   meta: Record<string, string>
+  /** Absent while a provisioning under `reject` is under way (see writeRecord). */
   provisionedAt: string
   proof: 'hmac' | 'claim'
   keyVersion?: number
   lastTimestamp?: number
 }
 
-async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ credential: string; created: boolean; previousRecord?: Partial<ProvisioningRecord> }> {
+async function ensureDevice(
+  device: string,
+  deps: ProvisionDeps,
+): Promise<{ credential: string; created: boolean; previousRecord?: Partial<ProvisioningRecord>; recorded?: boolean; recordExists?: boolean }> {
   const { thinger, plan } = deps
   const credential = (deps.newCredential ?? generateCredential)()
   const maxRounds = deps.maxRounds ?? DEFAULT_MAX_ROUNDS
@@ -127,8 +146,14 @@ async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ cred
     const existing = await call(() => thinger.getDevice(device))
     if (existing !== undefined) {
       const previousRecord = await checkReplaceable(device, existing, deps)
+      // The accepted timestamp is recorded before the credential changes: a request that got this
+      // far is never accepted again, even when a later step fails and the device saw only an error.
+      // Under `reject` the record stays unfinished (no provisionedAt) until the last step.
+      const recordFirst = deps.fleet.replayProtection && deps.proof?.kind === 'hmac'
+      const finished = deps.fleet.reprovision !== 'reject'
+      if (recordFirst) await writeRecord(device, deps, previousRecord, finished, previousRecord !== undefined)
       if (await call(() => thinger.updateDevice(device, { ...fieldsToUpdate(existing, plan), credentials: credential }))) {
-        return { credential, created: false, ...(previousRecord ? { previousRecord } : {}) }
+        return { credential, created: false, ...(previousRecord ? { previousRecord } : {}), recorded: recordFirst && finished, recordExists: recordFirst }
       }
       // Deleted between the read and the update: start over with a create.
       continue
@@ -153,24 +178,45 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   if (existing.enabled === false) {
     throw new DeviceStateError('device_disabled', 'this device is disabled on Thinger.io')
   }
-  if (deps.fleet.reprovision !== 'reject' && !deps.fleet.replayProtection) return undefined
-  const stored = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
+  const fleet = deps.plan.record.fleet
+  const marked = fleetOfDescription(existing.description)
+  if (marked !== undefined && marked !== fleet) throw belongsElsewhere(marked)
+  // Without a mark, only the record can tell the owner; needed only where another fleet admits the ID.
+  const readRecord = deps.fleet.reprovision === 'reject' || deps.fleet.replayProtection || (marked === undefined && deps.adoptUnmarked === false)
+  const stored = readRecord ? await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY)) : undefined
   const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
+  // A request of one fleet never changes a device another fleet created: the mark in the
+  // description says who created it, the record who provisioned it (an operator may edit the description).
+  const owner = marked ?? (typeof record?.fleet === 'string' ? record.fleet : undefined)
+  if (owner !== undefined && owner !== fleet) throw belongsElsewhere(owner)
+  if (owner === undefined && deps.adoptUnmarked === false) {
+    throw new DeviceStateError(
+      'device_conflict',
+      'a device with this ID exists on Thinger.io and was not created by this fleet',
+      'device carries no fleet mark and another fleet admits its ID',
+    )
+  }
   const proof = deps.proof
   if (deps.fleet.replayProtection && proof?.kind === 'hmac') checkNotReplayed(proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
-    // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
-    // and recent enough that the device has not been in use.
+    // Under `reject` only an interrupted provisioning of this fleet may go on: a device this fleet
+    // created, whose record was never finished, recent enough that it has not been in use.
+    // Only the record a keyed resume writes first (a timestamp, no provisionedAt) is unfinished; any other counts as finished.
+    const finished = record !== undefined && !(record.provisionedAt === undefined && typeof record.lastTimestamp === 'number')
     const ageMs = existing.created === undefined ? Number.POSITIVE_INFINITY : (deps.wallClock ?? Date.now)() - existing.created
-    if (record !== undefined || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
+    if (finished || owner !== fleet || !(ageMs < (deps.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS))) {
       throw new DeviceStateError(
         'already_provisioned',
         'this device is already provisioned; this fleet does not replace credentials',
-        record === undefined ? 'device exists without a provisioning record' : 'device has a provisioning record',
+        finished ? 'device has a provisioning record' : owner === fleet ? 'device exists without a provisioning record' : 'device was not created by this fleet',
       )
     }
   }
   return record
+}
+
+function belongsElsewhere(owner: string): DeviceStateError {
+  return new DeviceStateError('device_conflict', 'a device with this ID exists on Thinger.io and belongs to another fleet', `device belongs to fleet ${owner}`)
 }
 
 /**
@@ -246,10 +292,18 @@ async function ensureBucket(thinger: ThingerPort, device: string, bucket: NonNul
   )
 }
 
-async function ensureDashboard(thinger: ThingerPort, dashboard: NonNullable<ProvisioningPlan['dashboard']>): Promise<void> {
+async function ensureDashboard(thinger: ThingerPort, device: string, dashboard: NonNullable<ProvisioningPlan['dashboard']>): Promise<void> {
   await ensure(
-    () => thinger.cloneDashboard(dashboard.template, { dashboard: dashboard.dashboard, name: dashboard.name }),
-    async () => (await thinger.getResource('dashboards', dashboard.dashboard)) !== undefined,
+    () => thinger.cloneDashboard(dashboard.template, { dashboard: dashboard.dashboard, name: dashboard.name, description: dashboard.description }),
+    async () => {
+      const existing = await thinger.getResource('dashboards', dashboard.dashboard)
+      if (existing === undefined) return false
+      // Only a dashboard cloned for this very device is adopted; its description says which device that was.
+      if (existing.description !== dashboard.description) {
+        throw new UpstreamError(`dashboard ${dashboard.dashboard} exists and was not cloned for device ${device}`)
+      }
+      return true
+    },
     `dashboard ${dashboard.dashboard} (from template ${dashboard.template})`,
   )
 }

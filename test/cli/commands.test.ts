@@ -274,19 +274,24 @@ describe('Command: revoke and unrevoke', () => {
     expect(JSON.parse(ssm.parameters.get(DENY_PARAM)!.value).devices).toEqual(['dev_1', 'dev_gone'])
   })
 
-  it('deletes the device on Thinger.io with --delete, with the token of --token-param', async () => {
+  it('deletes the device on Thinger.io with --delete, with the token of --token-param, once the function’s cache has the new deny list', async () => {
     // Prepare
     const { ssm, thinger } = setup()
     ssm.seed('/ops/admin-token', 'admin-token-value')
 
     // Act
-    const result = await run(['revoke', '--device', 'dev_1', '--delete', '--token-param', '/ops/admin-token'], { env: ENV, ssm, thinger })
+    const result = await run(['revoke', '--device', 'dev_1', '--delete', '--token-param', '/ops/admin-token'], { env: { ...ENV, SSM_CACHE_SECONDS: '60' }, ssm, thinger })
 
-    // Assess
+    // Assess: disabled at once, deleted after SSM_CACHE_SECONDS and the function's timeout
     expect(result.code).toBe(0)
     expect(thinger.devices.has('dev_1')).toBe(false)
     expect(thinger.tokens).toEqual(['admin-token-value'])
-    expect(result.stdout).toContain('dev_1: deleted on Thinger.io')
+    expect(result.stdout).toBe(
+      'device dev_1 of fleet "default": added to the deny list /thinger-provisioner/prod/default-deny-list; refused with 403 device_revoked within the function\'s SSM cache time (SSM_CACHE_SECONDS, 60 s in this environment)\n' +
+        'dev_1: disabled on Thinger.io\ndev_1: deleted on Thinger.io\n',
+    )
+    expect(result.sleptMs).toEqual([70_000])
+    expect(result.stderr).toContain('waiting 70 s before deleting')
   })
 
   it('keeps the deny list updated and says to run again when Thinger.io refuses', async () => {
@@ -381,6 +386,7 @@ describe('Command: status', () => {
       fleet: 'default',
       device: 'dev_1',
       revoked: true,
+      revokedIn: ['default'],
       denyListParam: DENY_PARAM,
       keyVersions: [1, 2],
       retiredKeyVersions: [1],
@@ -391,6 +397,44 @@ describe('Command: status', () => {
     expect(text.stdout).toContain('key versions  1 (retired), 2')
     expect(text.stdout).toContain('thinger.io    DISABLED, type Generic')
     expect(text.stdout).toContain('"lastTimestamp":1764150000')
+  })
+
+  it('shows a device revoked in another fleet, which the function refuses whichever fleet asks', async () => {
+    // Prepare: fleets whose IDs overlap (test/e2e/fixtures/security-fleets.yml)
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+    ssm.seed('/thinger-provisioner/local/security/alpha-deny-list', '{"version":1,"devices":["dev_1"],"retiredKeyVersions":[]}', 'String')
+    const env = { ...ENV, FLEETS_FILE: 'test/e2e/fixtures/security-fleets.yml' }
+
+    // Act
+    const json = await run(['status', '--fleet', 'beta', '--device', 'dev_1', '--json'], { env, ssm, thinger: new MemoryThinger() })
+    const text = await run(['status', '--fleet', 'beta', '--device', 'dev_1'], { env, ssm, thinger: new MemoryThinger() })
+
+    // Assess
+    expect(JSON.parse(json.stdout)).toMatchObject({ fleet: 'beta', revoked: false, revokedIn: ['alpha'] })
+    expect(text.stdout).toContain('not revoked (/thinger-provisioner/local/security/beta-deny-list); REVOKED in fleet alpha, so refused in every fleet')
+  })
+
+  it('escapes control, C1 and bidi characters that a device or Thinger.io stored, in text and JSON', async () => {
+    // Prepare: what meta could store before the function refused it
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+    const thinger = new MemoryThinger()
+    const hostile = 'a\u001b[2J\u009b31m\u202egnp.exe\u200b<b>'
+    thinger.devices.set('dev_1', { device: 'dev_1', type: 'Generic\u001b]0;x\u0007', enabled: true, name: hostile })
+    thinger.properties.set('dev_1/provisioning', { fleet: 'default', meta: { site: hostile } })
+
+    // Act
+    const json = await run(['status', '--device', 'dev_1', '--json'], { env: ENV, ssm, thinger })
+    const text = await run(['status', '--device', 'dev_1'], { env: ENV, ssm, thinger })
+
+    // Assess
+    for (const output of [json.stdout, text.stdout]) {
+      expect(output).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b\u202e]/)
+      expect(output).toContain('\\u202e')
+    }
+    expect(JSON.parse(json.stdout).provisioning.meta.site).toBe(hostile)
+    expect(text.stdout).toContain('type Generic\\u001b]0;x\\u0007')
   })
 
   it('says so when the device does not exist', async () => {

@@ -91,12 +91,15 @@ export interface CliRun {
   code: number
   stdout: string
   stderr: string
+  /** What `sleep` was asked to wait, in order. */
+  sleptMs: number[]
 }
 
 /** Runs the command line in this process with in-memory SSM and Thinger.io. */
 export async function run(argv: string[], options: { env?: NodeJS.ProcessEnv; ssm?: MemorySsm; thinger?: MemoryThinger; tty?: boolean; overrides?: Partial<CliContext> } = {}): Promise<CliRun> {
   let stdout = ''
   let stderr = ''
+  const sleptMs: number[] = []
   const ssm = options.ssm ?? new MemorySsm()
   const thinger = options.thinger ?? new MemoryThinger()
   const code = await runCli(argv, {
@@ -106,7 +109,10 @@ export async function run(argv: string[], options: { env?: NodeJS.ProcessEnv; ss
     ssm: () => ssm,
     thinger: ({ token }) => thinger.client(token),
     now: () => 1_764_150_000_000,
+    sleep: async (ms: number) => {
+      sleptMs.push(ms)
+    },
     ...options.overrides,
   })
-  return { code, stdout, stderr }
+  return { code, stdout, stderr, sleptMs }
 }

@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 
-const { parseFleets, loadFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as {
+const { parseFleets, loadFleets, checkEnvironmentPattern } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as {
+  checkEnvironmentPattern: (env: Record<string, string | undefined>) => void
   parseFleets: (text: string, file?: string) => { fleets: Record<string, Record<string, unknown>> }
   loadFleets: (env: Record<string, string | undefined>) => unknown
 }
@@ -77,6 +78,16 @@ describe('Deployment: fleets files', () => {
     ['a parameter that is not a path', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: fleet-key\n', 'fleet "lab", field keyParam: must match pattern'],
     ['an unknown sealing policy', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    sealing: yes\n', 'fleet "lab", field sealing: must be one of required, optional'],
     ['a duplicate key', 'fleets:\n  lab:\n    proof: [hmac]\n    proof: [claim]\n', 'Map keys must be unique'],
+    ['a pattern that backtracks exponentially', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: "(a+)+b"\n', 'fleet "lab", field devicePattern: can backtrack catastrophically (exponential'],
+    ['an overlapping alternation under a star', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: "(a|a)*b"\n', 'fleet "lab", field devicePattern: can backtrack catastrophically'],
+    ['a polynomial meta pattern', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { pattern: ".*a.*a.*a" }\n', 'fleet "lab", field meta.site.pattern: can backtrack catastrophically ('],
+    ['meta in a bucket ID', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta: { site: {} }\n    profile:\n      bucket: { id: "{device}_{meta.site}", resource: data, update: events }\n', 'fleet "lab", field profile.bucket.id: {meta.site} is not allowed in an ID'],
+    ['meta in a dashboard ID', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      dashboard: { template: t, id: "{meta.site}_dash" }\n', 'fleet "lab", field profile.dashboard.id: {meta.site} is not allowed in an ID'],
+    ['an ID every device would share', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      dashboard: { template: t, id: "{fleet}_dash" }\n', 'fleet "lab", field profile.dashboard.id: must contain {device}'],
+    ['a template naming an undeclared meta key', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      description: "at {meta.site}"\n', 'fleet "lab", field profile.description: {meta.site} names a meta key the fleet does not declare'],
+    ['a meta default with a bidi override', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { default: "a\\u202eb" }\n', 'fleet "lab", field meta.site.default: must be printable text'],
+    ['a meta default outside its pattern', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { pattern: "[a-z]{1,8}", default: "Lab 1" }\n', 'fleet "lab", field meta.site.default: does not match meta.site.pattern'],
+    ['a meta key with capitals', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      Site: {}\n', 'fleet "lab", field meta: has an invalid name "Site"'],
   ])('refuses %s, naming the fleet and the field', (_label, body, expected) => {
     // Act
     const message = problemsOf(`version: 1\n${body}`)
@@ -84,6 +95,18 @@ describe('Deployment: fleets files', () => {
     // Assess
     expect(message).toContain('fleets file test.yml is invalid')
     expect(message).toContain(expected)
+  })
+
+  it('accepts the usual ID patterns as free of catastrophic backtracking', () => {
+    for (const pattern of ['[A-Za-z0-9_-]{1,32}', 'ws_[a-z0-9]{4,29}', 'esp32_[0-9a-f]{12}', 'gh_[0-9a-f]{12}|mk_[a-z0-9]{6,29}']) {
+      expect(() => parseFleets(`version: 1\nfleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: '${pattern}'\n`)).not.toThrow()
+    }
+  })
+
+  it('refuses a DEVICE_ID_PATTERN that backtracks catastrophically, naming the setting', () => {
+    expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: '(a+)+b' })).toThrow('setting DEVICE_ID_PATTERN: can backtrack catastrophically')
+    expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}' })).not.toThrow()
+    expect(() => checkEnvironmentPattern({})).not.toThrow()
   })
 
   it('reads no file when FLEETS_FILE is unset and there is no fleets.yml', () => {

@@ -48,7 +48,7 @@ function profileOf(state: Snapshot, device: string) {
 
 function expectedProfile(device: string, site: string, proof: 'claim' | 'hmac' = 'claim') {
   return {
-    devices: [{ device, name: `Workshop kit ${device}`, description: `Bench kit at ${site}`, type: 'Generic', enabled: true, asset_type: 'workshop_kit', asset_group: 'workshop', product: 'workshop_kit' }],
+    devices: [{ device, name: `Workshop kit ${device}`, description: `Bench kit at ${site} (thinger-provisioner fleet workshop)`, type: 'Generic', enabled: true, asset_type: 'workshop_kit', asset_group: 'workshop', product: 'workshop_kit' }],
     properties: {
       sampling: { intervalSeconds: 60 },
       firmware_channel: 'stable',
@@ -125,7 +125,7 @@ describe('Fleets and profiles (local stack over HTTP, local/fleets.yml)', () => 
       ['the fleet does not exist', () => ({ ...claimBody(newDeviceId('ws')), fleet: 'nope' }), 403, 'unknown_fleet'],
       ['the device is outside the fleet’s pattern', () => claimBody('esp32_a1b2c3d4e5f6'), 403, 'device_not_allowed'],
       ['meta has too many keys', () => claimBody(newDeviceId('ws'), Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v']))), 400, 'invalid_request'],
-      ['meta would make a resource ID invalid', () => claimBody(newDeviceId('ws'), { site: 'x'.repeat(64) }), 200, 'ok'],
+      ['a 64-character meta value (IDs never take meta)', () => claimBody(newDeviceId('ws'), { site: 'x'.repeat(64) }), 200, 'ok'],
     ])('%s', async (_label, body, status, code) => {
       // Prepare
       const before = await callCount()

@@ -301,6 +301,10 @@ describe('Function: provision handler', () => {
       ['invalid_request for malformed JSON', () => ({ handler: makeHandler().handler, e: event('{"device"') }), 400, 'invalid_request'],
       ['invalid_request for invalid UTF-8', () => ({ handler: makeHandler().handler, e: event(Buffer.from([0x7b, 0xff, 0x7d]).toString('base64'), undefined, true) }), 400, 'invalid_request'],
       ['invalid_request for a missing body', () => ({ handler: makeHandler().handler, e: event(undefined) }), 400, 'invalid_request'],
+      // serverless-offline hands the function `body: null` for an empty, `null`, `0` or `""` body.
+      ['invalid_request for a null body', () => ({ handler: makeHandler().handler, e: event(null as unknown as string) }), 400, 'invalid_request'],
+      ['invalid_request for the JSON null', () => ({ handler: makeHandler().handler, e: event('null') }), 400, 'invalid_request'],
+      ['invalid_request for an empty string', () => ({ handler: makeHandler().handler, e: event('') }), 400, 'invalid_request'],
       ['unsupported_media_type without a content type', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000006'), {}) }), 415, 'unsupported_media_type'],
       ['unsupported_media_type for application/jsonp', () => ({ handler: makeHandler().handler, e: event(signed('esp32_000000000006'), { 'content-type': 'application/jsonp' }) }), 415, 'unsupported_media_type'],
       ['payload_too_large over 4096 bytes', () => ({ handler: makeHandler().handler, e: event(`{"device":"${'a'.repeat(4100)}"}`) }), 413, 'payload_too_large'],

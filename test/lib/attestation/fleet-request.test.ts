@@ -118,6 +118,46 @@ describe('Function: parseProvisionRequest and admitToFleet (protocol v2, sealing
   })
 })
 
+describe('Function: admitToFleet, meta', () => {
+  const withMeta = new Map<string, Fleet>([['workshop', fleet({ meta: { site: { pattern: /^(?:[a-z0-9_]{1,16})$/ }, owner: { default: 'nobody' } } })]])
+  const admit = (meta: Record<string, string>) => admitToFleet(parseProvisionRequest({ device: DEVICE, claim: CLAIM, fleet: 'workshop', meta }), withMeta)
+
+  it('admits the keys the fleet declares, within their patterns', () => {
+    expect(() => admit({ site: 'lab_2', owner: 'Ada Lovelace & co' })).not.toThrow()
+  })
+
+  it.each([
+    ['a key the fleet does not declare', { colour: 'red' }],
+    ['a value outside the key’s pattern', { site: 'Lab 2' }],
+  ])('refuses %s with invalid_request', (_label, meta) => {
+    expect(captureError(() => admit(meta))).toMatchObject({ code: 'invalid_request', statusCode: 400 })
+  })
+
+  it('refuses any meta in a fleet that declares none', () => {
+    expect(captureError(() => admitToFleet(parseProvisionRequest({ device: DEVICE, claim: CLAIM, fleet: 'workshop', meta: { site: 'x' } }), fleets))).toMatchObject({ code: 'invalid_request' })
+  })
+
+  it.each([
+    ['an escape sequence', 'a\u001b[2J'],
+    ['DEL', 'a\u007f'],
+    ['a C1 control', 'a\u009b31m'],
+    ['a right-to-left override', 'a\u202eexe.txt'],
+    ['a bidi isolate', 'a\u2066b'],
+    ['a zero-width joiner', 'a\u200db'],
+    ['a line separator', 'a\u2028b'],
+    ['a lone surrogate', 'a\ud800'],
+    ['a private-use character', 'a\ue000'],
+    ['markup', '<b>x</b>'],
+    ['an empty value', ''],
+  ])('refuses a meta value with %s before looking at the fleet', (_label, value) => {
+    expect(captureError(() => parseProvisionRequest({ device: DEVICE, claim: CLAIM, meta: { site: value } }))).toMatchObject({ code: 'invalid_request' })
+  })
+
+  it('accepts printable text in any script', () => {
+    expect(parseProvisionRequest({ device: DEVICE, claim: CLAIM, meta: { site: 'Zürich Süd – 東京 3' } }).meta.site).toBe('Zürich Süd – 東京 3')
+  })
+})
+
 describe('Function: verifyClaim', () => {
   it('accepts the stored secret', () => {
     expect(() => verifyClaim(CLAIM, CLAIM)).not.toThrow()

@@ -422,10 +422,11 @@ describe('Function: provisionDevice', () => {
   })
 })
 
-describe('Function: provisionDevice, replay protection', () => {
-  const NOW_SECONDS = 1_764_150_000
-  let thinger: FakeThinger
-  const depsFor = (timestamp: number): ProvisionDeps => ({
+const NOW_SECONDS = 1_764_150_000
+
+/** A keyed request of the `default` fleet (rotate, replay protection, empty profile), at NOW_SECONDS. */
+function keyedDeps(thinger: FakeThinger, timestamp: number, overrides: Partial<ProvisionDeps> = {}): ProvisionDeps {
+  return {
     thinger,
     username: USERNAME,
     host: HOST,
@@ -434,7 +435,14 @@ describe('Function: provisionDevice, replay protection', () => {
     plan: { device: { device: DEVICE, type: 'Generic' }, shared: [], properties: [], projects: [], record: { fleet: 'default', meta: {} }, recordNewDevices: false },
     proof: { kind: 'hmac', timestamp, keyVersion: 1 },
     now: () => NOW_SECONDS * 1000,
-  })
+    wallClock: () => NOW_SECONDS * 1000,
+    ...overrides,
+  }
+}
+
+describe('Function: provisionDevice, replay protection', () => {
+  let thinger: FakeThinger
+  const depsFor = (timestamp: number) => keyedDeps(thinger, timestamp)
 
   beforeEach(() => {
     thinger = new FakeThinger()
@@ -508,7 +516,125 @@ describe('Function: provisionDevice, replay protection', () => {
 
     // Assess
     expect(replay).toMatchObject({ code: 'replayed', serverTime: NOW_SECONDS })
-    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'updateDevice', 'updateDeviceProperty'])
+    // The timestamp is recorded before the credential changes, at no extra call.
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'updateDeviceProperty', 'updateDevice'])
     expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS - 4 })
+  })
+})
+
+describe('Function: provisionDevice, a late failure and fleets that share IDs', () => {
+  let thinger: FakeThinger
+  const depsFor = (timestamp: number, overrides: Partial<ProvisionDeps> = {}) => keyedDeps(thinger, timestamp, overrides)
+
+  beforeEach(() => {
+    thinger = new FakeThinger()
+  })
+
+  it('refuses the same request again once the credential change failed, and accepts the device’s next one', async () => {
+    // Prepare: an existing device; the update's answer is lost after it happened
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
+    thinger.script('updateDevice', async (run) => {
+      await run()
+      throw new ThingerNetworkError('PUT', 'UpdateDevice', new Error('socket hang up'))
+    })
+
+    // Act
+    const failed = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10)))
+    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10)))
+    const next = await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 9))
+
+    // Assess
+    expect(failed).toMatchObject({ code: 'upstream_unavailable' })
+    expect(replay).toMatchObject({ code: 'replayed' })
+    expect(next).toMatchObject({ credential: NEW_CREDENTIAL, created: false })
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ fleet: 'default', lastTimestamp: NOW_SECONDS - 9 })
+  })
+
+  it('leaves the credential untouched when the record cannot be written first', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
+    thinger.createDeviceProperty = async () => {
+      thinger.calls.push('createDeviceProperty')
+      throw httpError('POST', 'Create property', 503)
+    }
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10)))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'upstream_unavailable' })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+    expect(thinger.calls).not.toContain('updateDevice')
+  })
+
+  it('refuses, in any fleet and under any policy, a device marked as another fleet’s', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, description: 'thinger-provisioner fleet other', created: NOW_SECONDS * 1000 })
+
+    // Act
+    const rotate = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + 30)))
+    const reject = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + 30, { fleet: { reprovision: 'reject', replayProtection: false }, proof: { kind: 'claim' } })))
+
+    // Assess
+    expect(rotate).toMatchObject({ code: 'device_conflict', detail: 'device belongs to fleet other' })
+    expect(reject).toMatchObject({ code: 'device_conflict' })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('does not resume, under reject, a young device without a record that this fleet did not create', async () => {
+    // Prepare: what a rotate fleet's one-call create left before fleet marks
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 5) * 1000 })
+    const claimFleet = { fleet: { reprovision: 'reject' as const, replayProtection: true }, proof: { kind: 'claim' as const }, plan: { ...depsFor(0).plan, record: { fleet: 'workshop', meta: {} } } }
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(0, claimFleet)))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'already_provisioned', detail: 'device was not created by this fleet' })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('resumes, under reject, an interrupted provisioning of a device this fleet marked', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, description: 'Kit (thinger-provisioner fleet workshop)', created: (NOW_SECONDS - 5) * 1000 })
+    const claimFleet = { fleet: { reprovision: 'reject' as const, replayProtection: true }, proof: { kind: 'claim' as const }, plan: { ...depsFor(0).plan, record: { fleet: 'workshop', meta: {} } } }
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(0, claimFleet))
+
+    // Assess
+    expect(result).toMatchObject({ created: false, credential: NEW_CREDENTIAL })
+  })
+
+  it('adopts an unmarked device only where no other fleet admits its ID', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
+
+    // Act
+    const shared = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS, { adoptUnmarked: false })))
+    const alone = await provisionDevice(DEVICE, depsFor(NOW_SECONDS, { adoptUnmarked: true }))
+
+    // Assess
+    expect(shared).toMatchObject({ code: 'device_conflict' })
+    expect(alone).toMatchObject({ created: false })
+  })
+})
+
+describe('Function: provisionDevice, reject with a device key', () => {
+  it('resumes an interrupted provisioning recording first an unfinished record, then finishing it, without a refused call', async () => {
+    // Prepare: created by this fleet seconds ago, no record
+    const thinger = new FakeThinger()
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, description: 'thinger-provisioner fleet workshop', created: (NOW_SECONDS - 30) * 1000 })
+    const deps = keyedDeps(thinger, NOW_SECONDS, { fleet: { reprovision: 'reject', replayProtection: true }, plan: { ...keyedDeps(thinger, 0).plan, record: { fleet: 'workshop', meta: {} }, recordNewDevices: true } })
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+    const again = await captureRejection(() => provisionDevice(DEVICE, keyedDeps(thinger, NOW_SECONDS + 1, { fleet: deps.fleet, plan: deps.plan })))
+
+    // Assess
+    expect(result).toMatchObject({ created: false, credential: NEW_CREDENTIAL })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'createDeviceProperty', 'updateDevice', 'updateDeviceProperty', 'createDevice', 'getDevice', 'getDeviceProperty'])
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ fleet: 'workshop', lastTimestamp: NOW_SECONDS, provisionedAt: expect.any(String) })
+    expect(again).toMatchObject({ code: 'already_provisioned' })
   })
 })
