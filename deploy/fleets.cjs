@@ -136,12 +136,17 @@ function parameterNames(fleets, tokenParam, envFleet) {
   return [...names]
 }
 
+/** DENY_LIST_PARAM's default: beside the fleet key, for the fleet named `default` (mirrors lib/config.ts). */
+function environmentDenyListParam(fleetKeyParam) {
+  return `${fleetKeyParam.slice(0, fleetKeyParam.lastIndexOf('/'))}/default-deny-list`
+}
+
 /** The fleet the settings of the first release describe, when there is no fleets file (mirrors lib/config.ts). */
 function environmentFleet(env, fleetKeyParam) {
   return {
     keyParam: fleetKeyParam,
     keyVersions: (env.FLEET_KEY_VERSIONS || '1').split(',').map((v) => Number(v.trim())),
-    denyListParam: env.DENY_LIST_PARAM || `${fleetKeyParam.slice(0, fleetKeyParam.lastIndexOf('/'))}/default-deny-list`,
+    denyListParam: env.DENY_LIST_PARAM || environmentDenyListParam(fleetKeyParam),
   }
 }
 
@@ -155,6 +160,8 @@ module.exports = {
   environmentFleet,
   /** serverless.yml: the validated fleets as a JS expression for esbuild's `define` ("null" without a file). */
   bundledFleets: () => JSON.stringify(loadFleets()),
+  /** serverless.yml: DENY_LIST_PARAM when the environment does not set it. */
+  defaultDenyListParam: async ({ resolveVariable }) => environmentDenyListParam(await resolveVariable('self:custom.fleetKeyParam')),
   /** serverless.yml: the ARNs of every parameter the function may read, for its IAM policy. */
   ssmParameterArns: async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')

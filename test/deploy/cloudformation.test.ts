@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { packageService, readBundle } from '../support/package.js'
 
 const run = promisify(execFile)
-const osls = createRequire(import.meta.url).resolve('osls/bin/serverless.js')
 const MAX_BUNDLE_BYTES = 150 * 1024
 
 interface Statement {
@@ -15,17 +14,6 @@ interface Statement {
   Action: string[]
   Resource: unknown[]
   Condition?: Record<string, Record<string, unknown>>
-}
-
-/** `npx osls package` as an operator runs it before deploying: no AWS credentials, no network. */
-async function packageService(outDir: string, env: Record<string, string>): Promise<{ template: any }> {
-  const { AWS_ACCESS_KEY_ID: _a, AWS_SECRET_ACCESS_KEY: _s, AWS_PROFILE: _p, AWS_SESSION_TOKEN: _t, THINGER_USERNAME: _u, ...clean } = process.env
-  await run(process.execPath, [osls, 'package', '--stage', 'prod', '--region', 'eu-west-1', '--package', outDir], {
-    cwd: process.cwd(),
-    env: { ...clean, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', SLS_TELEMETRY_DISABLED: '1', ESBUILD_WORK_FOLDER: `${outDir}-build`.replace(`${tmpdir()}/`, '.esbuild/'), ...env },
-    timeout: 120_000,
-  })
-  return { template: JSON.parse(readFileSync(join(outDir, 'cloudformation-template-update-stack.json'), 'utf8')) }
 }
 
 describe('Deployment: osls package', () => {
@@ -140,7 +128,7 @@ describe('Deployment: osls package', () => {
 
     // Act
     const { template: withFleets } = await packageService(other, { THINGER_USERNAME: 'acme', FLEETS_FILE: 'local/fleets.yml', THINGER_TOKEN_PARAM: '/acme/thinger-token' })
-    const { stdout: bundle } = await run('unzip', ['-p', join(other, 'thinger-provisioner.zip'), 'functions/provision.mjs'], { maxBuffer: 10_000_000 })
+    const bundle = await readBundle(other)
 
     // Assess
     rmSync(other, { recursive: true, force: true })
