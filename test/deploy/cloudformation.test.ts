@@ -31,13 +31,13 @@ describe('Deployment: osls package', () => {
     rmSync(outDir, { recursive: true, force: true })
   })
 
-  it('grants SSM reads on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
+  it('grants SSM reads (one batched GetParameters) on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
     // Act
     const ssmStatements = statements.filter((s) => s.Action.some((a) => a.startsWith('ssm:')))
 
     // Assess
     expect(ssmStatements).toHaveLength(1)
-    expect(ssmStatements[0]!.Action.sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters'])
+    expect(ssmStatements[0]!.Action).toEqual(['ssm:GetParameters'])
     const arns = ssmStatements[0]!.Resource.map((r) => JSON.stringify(r))
     expect(arns).toHaveLength(3)
     expect(arns[0]).toContain('":parameter","/acme/thinger-token"')
@@ -46,14 +46,20 @@ describe('Deployment: osls package', () => {
     expect(arns.join()).not.toContain('*')
   })
 
-  it('allows kms:Decrypt only through SSM in the stack’s region', () => {
+  it('allows kms:Decrypt only through SSM in the stack’s own region, and only for those parameters', () => {
     // Act
     const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')))
+    const ssm = statements.find((s) => s.Action.includes('ssm:GetParameters'))!
 
     // Assess
     expect(kms).toHaveLength(1)
     expect(kms[0]!.Action).toEqual(['kms:Decrypt'])
-    expect(kms[0]!.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'ssm.eu-west-1.amazonaws.com' } })
+    expect(kms[0]!.Condition).toEqual({
+      StringEquals: {
+        'kms:ViaService': { 'Fn::Join': ['', ['ssm.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }]] },
+        'kms:EncryptionContext:PARAMETER_ARN': ssm.Resource,
+      },
+    })
   })
 
   it('grants nothing beyond logs, SSM and KMS', () => {
