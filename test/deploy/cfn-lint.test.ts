@@ -13,14 +13,24 @@ if (!cfnLintInstalled) {
 }
 
 // The shapes of template an operator can produce: the defaults, a fleets file with every optional
-// setting, and the region given through the environment instead of --region.
+// setting, the region given through the environment instead of --region, each monitoring choice.
 const CONFIGURATIONS: { name: string; env: Record<string, string>; args?: string[] }[] = [
   { name: 'the defaults', env: { THINGER_USERNAME: 'acme' } },
   {
-    name: 'a fleets file and every optional setting',
-    env: { THINGER_USERNAME: 'acme', FLEETS_FILE: 'local/fleets.yml', RESERVED_CONCURRENCY: '20', API_RATE_LIMIT: '50', API_BURST_LIMIT: '60', LOG_LEVEL: 'DEBUG' },
+    name: 'a fleets file, every optional setting, alarms to an existing topic',
+    env: {
+      THINGER_USERNAME: 'acme',
+      FLEETS_FILE: 'local/fleets.yml',
+      RESERVED_CONCURRENCY: '20',
+      API_RATE_LIMIT: '50',
+      API_BURST_LIMIT: '60',
+      LOG_LEVEL: 'DEBUG',
+      MONITORING: 'on',
+      ALARM_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:ops',
+    },
   },
-  { name: 'the region from AWS_REGION', env: { THINGER_USERNAME: 'acme', AWS_REGION: 'ap-southeast-2' }, args: ['--stage', 'dev'] },
+  { name: 'the region from AWS_REGION, alarms to a new topic with an e-mail subscription', env: { THINGER_USERNAME: 'acme', AWS_REGION: 'ap-southeast-2', MONITORING: 'on', ALARM_EMAIL: 'ops@example.net' }, args: ['--stage', 'dev'] },
+  { name: 'access logs alone', env: { THINGER_USERNAME: 'acme', API_ACCESS_LOGS: 'on' } },
 ]
 
 describe.skipIf(!cfnLintInstalled)('Deployment: the templates lint clean (cfn-lint: no error, no warning)', () => {

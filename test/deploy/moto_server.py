@@ -3,7 +3,7 @@
 Test-only: `test/deploy/osls-deploy.test.ts` runs `osls deploy` against it. moto creates the
 resources of a stack through one model class per CloudFormation type; for a type without one it
 skips the resource silently and still reports the stack COMPLETE, so the test could not see the
-HTTP API or the alarms. The models below create them through moto's own backends (so the
+HTTP API, the alarms or the access log's metric filter. The models below create them through moto's own backends (so the
 ordinary API calls read them back), and Lambda keeps the `Architectures` its CloudFormation model
 drops, and a stack's outputs follow its change sets. The deployment bucket's policy is recorded, not applied (see BucketPolicy). Everything else is moto unchanged.
 
@@ -26,6 +26,7 @@ from moto.cloudformation import parsing  # noqa: E402
 from moto.cloudformation.models import ChangeSet  # noqa: E402
 from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends  # noqa: E402
 from moto.core.common_models import CloudFormationModel  # noqa: E402
+from moto.logs.models import logs_backends  # noqa: E402
 from moto.server import main  # noqa: E402
 from moto.sns.models import sns_backends  # noqa: E402
 
@@ -272,6 +273,26 @@ class Alarm(Resource, CloudFormationModel):
 
     def delete(self, account_id: str, region_name: str) -> None:
         cloudwatch_backends[account_id][region_name].delete_alarms([self.physical_id])
+
+
+class MetricFilter(Resource, CloudFormationModel):
+    __module__ = MODULE
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Logs::MetricFilter"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        p = cloudformation_json["Properties"]
+        name = p.get("FilterName", resource_name)
+        logs_backends[account_id][region_name].put_metric_filter(name, p["FilterPattern"], p["LogGroupName"], camel(p["MetricTransformations"]))
+        return cls(name, p)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        backend = logs_backends[account_id][region_name]
+        if self.properties["LogGroupName"] in backend.groups:
+            backend.delete_metric_filter(self.physical_id, self.properties["LogGroupName"])
 
 
 class Subscription(Resource, CloudFormationModel):

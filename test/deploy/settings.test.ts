@@ -40,7 +40,13 @@ const DISTINCTIVE: Record<string, string> = {
   API_RATE_LIMIT: '37',
   API_BURST_LIMIT: '73',
   RESERVED_CONCURRENCY: '13',
+  MONITORING: 'on',
+  ALARM_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:ops-7q',
+  ALARM_EMAIL: 'ops-7q@example.net',
+  API_ACCESS_LOGS: 'on',
 }
+// Settings that cannot share the first package with the others: packaged together in a second one.
+const SECOND_PACKAGE = ['FLEETS_FILE', 'ALARM_EMAIL']
 
 // Where a setting arrives when not as the function's environment variable of the same name.
 const ARRIVES: Record<string, (packaged: Packaged, value: string) => void> = {
@@ -48,12 +54,19 @@ const ARRIVES: Record<string, (packaged: Packaged, value: string) => void> = {
   API_RATE_LIMIT: (p, value) => expect(String(p.template.Resources.HttpApiStage.Properties.DefaultRouteSettings.ThrottlingRateLimit)).toBe(value),
   API_BURST_LIMIT: (p, value) => expect(String(p.template.Resources.HttpApiStage.Properties.DefaultRouteSettings.ThrottlingBurstLimit)).toBe(value),
   RESERVED_CONCURRENCY: (p, value) => expect(String(p.template.Resources.ProvisionLambdaFunction.Properties.ReservedConcurrentExecutions)).toBe(value),
+  MONITORING: (p) => expect(resourcesOfType(p, 'AWS::CloudWatch::Alarm').length).toBeGreaterThanOrEqual(7),
+  ALARM_TOPIC_ARN: (p, value) => {
+    expect(resourcesOfType(p, 'AWS::SNS::Topic')).toEqual([])
+    for (const alarm of resourcesOfType(p, 'AWS::CloudWatch::Alarm')) expect(alarm.Properties.AlarmActions).toEqual([value])
+  },
+  ALARM_EMAIL: (p, value) => expect(resourcesOfType(p, 'AWS::SNS::Subscription').map((r) => r.Properties)).toEqual([{ TopicArn: { Ref: 'AlarmTopic' }, Protocol: 'email', Endpoint: value }]),
+  API_ACCESS_LOGS: (p) => expect(JSON.parse(p.template.Resources.HttpApiStage.Properties.AccessLogSettings.Format)).toMatchObject({ requestId: '$context.requestId', status: '$context.status' }),
 }
 
 describe('Deployment: every setting of the README reaches the deployed function', () => {
   const outDirs: string[] = []
   let packaged: Packaged
-  let withFleetsFile: Packaged
+  let secondPackage: Packaged
   const fleetsDir = mkdtempSync(join(tmpdir(), 'thinger-provisioner-settings-'))
 
   async function packageWith(env: Record<string, string>): Promise<Packaged> {
@@ -66,10 +79,9 @@ describe('Deployment: every setting of the README reaches the deployed function'
   beforeAll(async () => {
     const fleetsFile = join(fleetsDir, 'fleets.yml')
     writeFileSync(fleetsFile, 'version: 1\nfleets:\n  orchard7q:\n    proof: [hmac]\n    keyParam: /settings-7q/orchard/fleet-key\n')
-    const { FLEETS_FILE: _file, ...withoutFile } = DISTINCTIVE
-    // One after the other: two osls runs in one project folder at once trip over each other.
-    packaged = await packageWith(withoutFile)
-    withFleetsFile = await packageWith({ THINGER_USERNAME: DISTINCTIVE.THINGER_USERNAME!, FLEETS_FILE: fleetsFile })
+    const first = Object.fromEntries(Object.entries(DISTINCTIVE).filter(([name]) => !SECOND_PACKAGE.includes(name)))
+    packaged = await packageWith(first)
+    secondPackage = await packageWith({ THINGER_USERNAME: DISTINCTIVE.THINGER_USERNAME!, MONITORING: 'on', ALARM_EMAIL: DISTINCTIVE.ALARM_EMAIL!, FLEETS_FILE: fleetsFile })
   }, PACKAGE_TIMEOUT_MS)
 
   afterAll(() => {
@@ -81,23 +93,24 @@ describe('Deployment: every setting of the README reaches the deployed function'
     const documented = documentedSettings()
 
     // Assess
-    expect(documented.length).toBeGreaterThanOrEqual(17)
+    expect(documented.length).toBeGreaterThanOrEqual(21)
     expect(documented.filter((name) => !(name in DISTINCTIVE))).toEqual([])
   })
 
   it.each(documentedSettings().filter((name) => name !== 'FLEETS_FILE'))('%s arrives in the packaged template', (name) => {
     // Act
     const value = DISTINCTIVE[name]!
+    const where = SECOND_PACKAGE.includes(name) ? secondPackage : packaged
 
     // Assess
-    if (ARRIVES[name]) ARRIVES[name](packaged, value)
-    else expect(functionEnvironment(packaged)[name]).toBe(value)
+    if (ARRIVES[name]) ARRIVES[name](where, value)
+    else expect(functionEnvironment(where)[name]).toBe(value)
   })
 
   it('FLEETS_FILE arrives compiled into the bundle', () => {
     // Assess
-    expect(withFleetsFile.bundle).toContain('orchard7q')
-    expect(withFleetsFile.bundle).toContain('/settings-7q/orchard/fleet-key')
+    expect(secondPackage.bundle).toContain('orchard7q')
+    expect(secondPackage.bundle).toContain('/settings-7q/orchard/fleet-key')
     expect(packaged.bundle).not.toContain('orchard7q')
   })
 
@@ -150,5 +163,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
       REPLAY_PROTECTION: 'on',
     })
     expect(resourcesOfType(defaults, 'AWS::Lambda::Function')).toHaveLength(1)
+    expect(resourcesOfType(defaults, 'AWS::CloudWatch::Alarm')).toEqual([])
+    expect(defaults.template.Resources.HttpApiStage.Properties.AccessLogSettings).toBeUndefined()
   }, PACKAGE_TIMEOUT_MS)
 })
