@@ -8,6 +8,7 @@ const { join, relative, resolve } = require('node:path')
 const Ajv = require('ajv')
 const YAML = require('yaml')
 const schema = require('./fleets.schema.json')
+const { reportingMistakes } = require('./settings.cjs')
 
 const PROJECT_DIR = resolve(__dirname, '..')
 const DEFAULT_FLEETS_FILE = 'fleets.yml'
@@ -159,15 +160,15 @@ module.exports = {
   keyVersionParam,
   environmentFleet,
   /** serverless.yml: the validated fleets as a JS expression for esbuild's `define` ("null" without a file). */
-  bundledFleets: () => JSON.stringify(loadFleets()),
+  bundledFleets: reportingMistakes(() => JSON.stringify(loadFleets()), [FleetsFileError]),
   /** serverless.yml: DENY_LIST_PARAM when the environment does not set it. */
   defaultDenyListParam: async ({ resolveVariable }) => environmentDenyListParam(await resolveVariable('self:custom.fleetKeyParam')),
   /** serverless.yml: the ARNs of every parameter the function may read, for its IAM policy. */
-  ssmParameterArns: async ({ resolveVariable }) => {
+  ssmParameterArns: reportingMistakes(async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')
     const fleetKeyParam = await resolveVariable('self:custom.fleetKeyParam')
     return parameterNames(loadFleets(), tokenParam, environmentFleet(process.env, fleetKeyParam)).map((name) => ({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]],
     }))
-  },
+  }, [FleetsFileError]),
 }

@@ -4,6 +4,8 @@
 // access log (also alone with API_ACCESS_LOGS=on). serverless.yml merges `resources` below into the
 // stack and passes `accessLogs` to osls; docs/operations.md says what each alarm means.
 
+const { SettingError, reportingMistakes } = require('./settings.cjs')
+
 const NAMESPACE = 'ThingerProvisioner'
 const SERVICE_DIMENSION = { Name: 'service', Value: 'thinger-provisioner' }
 const PERIOD_SECONDS = 300
@@ -23,7 +25,7 @@ const ACCESS_LOG_FORMAT = {
   integrationError: '$context.integrationErrorMessage',
 }
 
-class MonitoringSettingError extends Error {
+class MonitoringSettingError extends SettingError {
   constructor(setting, reason) {
     super(`${setting} ${reason}`)
     this.name = 'MonitoringSettingError'
@@ -222,17 +224,17 @@ module.exports = {
   monitoringSettings,
   ACCESS_LOG_FORMAT,
   /** serverless.yml: the alarms, the topic and the dashboard (none without MONITORING=on). */
-  resources: async ({ resolveVariable }) => {
+  resources: reportingMistakes(async ({ resolveVariable }) => {
     const settings = monitoringSettings()
     if (!settings.monitoring) return {}
     const service = await resolveVariable('self:service')
     const stage = await resolveVariable('sls:stage')
     return monitoringResources(`${service}-${stage}`, settings)
-  },
+  }),
   /** serverless.yml: provider.logs.httpApi, the JSON access log (false when off); `stack` names the stage's stack in every line. */
-  accessLogs: async ({ resolveVariable }) => {
+  accessLogs: reportingMistakes(async ({ resolveVariable }) => {
     if (!monitoringSettings().accessLogs) return false
     const stack = `${await resolveVariable('self:service')}-${await resolveVariable('sls:stage')}`
     return { format: JSON.stringify({ ...ACCESS_LOG_FORMAT, stack }) }
-  },
+  }),
 }

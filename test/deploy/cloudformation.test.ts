@@ -151,35 +151,45 @@ describe('Deployment: osls package', () => {
     expect(bundle).toContain('workshop_template')
   }, 120_000)
 
-  it('fails to package when the fleets file is wrong, naming the fleet and the field', async () => {
-    // Prepare
+  async function failureOf(env: Record<string, string>): Promise<{ code: number; output: string }> {
     const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+    try {
+      await packageService(join(other, 'out'), env)
+      return { code: 0, output: '' }
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string }
+      return { code: failed.code ?? -1, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` }
+    } finally {
+      rmSync(other, { recursive: true, force: true })
+    }
+  }
+
+  it('fails to package when the fleets file is wrong, in one line naming the file, the fleet and the field', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-fleets-'))
     const fleetsFile = join(other, 'fleets.yml')
     writeFileSync(fleetsFile, 'version: 1\nfleets:\n  sensors:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      bucket: { id: "{device}_data", resource: data, update: hourly }\n')
 
     // Act
-    const failure = await packageService(join(other, 'out'), { THINGER_USERNAME: 'acme', FLEETS_FILE: fleetsFile }).then(
-      () => undefined,
-      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
-    )
+    const failure = await failureOf({ THINGER_USERNAME: 'acme', FLEETS_FILE: fleetsFile })
 
     // Assess
     rmSync(other, { recursive: true, force: true })
-    expect(failure).toContain('fleet "sensors", field profile.bucket.update: must be one of interval, events')
+    expect(failure.code).toBe(1)
+    expect(failure.output.trim().split('\n')).toEqual([expect.stringMatching(/^✖ fleets file .*fleets\.yml is invalid: fleet "sensors", field profile\.bucket\.update: must be one of interval, events$/)])
   }, 120_000)
 
-  it('fails to package, naming the setting, when THINGER_USERNAME is missing', async () => {
-    // Prepare
-    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
-
+  it.each([
+    [{}, '✖ THINGER_USERNAME is not set: set it to the Thinger.io account the devices are created in, e.g. THINGER_USERNAME=acme npx osls deploy'],
+    [{ THINGER_USERNAME: 'acme corp' }, '✖ THINGER_USERNAME "acme corp" is not a Thinger.io user name: letters, digits, _ and -, at most 32'],
+    [{ THINGER_USERNAME: 'acme', MONITORING: 'yes' }, '✖ MONITORING must be on or off (found "yes")'],
+    [{ THINGER_USERNAME: 'acme', MONITORING: 'on', ALARM_TOPIC_ARN: 'ops' }, '✖ ALARM_TOPIC_ARN must be the ARN of an SNS topic (arn:aws:sns:<region>:<account>:<name>)'],
+  ])('fails to package with %o in one line saying what to set', async (env, line) => {
     // Act
-    const failure = await packageService(other, {}).then(
-      () => undefined,
-      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
-    )
+    const failure = await failureOf(env)
 
     // Assess
-    rmSync(other, { recursive: true, force: true })
-    expect(failure).toContain('THINGER_USERNAME')
+    expect(failure.code).toBe(1)
+    expect(failure.output.trim()).toBe(line)
   }, 120_000)
 })
