@@ -32,7 +32,7 @@ const SERVICE = 'thinger-provisioner'
 const STACK = `${SERVICE}-${STAGE}`
 const FUNCTION_NAME = `${STACK}-provision`
 const MOTO_READY_TIMEOUT_MS = 90_000
-const STEP_TIMEOUT_MS = 120_000
+const STEP_TIMEOUT_MS = 180_000
 const TOKEN_PARAM = `/thinger-provisioner/${STAGE}/thinger-token`
 const FLEET_KEY_PARAM = `/thinger-provisioner/${STAGE}/fleet-key`
 const DENY_LIST_PARAM = `/thinger-provisioner/${STAGE}/revoked`
@@ -150,7 +150,7 @@ describe.skipIf(!motoInstalled)('Deployment: osls deploy, redeploy and remove ag
     firstDeploy = await oslsStep(['deploy', '--package', join(workDir, 'first')])
     // `osls info` reads the stack while the tests below look at what was created.
     info = oslsStep(['info'])
-  }, STEP_TIMEOUT_MS)
+  }, 2 * STEP_TIMEOUT_MS)
 
   afterAll(async () => {
     moto?.kill('SIGTERM')
