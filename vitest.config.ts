@@ -7,7 +7,18 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          exclude: ['test/e2e/**', 'test/deploy/**'],
+        },
+      },
+      {
+        test: {
+          name: 'deploy',
+          include: ['test/deploy/**/*.test.ts'],
+          // osls package writes the zip to the project's own .serverless/ before copying it out:
+          // two packagings at once swap their artefacts, so the files run one at a time.
+          fileParallelism: false,
+          testTimeout: 30_000,
+          hookTimeout: 240_000,
         },
       },
       {

@@ -12,6 +12,7 @@ const Ajv = require('ajv')
 const { checkSync: checkRegex } = require('recheck')
 const YAML = require('yaml')
 const schema = require('./fleets.schema.json')
+const { SettingError, reportingMistakes } = require('./settings.cjs')
 
 const PROJECT_DIR = resolve(__dirname, '..')
 const DEFAULT_FLEETS_FILE = 'fleets.yml'
@@ -145,7 +146,7 @@ function checkEnvironmentPattern(env = process.env) {
   if (!env.DEVICE_ID_PATTERN) return
   const problems = []
   checkPattern(env.DEVICE_ID_PATTERN, 'setting DEVICE_ID_PATTERN', problems)
-  if (problems.length > 0) throw new Error(problems.join('\n'))
+  if (problems.length > 0) throw new SettingError(problems.join('\n'))
 }
 
 /** Where key version N of a fleet lives: version 1 at keyParam, later ones beside it. */
@@ -192,12 +193,17 @@ function parameterNames(fleets, tokenParam, envFleet) {
   return [...names]
 }
 
+/** DENY_LIST_PARAM's default: beside the fleet key, for the fleet named `default` (mirrors lib/config.ts). */
+function environmentDenyListParam(fleetKeyParam) {
+  return `${fleetKeyParam.slice(0, fleetKeyParam.lastIndexOf('/'))}/default-deny-list`
+}
+
 /** The fleet the settings of the first release describe, when there is no fleets file (mirrors lib/config.ts). */
 function environmentFleet(env, fleetKeyParam) {
   return {
     keyParam: fleetKeyParam,
     keyVersions: (env.FLEET_KEY_VERSIONS || '1').split(',').map((v) => Number(v.trim())),
-    denyListParam: env.DENY_LIST_PARAM || `${fleetKeyParam.slice(0, fleetKeyParam.lastIndexOf('/'))}/default-deny-list`,
+    denyListParam: env.DENY_LIST_PARAM || environmentDenyListParam(fleetKeyParam),
   }
 }
 
@@ -211,17 +217,19 @@ module.exports = {
   environmentFleet,
   /** serverless.yml: the validated fleets as a JS expression for esbuild's `define` ("null" without a file). */
   checkEnvironmentPattern,
-  bundledFleets: () => {
+  bundledFleets: reportingMistakes(() => {
     const fleets = loadFleets()
     if (fleets === null) checkEnvironmentPattern()
     return JSON.stringify(fleets)
-  },
+  }, [FleetsFileError]),
+  /** serverless.yml: DENY_LIST_PARAM when the environment does not set it. */
+  defaultDenyListParam: async ({ resolveVariable }) => environmentDenyListParam(await resolveVariable('self:custom.fleetKeyParam')),
   /** serverless.yml: the ARNs of every parameter the function may read, for its IAM policy. */
-  ssmParameterArns: async ({ resolveVariable }) => {
+  ssmParameterArns: reportingMistakes(async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')
     const fleetKeyParam = await resolveVariable('self:custom.fleetKeyParam')
     return parameterNames(loadFleets(), tokenParam, environmentFleet(process.env, fleetKeyParam)).map((name) => ({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]],
     }))
-  },
+  }, [FleetsFileError]),
 }

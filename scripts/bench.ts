@@ -101,12 +101,13 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
     progress('bundling functions/provision.ts as serverless.yml does')
     const code = describeCode()
     const bundle = await buildHandlerBundle(PROJECT_DIR, workDir)
+    const sdkBundled = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'sdk-bundled'), 'bundled')
     const stack = await startBenchStack()
     try {
       // Before any import of the bundle: the handler reads its settings when it is loaded.
       Object.assign(process.env, stack.env, { SSM_CACHE_SECONDS: String(DEFAULT_SSM_CACHE_SECONDS) }, options.settings)
       const sectionMs: Record<string, number> = {}
-      const measured = await measureSections(stack, bundle, workDir, options, sectionMs)
+      const measured = await measureSections(stack, bundle, sdkBundled.path, workDir, options, sectionMs)
       const cpuList = cpus()
       return {
         meta: {
@@ -127,6 +128,7 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
         },
         ssmCacheSeconds: Number(process.env.SSM_CACHE_SECONDS),
         bundle: { sizeBytes: bundle.sizeBytes, gzipBytes: bundle.gzipBytes, largestInputs: bundle.largestInputs },
+        sdkBundledBundle: { sizeBytes: sdkBundled.sizeBytes, gzipBytes: sdkBundled.gzipBytes, largestInputs: sdkBundled.largestInputs },
         ...measured,
       }
     } finally {
@@ -140,6 +142,7 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
 async function measureSections(
   stack: BenchStack,
   bundle: HandlerBundle,
+  sdkBundledPath: string,
   workDir: string,
   options: BenchOptions,
   sectionMs: Record<string, number>,
@@ -159,6 +162,7 @@ async function measureSections(
     projectDir: PROJECT_DIR,
     workDir,
     bundlePath: bundle.path,
+    sdkBundledPath,
     runs: options.coldRuns,
     fleetKey: stack.fleetKey,
     thingerLatencyMs: COLD_START_THINGER_LATENCY_MS,

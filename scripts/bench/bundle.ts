@@ -35,11 +35,14 @@ export interface HandlerBundle {
 /**
  * Bundles `functions/provision.ts` into `outDir` with the deployment's esbuild options. `outDir`
  * must be inside the project, so the AWS SDK left external resolves from its node_modules.
+ * `sdk: 'bundled'` builds the alternative the cold-start section compares: the SSM client inside
+ * the bundle (tree-shaken, minified) instead of the runtime's copy.
  */
-export async function buildHandlerBundle(projectDir: string, outDir: string): Promise<HandlerBundle> {
+export async function buildHandlerBundle(projectDir: string, outDir: string, sdk: 'external' | 'bundled' = 'external'): Promise<HandlerBundle> {
   mkdirSync(outDir, { recursive: true })
   const result = await build({
     ...DEPLOYED_BUILD_OPTIONS,
+    ...(sdk === 'bundled' ? { external: [] } : {}),
     absWorkingDir: projectDir,
     entryPoints: [HANDLER_ENTRY],
     outdir: relative(projectDir, outDir),

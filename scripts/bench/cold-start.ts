@@ -11,6 +11,8 @@ export interface ColdStartOptions {
   projectDir: string
   workDir: string
   bundlePath: string
+  /** The same handler with the SSM client bundled in, measured alongside. */
+  sdkBundledPath: string
   runs: number
   fleetKey: Buffer
   thingerLatencyMs: number
@@ -26,13 +28,25 @@ export interface ColdStartResult {
   addedImportMs: number
   firstRequestMs: number
   secondRequestMs: number
-  samples: { handlerImportMs: number[]; emptyHandlerImportMs: number[]; sdkOnlyImportMs: number[]; firstRequestMs: number[]; secondRequestMs: number[] }
+  /** The SDK-bundled alternative: import, and the first request of a fresh process. */
+  sdkBundledImportMs: number
+  sdkBundledFirstRequestMs: number
+  samples: {
+    handlerImportMs: number[]
+    emptyHandlerImportMs: number[]
+    sdkOnlyImportMs: number[]
+    firstRequestMs: number[]
+    secondRequestMs: number[]
+    sdkBundledImportMs: number[]
+    sdkBundledFirstRequestMs: number[]
+  }
 }
 
 /**
  * Times `await import()` of the bundled handler in fresh `node` processes against an empty handler
  * and against the AWS SDK's SSM client alone (which the Lambda runtime provides), runs interleaved;
- * then the first and second requests of fresh processes, the first one fetching from SSM.
+ * then the first and second requests of fresh processes, the first one fetching from SSM; and the
+ * same handler with the SSM client bundled in (import and first request in one fresh process).
  */
 export async function measureColdStart(options: ColdStartOptions): Promise<ColdStartResult> {
   const emptyHandlerPath = join(options.workDir, 'empty-handler.mjs')
@@ -53,7 +67,15 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
   })
 
   const env = { ...process.env, BENCH_FLEET_KEY: options.fleetKey.toString('base64') }
-  const samples: ColdStartResult['samples'] = { handlerImportMs: [], emptyHandlerImportMs: [], sdkOnlyImportMs: [], firstRequestMs: [], secondRequestMs: [] }
+  const samples: ColdStartResult['samples'] = {
+    handlerImportMs: [],
+    emptyHandlerImportMs: [],
+    sdkOnlyImportMs: [],
+    firstRequestMs: [],
+    secondRequestMs: [],
+    sdkBundledImportMs: [],
+    sdkBundledFirstRequestMs: [],
+  }
   for (let run = 0; run < options.runs; run++) {
     samples.emptyHandlerImportMs.push((await runProbe(probePath, ['import', emptyHandlerPath], env)).importMs)
     samples.sdkOnlyImportMs.push((await runProbe(probePath, ['import', sdkOnlyPath], env)).importMs)
@@ -61,6 +83,9 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
     const requests = await runProbe(probePath, ['requests', options.bundlePath, `cold_${process.pid}_${run}`], env)
     samples.firstRequestMs.push(requests.firstRequestMs ?? Number.NaN)
     samples.secondRequestMs.push(requests.secondRequestMs ?? Number.NaN)
+    const bundled = await runProbe(probePath, ['requests', options.sdkBundledPath, `cold_sdk_${process.pid}_${run}`], env)
+    samples.sdkBundledImportMs.push(bundled.importMs)
+    samples.sdkBundledFirstRequestMs.push(bundled.firstRequestMs ?? Number.NaN)
   }
   const handlerImportMs = median(samples.handlerImportMs)
   const emptyHandlerImportMs = median(samples.emptyHandlerImportMs)
@@ -73,6 +98,8 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
     addedImportMs: handlerImportMs - emptyHandlerImportMs,
     firstRequestMs: median(samples.firstRequestMs),
     secondRequestMs: median(samples.secondRequestMs),
+    sdkBundledImportMs: median(samples.sdkBundledImportMs),
+    sdkBundledFirstRequestMs: median(samples.sdkBundledFirstRequestMs),
     samples,
   }
 }

@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { packageService, readBundle } from '../support/package.js'
 
 const run = promisify(execFile)
-const osls = createRequire(import.meta.url).resolve('osls/bin/serverless.js')
 const MAX_BUNDLE_BYTES = 150 * 1024
 
 interface Statement {
@@ -15,17 +14,6 @@ interface Statement {
   Action: string[]
   Resource: unknown[]
   Condition?: Record<string, Record<string, unknown>>
-}
-
-/** `npx osls package` as an operator runs it before deploying: no AWS credentials, no network. */
-async function packageService(outDir: string, env: Record<string, string>): Promise<{ template: any }> {
-  const { AWS_ACCESS_KEY_ID: _a, AWS_SECRET_ACCESS_KEY: _s, AWS_PROFILE: _p, AWS_SESSION_TOKEN: _t, THINGER_USERNAME: _u, ...clean } = process.env
-  await run(process.execPath, [osls, 'package', '--stage', 'prod', '--region', 'eu-west-1', '--package', outDir], {
-    cwd: process.cwd(),
-    env: { ...clean, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', SLS_TELEMETRY_DISABLED: '1', ESBUILD_WORK_FOLDER: `${outDir}-build`.replace(`${tmpdir()}/`, '.esbuild/'), ...env },
-    timeout: 120_000,
-  })
-  return { template: JSON.parse(readFileSync(join(outDir, 'cloudformation-template-update-stack.json'), 'utf8')) }
 }
 
 describe('Deployment: osls package', () => {
@@ -43,13 +31,13 @@ describe('Deployment: osls package', () => {
     rmSync(outDir, { recursive: true, force: true })
   })
 
-  it('grants SSM reads on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
+  it('grants SSM reads (one batched GetParameters) on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
     // Act
     const ssmStatements = statements.filter((s) => s.Action.some((a) => a.startsWith('ssm:')))
 
     // Assess
     expect(ssmStatements).toHaveLength(1)
-    expect(ssmStatements[0]!.Action.sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters'])
+    expect(ssmStatements[0]!.Action).toEqual(['ssm:GetParameters'])
     const arns = ssmStatements[0]!.Resource.map((r) => JSON.stringify(r))
     expect(arns).toHaveLength(3)
     expect(arns[0]).toContain('":parameter","/acme/thinger-token"')
@@ -58,14 +46,20 @@ describe('Deployment: osls package', () => {
     expect(arns.join()).not.toContain('*')
   })
 
-  it('allows kms:Decrypt only through SSM in the stack’s region', () => {
+  it('allows kms:Decrypt only through SSM in the stack’s own region, and only for those parameters', () => {
     // Act
     const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')))
+    const ssm = statements.find((s) => s.Action.includes('ssm:GetParameters'))!
 
     // Assess
     expect(kms).toHaveLength(1)
     expect(kms[0]!.Action).toEqual(['kms:Decrypt'])
-    expect(kms[0]!.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'ssm.eu-west-1.amazonaws.com' } })
+    expect(kms[0]!.Condition).toEqual({
+      StringEquals: {
+        'kms:ViaService': { 'Fn::Join': ['', ['ssm.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }]] },
+        'kms:EncryptionContext:PARAMETER_ARN': ssm.Resource,
+      },
+    })
   })
 
   it('grants nothing beyond logs, SSM and KMS', () => {
@@ -140,7 +134,7 @@ describe('Deployment: osls package', () => {
 
     // Act
     const { template: withFleets } = await packageService(other, { THINGER_USERNAME: 'acme', FLEETS_FILE: 'local/fleets.yml', THINGER_TOKEN_PARAM: '/acme/thinger-token' })
-    const { stdout: bundle } = await run('unzip', ['-p', join(other, 'thinger-provisioner.zip'), 'functions/provision.mjs'], { maxBuffer: 10_000_000 })
+    const bundle = await readBundle(other)
 
     // Assess
     rmSync(other, { recursive: true, force: true })
@@ -157,35 +151,45 @@ describe('Deployment: osls package', () => {
     expect(bundle).toContain('workshop_template')
   }, 120_000)
 
-  it('fails to package when the fleets file is wrong, naming the fleet and the field', async () => {
-    // Prepare
+  async function failureOf(env: Record<string, string>): Promise<{ code: number; output: string }> {
     const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
+    try {
+      await packageService(join(other, 'out'), env)
+      return { code: 0, output: '' }
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string }
+      return { code: failed.code ?? -1, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` }
+    } finally {
+      rmSync(other, { recursive: true, force: true })
+    }
+  }
+
+  it('fails to package when the fleets file is wrong, in one line naming the file, the fleet and the field', async () => {
+    // Prepare
+    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-fleets-'))
     const fleetsFile = join(other, 'fleets.yml')
     writeFileSync(fleetsFile, 'version: 1\nfleets:\n  sensors:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      bucket: { id: "{device}_data", resource: data, update: hourly }\n')
 
     // Act
-    const failure = await packageService(join(other, 'out'), { THINGER_USERNAME: 'acme', FLEETS_FILE: fleetsFile }).then(
-      () => undefined,
-      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
-    )
+    const failure = await failureOf({ THINGER_USERNAME: 'acme', FLEETS_FILE: fleetsFile })
 
     // Assess
     rmSync(other, { recursive: true, force: true })
-    expect(failure).toContain('fleet "sensors", field profile.bucket.update: must be one of interval, events')
+    expect(failure.code).toBe(1)
+    expect(failure.output.trim().split('\n')).toEqual([expect.stringMatching(/^✖ fleets file .*fleets\.yml is invalid: fleet "sensors", field profile\.bucket\.update: must be one of interval, events$/)])
   }, 120_000)
 
-  it('fails to package, naming the setting, when THINGER_USERNAME is missing', async () => {
-    // Prepare
-    const other = mkdtempSync(join(tmpdir(), 'thinger-provisioner-package-'))
-
+  it.each([
+    [{}, '✖ THINGER_USERNAME is not set: set it to the Thinger.io account the devices are created in, e.g. THINGER_USERNAME=acme npx osls deploy'],
+    [{ THINGER_USERNAME: 'acme corp' }, '✖ THINGER_USERNAME "acme corp" is not a Thinger.io user name: letters, digits, _ and -, at most 32'],
+    [{ THINGER_USERNAME: 'acme', MONITORING: 'yes' }, '✖ MONITORING must be on or off (found "yes")'],
+    [{ THINGER_USERNAME: 'acme', MONITORING: 'on', ALARM_TOPIC_ARN: 'ops' }, '✖ ALARM_TOPIC_ARN must be the ARN of an SNS topic (arn:aws:sns:<region>:<account>:<name>)'],
+  ])('fails to package with %o in one line saying what to set', async (env, line) => {
     // Act
-    const failure = await packageService(other, {}).then(
-      () => undefined,
-      (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
-    )
+    const failure = await failureOf(env)
 
     // Assess
-    rmSync(other, { recursive: true, force: true })
-    expect(failure).toContain('THINGER_USERNAME')
+    expect(failure.code).toBe(1)
+    expect(failure.output.trim()).toBe(line)
   }, 120_000)
 })

@@ -17,6 +17,7 @@ if (!motoInstalled) {
 
 describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a third-party SSM implementation)', () => {
   const fleetKey = randomBytes(32).toString('base64')
+  const fleetKeyV2 = randomBytes(32).toString('base64')
   let moto: ChildProcess
   let stack: LocalStack
   let logs = ''
@@ -38,6 +39,7 @@ describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a thi
       }
     }
     await ssm.send(new PutParameterCommand({ Name: fleetKeyParam, Value: fleetKey, Type: 'SecureString', Overwrite: true }))
+    await ssm.send(new PutParameterCommand({ Name: `${fleetKeyParam}-v2`, Value: fleetKeyV2, Type: 'SecureString', Overwrite: true }))
     stack = await startLocalStack({
       httpPort: await freePort(),
       lambdaPort: await freePort(),
@@ -45,7 +47,8 @@ describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a thi
       ssmEndpoint: endpoint,
       // No fleets file: the first release's settings define the one fleet, as they still may.
       fleetsFile: null,
-      env: { DEVICE_ID_PATTERN: 'e2e_[A-Za-z0-9_]{1,28}' },
+      // These reach the function only through serverless.yml: serverless-offline hands it nothing else of this environment.
+      env: { DEVICE_ID_PATTERN: 'e2e_[A-Za-z0-9_]{1,28}', FLEET_KEY_VERSIONS: '1,2', REPLAY_PROTECTION: 'off' },
       onOutput: (chunk) => {
         logs += chunk
       },
@@ -84,6 +87,31 @@ describe.skipIf(!motoInstalled)('SSM SecureString parameters through moto (a thi
     // Assess
     expect(response.status).toBe(403)
     expect(response.json.error.code).toBe('device_not_allowed')
+  })
+
+  it('accepts key version 2 when FLEET_KEY_VERSIONS lists it', async () => {
+    // Prepare
+    const device = newDeviceId()
+
+    // Act
+    const response = await provision({ ...signedBody(device, { fleetKey: fleetKeyV2 }), keyVersion: 2 })
+
+    // Assess
+    expect(response.status).toBe(201)
+    expect(logs).not.toContain(fleetKeyV2)
+  })
+
+  it('accepts the same signed request twice when REPLAY_PROTECTION is off', async () => {
+    // Prepare
+    const device = newDeviceId()
+    const body = signedBody(device, { fleetKey })
+
+    // Act
+    const first = await provision(body)
+    const second = await provision(body)
+
+    // Assess
+    expect([first.status, second.status]).toEqual([201, 200])
   })
 
   it('refuses a device signed with any other fleet key', async () => {
