@@ -79,7 +79,7 @@ export function apiRoutes (backend: ThingerBackend): readonly RouteRule[] {
       pattern: /^\/v1\/users\/([^/]+)\/devices\/([^/]+)$/,
       params: ['device'],
       methods: {
-        GET: ['ReadDevice', ({ account, device }) => ok(copyView(findDeviceIn(account, device).view))],
+        GET: ['ReadDeviceStatus', ({ account, device }) => ok(copyView(findDeviceIn(account, device).view))],
         PUT: ['UpdateDevice', async ({ account, device, readJson }) => {
           const stored = findDeviceIn(account, device)
           updateDevice(account, stored, requireObject(await readJson()), backend.hashIterations)

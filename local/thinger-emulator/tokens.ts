@@ -5,7 +5,7 @@ import type { EmulatorAccount, ThingerAction } from './types.js'
 
 // A record, so that the compiler checks that every action is listed.
 const ACTION_NAMES: Record<ThingerAction, true> = {
-  ListDevices: true, ReadDevice: true, CreateDevice: true, UpdateDevice: true, DeleteDevice: true, UpdateDeviceProjects: true,
+  ListDevices: true, ReadDeviceStatus: true, CreateDevice: true, UpdateDevice: true, DeleteDevice: true, UpdateDeviceProjects: true,
   ListDeviceProperties: true, ReadDeviceProperty: true, CreateDeviceProperty: true, UpdateDeviceProperty: true, DeleteDeviceProperty: true,
   ListBuckets: true, ReadBucketConfig: true, CreateBucket: true, UpdateBucket: true, DeleteBucket: true,
   ListGroups: true, ReadGroupConfig: true, CreateGroup: true, UpdateGroup: true, DeleteGroup: true,

@@ -2,10 +2,10 @@
 
 /**
  * A permission of Thinger's REST API, as named in a token's `allow` list: the OpenAPI summary of
- * the operation, except `ReadDevice`, the emulator's older name for `ReadDeviceStatus`.
+ * the operation (`GET /v1/users/{user}/devices/{device}` is `ReadDeviceStatus`: there is no `ReadDevice`).
  */
 export type ThingerAction =
-  | 'ListDevices' | 'ReadDevice' | 'CreateDevice' | 'UpdateDevice' | 'DeleteDevice' | 'UpdateDeviceProjects'
+  | 'ListDevices' | 'ReadDeviceStatus' | 'CreateDevice' | 'UpdateDevice' | 'DeleteDevice' | 'UpdateDeviceProjects'
   | 'ListDeviceProperties' | 'ReadDeviceProperty' | 'CreateDeviceProperty' | 'UpdateDeviceProperty' | 'DeleteDeviceProperty'
   | 'ListBuckets' | 'ReadBucketConfig' | 'CreateBucket' | 'UpdateBucket' | 'DeleteBucket'
   | 'ListGroups' | 'ReadGroupConfig' | 'CreateGroup' | 'UpdateGroup' | 'DeleteGroup'

@@ -112,7 +112,7 @@ describe('Module: thinger-emulator', () => {
           username: USER,
           tokens: [
             { token: TOKEN },
-            { token: READ_ONLY_TOKEN, allow: ['ListDevices', 'ReadDevice'] },
+            { token: READ_ONLY_TOKEN, allow: ['ListDevices', 'ReadDeviceStatus'] },
             ...OPERATIONS.map(([action]) => ({ token: `only-${action}`, allow: [action] }))
           ]
         },
@@ -620,6 +620,14 @@ describe('Module: thinger-emulator', () => {
 
       // Assess
       await expect(starting).rejects.toThrow(TypeError)
+    })
+
+    it('throws for ReadDevice, which is not a Thinger action (reading a device is ReadDeviceStatus)', async () => {
+      // Act
+      const starting = startThingerEmulator({ accounts: [{ username: USER, tokens: [{ token: TOKEN, allow: ['ReadDevice' as ThingerAction] }] }] })
+
+      // Assess
+      await expect(starting).rejects.toThrow("unknown action 'ReadDevice'")
     })
   })
 

@@ -84,7 +84,7 @@ class FakeThinger implements ThingerPort {
 
   async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
     this.calls.push('createDeviceProperty' as Operation)
-    if (this.properties.has(`${device}/${property}`)) throw httpError('POST', 'Create property', 400, 'exists')
+    if (this.properties.has(`${device}/${property}`)) throw httpError('POST', 'CreateDeviceProperty', 400, 'exists')
     this.properties.set(`${device}/${property}`, value)
   }
 
@@ -350,7 +350,7 @@ describe('Function: provisionDevice', () => {
   it('throws upstream_unavailable carrying Retry-After when the read answers 429', async () => {
     // Prepare
     thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
-    thinger.script('getDevice', fail(httpError('GET', 'ReadDevice', 429, 'slow down', 11)))
+    thinger.script('getDevice', fail(httpError('GET', 'ReadDeviceStatus', 429, 'slow down', 11)))
 
     // Act
     const error = await captureRejection(() => provisionDevice(DEVICE, deps))

@@ -441,7 +441,7 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(error).toBeInstanceOf(ThingerNetworkError)
-      expect((error as Error).message).toBe('Thinger.io ReadDevice (GET) failed: ECONNREFUSED')
+      expect((error as Error).message).toBe('Thinger.io ReadDeviceStatus (GET) failed: ECONNREFUSED')
       expect((error as Error).message).not.toContain(TOKEN)
     })
 
@@ -499,7 +499,7 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(error).toBeInstanceOf(ThingerTimeoutError)
-      expect((error as Error).message).toBe('Thinger.io ReadDevice (GET) timed out after 0 ms')
+      expect((error as Error).message).toBe('Thinger.io ReadDeviceStatus (GET) timed out after 0 ms')
       expect(requests).toHaveLength(0)
       expect(calls).toEqual([])
     })
@@ -558,8 +558,8 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(calls).toEqual([
-        { method: 'GET', operation: 'ReadDevice', status: 503, durationMs: 30 },
-        { method: 'GET', operation: 'ReadDevice', status: 200, durationMs: 40 },
+        { method: 'GET', operation: 'ReadDeviceStatus', status: 503, durationMs: 30 },
+        { method: 'GET', operation: 'ReadDeviceStatus', status: 200, durationMs: 40 },
         { method: 'POST', operation: 'CreateDevice', status: 'network', durationMs: 15 },
         { method: 'PUT', operation: 'UpdateDevice', status: 404, durationMs: 5 },
       ])
