@@ -6,6 +6,7 @@ import { registerKeys } from './commands/keys.js'
 import { registerRevoke } from './commands/revoke.js'
 import { registerSign } from './commands/sign.js'
 import { registerStatus } from './commands/status.js'
+import { registerTokenPolicy } from './commands/token-policy.js'
 import type { CliContext } from './context.js'
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js'
 import { createSsmPort, type SsmPort } from './ssm.js'
@@ -48,6 +49,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerSign(program, context)
   registerRevoke(program, context)
   registerStatus(program, context)
+  registerTokenPolicy(program, context)
   try {
     await program.parseAsync(argv, { from: 'user' })
     return 0
