@@ -7,10 +7,11 @@ import { parseArgs } from 'node:util'
 import { startThingerEmulator } from './thinger-emulator/server.js'
 
 export type * from './thinger-emulator/types.js'
+export { DOCUMENTED_VARIANT, NAMED_VARIANTS } from './thinger-emulator/variants.js'
 
 const DEFAULT_HOST = '127.0.0.1'
 const DEFAULT_CLI_PORT = 8787
-const USAGE = 'usage: tsx local/thinger-emulator.ts --user NAME --token TOKEN [--port 8787] [--host 127.0.0.1] [--max-devices N]'
+const USAGE = 'usage: tsx local/thinger-emulator.ts --user NAME --token TOKEN [--port 8787] [--host 127.0.0.1] [--max-devices N] [--variant documented|conflict-iso|conflict-no-created]'
 
 async function runFromCommandLine (args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -20,7 +21,8 @@ async function runFromCommandLine (args: string[]): Promise<void> {
       host: { type: 'string', default: DEFAULT_HOST },
       user: { type: 'string' },
       token: { type: 'string' },
-      'max-devices': { type: 'string' }
+      'max-devices': { type: 'string' },
+      variant: { type: 'string' }
     }
   })
   if (values.user === undefined || values.token === undefined) throw new TypeError(USAGE)
@@ -30,7 +32,8 @@ async function runFromCommandLine (args: string[]): Promise<void> {
   const emulator = await startThingerEmulator({
     accounts: [{ username: values.user, tokens: [{ token: values.token }], ...(maxDevices === undefined ? {} : { maxDevices }) }],
     port,
-    host: values.host
+    host: values.host,
+    ...(values.variant === undefined ? {} : { variant: values.variant })
   })
   console.log(emulator.url)
   const stop = (): void => {

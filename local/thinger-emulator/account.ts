@@ -18,6 +18,8 @@ export interface StoredSecret {
 export interface StoredDevice {
   view: StoredDeviceView
   secret?: StoredSecret
+  /** Logged in (a successful login check) and not disabled since. */
+  connected?: boolean
 }
 
 export interface StoredAccount {

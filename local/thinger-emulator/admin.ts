@@ -1,5 +1,5 @@
 // The admin routes under /__emulator: what tests and other processes use to look into the
-// emulator and steer it (calls, devices, resources, seeds, faults, latency, login checks).
+// emulator and steer it (calls, devices, resources, seeds, faults, latency, variants, login checks).
 import type { IncomingMessage } from 'node:http'
 import { badRequest, EmulatorHttpError, errorBody } from './errors.js'
 import { decodeSegments, readBody, type Reply } from './http.js'
@@ -66,6 +66,11 @@ export async function answerAdmin (emulator: ThingerEmulator, req: IncomingMessa
     case 'DELETE /faults':
       emulator.setFaults([])
       return { status: 200, body: {} }
+    case 'GET /variant':
+      return { status: 200, body: emulator.variant() }
+    case 'PUT /variant':
+      emulator.setVariant(await readJson() as string)
+      return { status: 200, body: emulator.variant() }
     case 'PUT /latency': {
       const body = await readJson()
       if (!isObject(body)) throw badRequest('body must be {"ms": N}')

@@ -7,6 +7,7 @@ import { FaultInjector } from './faults.js'
 import { RESOURCE_ID_PATTERN } from './fields.js'
 import { seedAccount } from './resources.js'
 import { grantsOf, type TokenGrant, validateTokens } from './tokens.js'
+import { parseVariant, type ThingerVariant } from './variants.js'
 import type { EmulatorResources, EmulatorSeed, LoginCheck, RecordedCall, StoredDeviceView, ThingerEmulatorOptions } from './types.js'
 
 // Thinger hashes with far more iterations; the emulator only needs the shape of a salted hash,
@@ -19,12 +20,18 @@ export class ThingerBackend {
   readonly faults = new FaultInjector()
   readonly #accounts = new Map<string, StoredAccount>()
   #recorded: RecordedCall[] = []
+  #variant: ThingerVariant
 
   /** Throws a TypeError on invalid options. */
   constructor (options: ThingerEmulatorOptions) {
     validateOptions(options)
     this.hashIterations = options.hashIterations ?? DEFAULT_HASH_ITERATIONS
     this.grants = grantsOf(options.accounts)
+    try {
+      this.#variant = parseVariant(options.variant ?? {})
+    } catch (error) {
+      throw new TypeError((error as Error).message)
+    }
     for (const account of options.accounts) this.#accounts.set(account.username, newAccount(account.username, account.maxDevices))
   }
 
@@ -33,6 +40,16 @@ export class ThingerBackend {
     const account = this.#accounts.get(username)
     if (account === undefined) throw new EmulatorHttpError(404, 'user not found')
     return account
+  }
+
+  /** How this server behaves where Thinger's documents are silent. */
+  get variant (): ThingerVariant {
+    return this.#variant
+  }
+
+  /** Throws a 400 naming what is wrong, and keeps the current variant. */
+  setVariant (input: unknown): void {
+    this.#variant = parseVariant(input)
   }
 
   record (call: RecordedCall): void {

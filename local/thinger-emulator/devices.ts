@@ -5,6 +5,7 @@ import { badRequest, EmulatorHttpError } from './errors.js'
 import { type JsonObject, MAX_TEXT_CHARS, readBoolean, readResourceId, readText, rejectFields, RESOURCE_ID_PATTERN } from './fields.js'
 import { readAssetRefs } from './resources.js'
 import type { LoginCheck, StoredDeviceView, ThingerDeviceType } from './types.js'
+import type { ThingerVariant } from './variants.js'
 
 const HASH_KEY_BYTES = 32
 const HASH_SALT_BYTES = 16
@@ -21,6 +22,14 @@ export function findDeviceIn (account: StoredAccount, deviceId: string): StoredD
   const stored = RESOURCE_ID_PATTERN.test(deviceId) ? account.devices.get(deviceId) : undefined
   if (stored === undefined) throw new EmulatorHttpError(404, 'device not found')
   return stored
+}
+
+/** A device as reading it answers: `created` in the form the variant gives it. */
+export function renderDevice (view: StoredDeviceView, variant: ThingerVariant): Record<string, unknown> {
+  const { created, ...rest } = copyView(view)
+  if (variant.created === 'absent') return rest
+  if (variant.created === 'epoch-ms') return { ...rest, created }
+  return { ...rest, created: new Date(created).toISOString(), modified: new Date(rest.modified).toISOString() }
 }
 
 export function listDevices (account: StoredAccount, query: URLSearchParams): StoredDeviceView[] {
@@ -46,7 +55,7 @@ export function listDevices (account: StoredAccount, query: URLSearchParams): St
   return page.map(copyView)
 }
 
-export function createDevice (account: StoredAccount, body: JsonObject, hashIterations: number): void {
+export function createDevice (account: StoredAccount, body: JsonObject, hashIterations: number, variant: ThingerVariant): void {
   rejectFields(body, CREATE_FIELDS)
   const deviceId = readResourceId(body, 'device', false)
   if (deviceId === undefined) throw badRequest("'device' is required")
@@ -67,13 +76,13 @@ export function createDevice (account: StoredAccount, body: JsonObject, hashIter
   const description = readText(body, 'description', takesCredential ? 0 : 1, MAX_TEXT_CHARS) ?? ''
   const name = readText(body, 'name', 0, MAX_TEXT_CHARS) ?? ''
   const enabled = readBoolean(body, 'enabled') ?? true
-  const assets = Object.fromEntries(readAssetRefs(body, false, account)) as Partial<Record<AssetField, string>>
-
   const devices = account.devices
-  if (devices.has(deviceId)) throw badRequest('device already exists')
+  if (devices.has(deviceId)) throw new EmulatorHttpError(variant.duplicateCreateStatus, 'device already exists')
   if (account.maxDevices !== undefined && devices.size >= account.maxDevices) {
     throw badRequest('device limit reached for this account')
   }
+  const assets = Object.fromEntries(readAssetRefs(body, false, account, variant.autoCreateAssets)) as Partial<Record<AssetField, string>>
+
   const now = Date.now()
   devices.set(deviceId, {
     view: { device: deviceId, name, description, type: type as ThingerDeviceType, enabled, ...assets, created: now, modified: now },
@@ -81,7 +90,7 @@ export function createDevice (account: StoredAccount, body: JsonObject, hashIter
   })
 }
 
-export function updateDevice (account: StoredAccount, stored: StoredDevice, body: JsonObject, hashIterations: number): void {
+export function updateDevice (account: StoredAccount, stored: StoredDevice, body: JsonObject, hashIterations: number, variant: ThingerVariant): void {
   rejectFields(body, UPDATE_FIELDS)
   const credential = readText(body, 'credentials', MIN_UPDATE_CREDENTIAL_CHARS, MAX_TEXT_CHARS)
   if (credential !== undefined && !CREDENTIAL_DEVICE_TYPES.includes(stored.view.type)) {
@@ -90,13 +99,15 @@ export function updateDevice (account: StoredAccount, stored: StoredDevice, body
   const name = readText(body, 'name', 0, MAX_TEXT_CHARS)
   const description = readText(body, 'description', 0, MAX_TEXT_CHARS)
   const enabled = readBoolean(body, 'enabled')
-  const assets = readAssetRefs(body, true, account)
+  const assets = readAssetRefs(body, true, account, variant.autoCreateAssets)
 
   const view = stored.view
   if (credential !== undefined) stored.secret = hashCredential(credential, hashIterations)
   if (name !== undefined) view.name = name
   if (description !== undefined) view.description = description
   if (enabled !== undefined) view.enabled = enabled
+  // Disabling a device disconnects it (server changelog 4.0.0); a new credential applies to the next login only.
+  if (enabled === false) stored.connected = false
   for (const [field, value] of assets) {
     if (value === '') delete view[field]
     else view[field] = value
@@ -104,8 +115,9 @@ export function updateDevice (account: StoredAccount, stored: StoredDevice, body
   view.modified = Date.now()
 }
 
-export function deleteDevice (account: StoredAccount, deviceId: string): void {
-  findDeviceIn(account, deviceId)
+export function deleteDevice (account: StoredAccount, deviceId: string, variant: ThingerVariant): void {
+  const stored = findDeviceIn(account, deviceId)
+  if (stored.connected === true && variant.deleteConnected === 'refused') throw badRequest('the device is connected')
   account.devices.delete(deviceId)
   account.properties.delete(deviceId)
   account.deviceProjects.delete(deviceId)
@@ -150,5 +162,7 @@ export function checkLogin (account: StoredAccount | undefined, deviceId: string
   // The credential is checked first so that only its holder learns the device is disabled.
   if (!verifyCredential(credential, stored.secret)) return { ok: false, reason: 'bad_credential' }
   if (!stored.view.enabled) return { ok: false, reason: 'disabled' }
+  // A device that logged in stays connected until it is disabled or deleted.
+  stored.connected = true
   return { ok: true }
 }

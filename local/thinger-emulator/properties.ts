@@ -1,6 +1,7 @@
 // Device properties (`/v3/.../devices/{device}/properties`).
 import type { StoredAccount } from './account.js'
 import { findDeviceIn } from './devices.js'
+import type { ThingerVariant } from './variants.js'
 import { badRequest, EmulatorHttpError } from './errors.js'
 import {
   assignDefined, isObject, type JsonObject, keepDefined, labelErrors, MAX_TEXT_CHARS, NO_FIELDS, readChoice, readText,
@@ -30,8 +31,8 @@ export function parseProperty (input: unknown): JsonObject {
   return { property, name: '', description: '', ...fields }
 }
 
-export function createProperties (account: StoredAccount, deviceId: string, input: unknown): void {
-  findDeviceIn(account, deviceId)
+export function createProperties (account: StoredAccount, deviceId: string, input: unknown, variant: ThingerVariant): void {
+  findPropertyDevice(account, deviceId, variant)
   // CreateDeviceProperty takes one property or an array of them; the array is all or nothing.
   const parsed = Array.isArray(input)
     ? input.map((item, index) => labelErrors(`property ${index}`, () => parseProperty(item)))
@@ -43,15 +44,25 @@ export function createProperties (account: StoredAccount, deviceId: string, inpu
   if (stored.size > 0) account.properties.set(deviceId, stored)
 }
 
-export function findProperty (account: StoredAccount, deviceId: string, propertyId: string): JsonObject {
-  findDeviceIn(account, deviceId)
+/** The device whose properties a call names; a missing one answers as the variant says (404 or 500). */
+export function findPropertyDevice (account: StoredAccount, deviceId: string, variant: ThingerVariant): void {
+  try {
+    findDeviceIn(account, deviceId)
+  } catch (error) {
+    if (error instanceof EmulatorHttpError && variant.missingDevicePropertyStatus === 500) throw new EmulatorHttpError(500, 'internal error')
+    throw error
+  }
+}
+
+export function findProperty (account: StoredAccount, deviceId: string, propertyId: string, variant: ThingerVariant): JsonObject {
+  findPropertyDevice(account, deviceId, variant)
   const property = account.properties.get(deviceId)?.get(propertyId)
   if (property === undefined) throw new EmulatorHttpError(404, 'property not found')
   return property
 }
 
-export function updateProperty (account: StoredAccount, deviceId: string, propertyId: string, input: unknown): void {
-  const property = findProperty(account, deviceId, propertyId)
+export function updateProperty (account: StoredAccount, deviceId: string, propertyId: string, input: unknown, variant: ThingerVariant): void {
+  const property = findProperty(account, deviceId, propertyId, variant)
   const body = requireObject(input)
   rejectFields(body, PROPERTY_UPDATE_FIELDS, new Set(['property']), PROPERTY_UNEMULATED_FIELDS)
   const fields = readPropertyFields(body)
@@ -59,8 +70,8 @@ export function updateProperty (account: StoredAccount, deviceId: string, proper
   assignDefined(property, fields)
 }
 
-export function deleteProperty (account: StoredAccount, deviceId: string, propertyId: string): void {
-  findProperty(account, deviceId, propertyId)
+export function deleteProperty (account: StoredAccount, deviceId: string, propertyId: string, variant: ThingerVariant): void {
+  findProperty(account, deviceId, propertyId, variant)
   const properties = account.properties.get(deviceId)
   properties?.delete(propertyId)
   if (properties?.size === 0) account.properties.delete(deviceId)

@@ -54,18 +54,24 @@ export interface CatalogRules {
 
 /**
  * Reads the asset references of a device or bucket body; `""` (where allowed) clears one.
- * Whether Thinger accepts a reference to a missing asset type, group or product is unconfirmed:
- * the emulator refuses it (400), a conservative choice, so a service that passes here creates them
- * first and works against either behaviour.
+ * A missing asset type or group is created when `autoCreate` says so (what Thinger's changelog
+ * 2.9.9 says of devices); otherwise, and always for a product, the reference is refused (400).
  */
-export function readAssetRefs (body: JsonObject, allowEmpty: boolean, account: StoredAccount): [AssetField, string][] {
+export function readAssetRefs (body: JsonObject, allowEmpty: boolean, account: StoredAccount, autoCreate = false): [AssetField, string][] {
   const refs: [AssetField, string][] = []
+  const created: [CatalogKind, string][] = []
   for (const field of ASSET_FIELDS) {
     const id = readResourceId(body, field, allowEmpty)
     if (id === undefined) continue
-    if (id !== '' && !account.catalogs[ASSET_CATALOGS[field]].has(id)) throw badRequest(`${field} '${id}' does not exist`)
+    const kind = ASSET_CATALOGS[field]
+    if (id !== '' && !account.catalogs[kind].has(id)) {
+      if (!autoCreate || kind === 'products') throw badRequest(`${field} '${id}' does not exist`)
+      created.push([kind, id])
+    }
     refs.push([field, id])
   }
+  // Only once every reference was read, so that a refused body creates nothing.
+  for (const [kind, id] of created) account.catalogs[kind].set(id, { [CATALOGS[kind].idField]: id, name: id, description: '' })
   return refs
 }
 

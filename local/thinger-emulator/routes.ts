@@ -2,13 +2,13 @@
 // method, and the model call that answers it. Nothing else here knows a rule of Thinger's.
 import type { IncomingMessage } from 'node:http'
 import type { StoredAccount } from './account.js'
-import { CATALOG_KINDS, copyView } from './account.js'
+import { CATALOG_KINDS } from './account.js'
 import type { ThingerBackend } from './backend.js'
-import { assignProjects, createDevice, deleteDevice, findDeviceIn, listDevices, updateDevice } from './devices.js'
+import { assignProjects, createDevice, deleteDevice, findDeviceIn, listDevices, renderDevice, updateDevice } from './devices.js'
 import { EmulatorHttpError } from './errors.js'
 import { parseJson, requireObject } from './fields.js'
 import { decodeSegments, ok, readBody, type Reply } from './http.js'
-import { createProperties, deleteProperty, findProperty, updateProperty } from './properties.js'
+import { createProperties, deleteProperty, findProperty, findPropertyDevice, updateProperty } from './properties.js'
 import { CATALOGS, cloneDashboard, createEntry, deleteEntry, findEntry, updateEntry } from './resources.js'
 import { authorize } from './tokens.js'
 import type { ThingerAction } from './types.js'
@@ -70,7 +70,7 @@ export function apiRoutes (backend: ThingerBackend): readonly RouteRule[] {
       methods: {
         GET: ['ListDevices', ({ account, query }) => ok(listDevices(account, query))],
         POST: ['CreateDevice', async ({ account, readJson }) => {
-            createDevice(account, requireObject(await readJson()), backend.hashIterations)
+            createDevice(account, requireObject(await readJson()), backend.hashIterations, backend.variant)
             return ok()
           }]
       }
@@ -79,14 +79,14 @@ export function apiRoutes (backend: ThingerBackend): readonly RouteRule[] {
       pattern: /^\/v1\/users\/([^/]+)\/devices\/([^/]+)$/,
       params: ['device'],
       methods: {
-        GET: ['ReadDeviceStatus', ({ account, device }) => ok(copyView(findDeviceIn(account, device).view))],
+        GET: ['ReadDeviceStatus', ({ account, device }) => ok(renderDevice(findDeviceIn(account, device).view, backend.variant))],
         PUT: ['UpdateDevice', async ({ account, device, readJson }) => {
           const stored = findDeviceIn(account, device)
-          updateDevice(account, stored, requireObject(await readJson()), backend.hashIterations)
+          updateDevice(account, stored, requireObject(await readJson()), backend.hashIterations, backend.variant)
             return ok()
         }],
         DELETE: ['DeleteDevice', ({ account, device }) => {
-            deleteDevice(account, device)
+            deleteDevice(account, device, backend.variant)
             return ok()
           }]
       }
@@ -107,12 +107,12 @@ export function apiRoutes (backend: ThingerBackend): readonly RouteRule[] {
       params: ['device'],
       methods: {
         GET: ['ListDeviceProperties', ({ account, device }) => {
-          findDeviceIn(account, device)
+          findPropertyDevice(account, device, backend.variant)
           return ok([...account.properties.get(device)?.values() ?? []].map((property) => structuredClone(property)))
         }],
         POST: ['CreateDeviceProperty', async ({ account, device, readJson }) => {
-          findDeviceIn(account, device)
-          createProperties(account, device, await readJson())
+          findPropertyDevice(account, device, backend.variant)
+          createProperties(account, device, await readJson(), backend.variant)
           return ok()
         }]
       }
@@ -121,14 +121,14 @@ export function apiRoutes (backend: ThingerBackend): readonly RouteRule[] {
       pattern: /^\/v3\/users\/([^/]+)\/devices\/([^/]+)\/properties\/([^/]+)$/,
       params: ['device', 'id'],
       methods: {
-        GET: ['ReadDeviceProperty', ({ account, device, id }) => ok(structuredClone(findProperty(account, device, id)))],
+        GET: ['ReadDeviceProperty', ({ account, device, id }) => ok(structuredClone(findProperty(account, device, id, backend.variant)))],
         PUT: ['UpdateDeviceProperty', async ({ account, device, id, readJson }) => {
-          findProperty(account, device, id)
-          updateProperty(account, device, id, await readJson())
+          findProperty(account, device, id, backend.variant)
+          updateProperty(account, device, id, await readJson(), backend.variant)
           return ok()
         }],
         DELETE: ['DeleteDeviceProperty', ({ account, device, id }) => {
-          deleteProperty(account, device, id)
+          deleteProperty(account, device, id, backend.variant)
           return ok()
         }]
       }

@@ -101,6 +101,8 @@ export async function startThingerEmulator (
     reset: () => backend.reset(),
     setFaults: (rules) => backend.faults.setFaults(rules),
     setLatencyMs: (ms) => backend.faults.setLatencyMs(ms),
+    setVariant: (variant) => backend.setVariant(variant),
+    variant: () => ({ ...backend.variant }),
     checkLogin: (username, deviceId, credential) => backend.checkLogin(username, deviceId, credential),
     device: (username, deviceId) => backend.device(username, deviceId),
     devices: (username) => backend.devices(username),

@@ -1,4 +1,7 @@
 // The emulator's public shapes: what Thinger's REST API returns, and the handle tests drive.
+import type { ThingerVariant } from './variants.js'
+
+export type { ThingerVariant } from './variants.js'
 
 /**
  * A permission of Thinger's REST API, as named in a token's `allow` list: the OpenAPI summary of
@@ -30,10 +33,12 @@ export interface EmulatorAccount {
   maxDevices?: number
 }
 
-/** The accounts the emulator knows, and how hard it hashes device credentials. */
+/** The accounts the emulator knows, how hard it hashes device credentials, and how it behaves where Thinger's documents are silent. */
 export interface ThingerEmulatorOptions {
   accounts: EmulatorAccount[]
   hashIterations?: number
+  /** A name of NAMED_VARIANTS or switches over the documented behaviour (the default). */
+  variant?: string | Partial<ThingerVariant>
 }
 
 /** A fault injected into matching API calls; the first active matching rule wins. */
@@ -183,6 +188,9 @@ export interface ThingerEmulator {
   reset(): void
   setFaults(rules: FaultRule[]): void
   setLatencyMs(ms: number): void
+  /** Switches the behaviour (a name or switches over the documented one); kept across reset(). */
+  setVariant(variant: string | Partial<ThingerVariant>): void
+  variant(): ThingerVariant
   checkLogin(username: string, device: string, credential: string): LoginCheck
   device(username: string, device: string): Readonly<StoredDeviceView> | undefined
   devices(username: string): Readonly<StoredDeviceView>[]
