@@ -14,6 +14,9 @@ const UPDATABLE_FIELDS = ['name', 'description', 'asset_type', 'asset_group', 'p
 const CREATED_CLOCK_MARGIN_SECONDS = 10
 // A device clock at most this far ahead of the service's counts as in step with it.
 const AHEAD_TOLERANCE_SECONDS = 1
+// Without a floor (no record, no usable `created`), only a signature this fresh is accepted: the
+// service's own time, sent back with `replayed`, signed again and posted at once.
+const FRESH_SIGNATURE_SECONDS = 5
 /** The device property that records a finished provisioning. */
 export const PROVISIONING_PROPERTY = 'provisioning'
 
@@ -133,8 +136,8 @@ async function ensureDevice(device: string, deps: ProvisionDeps): Promise<{ cred
       // Deleted between the read and the update: start over with a create.
       continue
     }
-    if (lastError instanceof ThingerHttpError && lastError.status === 400) {
-      throw new UpstreamError(`create refused with 400 and the device does not exist: ${lastError.upstreamMessage ?? 'no message'}`, {
+    if (lastError instanceof ThingerHttpError && (lastError.status === 400 || lastError.status === 409)) {
+      throw new UpstreamError(`create refused with ${lastError.status} and the device does not exist: ${lastError.upstreamMessage ?? 'no message'}`, {
         cause: lastError,
       })
     }
@@ -178,7 +181,9 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
  * or, for a device without a record, its creation (a device is created without a record only by a
  * request signed no later than the service's clock, so its timestamp is at most `created` plus the
  * margin). A device whose own clock is behind gets the service's time to sign again with, as for
- * `clock_skew`; within the same seconds, a short wait.
+ * `clock_skew`; within the same seconds, a short wait. When Thinger gives no usable `created` and
+ * there is no record, nothing bounds an old request: only a fresh signature is accepted (then
+ * recorded), and any other gets the service's time, so a real device signs again and gets in.
  * @throws AttestationError `replayed`.
  */
 function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): void {
@@ -188,9 +193,13 @@ function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Pa
       : existing.created === undefined
         ? undefined
         : Math.floor(existing.created / 1000) + AHEAD_TOLERANCE_SECONDS + CREATED_CLOCK_MARGIN_SECONDS
-  if (floor === undefined || timestamp > floor) return
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
   const message = 'this request is not newer than the last one accepted for this device'
+  if (floor === undefined) {
+    if (timestamp >= nowSeconds - FRESH_SIGNATURE_SECONDS) return
+    throw new AttestationError('replayed', message, { serverTime: nowSeconds })
+  }
+  if (timestamp > floor) return
   if (nowSeconds > floor) throw new AttestationError('replayed', message, { serverTime: nowSeconds })
   const error = new AttestationError('replayed', message)
   error.retryAfterSeconds = floor - nowSeconds + 1
@@ -269,9 +278,9 @@ async function ensure(create: () => Promise<void>, confirm: () => Promise<boolea
   }
 }
 
-/** A 400 (maybe a duplicate) or a lost answer: the create may or may not have happened. 429 said it did not. */
+/** A 400 or 409 (maybe a duplicate) or a lost answer: the create may or may not have happened. 429 said it did not. */
 function isAmbiguousCreateFailure(error: unknown): boolean {
-  if (error instanceof ThingerHttpError) return error.status === 400 || (error.status !== 429 && isRetryableThingerError(error))
+  if (error instanceof ThingerHttpError) return error.status === 400 || error.status === 409 || (error.status !== 429 && isRetryableThingerError(error))
   return isRetryableThingerError(error)
 }
 

@@ -18,7 +18,10 @@ export interface ThingerDevice {
   asset_type?: string
   asset_group?: string
   product?: string
-  /** Creation time, epoch milliseconds. */
+  /**
+   * Creation time, epoch milliseconds; `undefined` when Thinger did not say or said it in a form
+   * that cannot be trusted (see {@link parseCreated}).
+   */
   created?: number
 }
 
@@ -121,12 +124,16 @@ export class ThingerClient {
    * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
    */
   async getDevice(device: string): Promise<ThingerDevice | undefined> {
-    return this.#read<ThingerDevice>(DEVICE_ACTIONS.read, this.#devicePath(device))
+    const read = await this.#read<Omit<ThingerDevice, 'created'> & { created?: unknown }>(DEVICE_ACTIONS.read, this.#devicePath(device))
+    if (read === undefined) return undefined
+    const { created, ...rest } = read
+    const createdMs = parseCreated(created)
+    return createdMs === undefined ? rest : { ...rest, created: createdMs }
   }
 
   /**
    * Creates a device. Called once only: see the class comment.
-   * @throws ThingerHttpError (400 also when the device already exists), ThingerNetworkError, ThingerTimeoutError.
+   * @throws ThingerHttpError (400 or 409 also when the device already exists), ThingerNetworkError, ThingerTimeoutError.
    */
   async createDevice(body: CreateDeviceBody): Promise<void> {
     const response = await this.#call('POST', DEVICE_ACTIONS.create, this.#devicesPath(), body)
@@ -297,6 +304,22 @@ async function readErrorMessage(response: Response): Promise<string | undefined>
   } catch {
     return undefined
   }
+}
+
+// Epoch milliseconds before 1973: a number this small is not milliseconds (seconds, perhaps),
+// and trusting it would make every device look ancient.
+const MIN_CREATED_MS = 1e11
+
+/**
+ * Reads a device's `created` as Thinger may send it: epoch milliseconds (list answers), or an ISO
+ * 8601 string with a time zone. Anything else (absent, seconds, a date without a zone) is
+ * `undefined`: callers must then behave safely without it.
+ */
+export function parseCreated(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= MIN_CREATED_MS ? value : undefined
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(value)) return undefined
+  const ms = Date.parse(value)
+  return Number.isFinite(ms) && ms >= MIN_CREATED_MS ? ms : undefined
 }
 
 /** Reads `Retry-After` as delta-seconds or an HTTP date; `undefined` when absent or unreadable. */

@@ -300,7 +300,7 @@ describe('Function: provisionDevice', () => {
     expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'createDevice', 'getDevice'])
   })
 
-  it.each([401, 403, 404, 409, 422])('throws upstream_error without further calls when create answers %i', async (status) => {
+  it.each([401, 403, 404, 422])('throws upstream_error without further calls when create answers %i', async (status) => {
     // Prepare
     thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', status, 'nope')))
 
@@ -315,6 +315,32 @@ describe('Function: provisionDevice', () => {
       detail: `Thinger.io CreateDevice (POST) answered ${status}: nope`,
     })
     expect(thinger.calls).toEqual(['createDevice'])
+  })
+
+  it('takes a 409 on create as a possible duplicate: reads the device, and replaces its credential', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', 409, 'device already exists')))
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'updateDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
+
+  it('throws upstream_error naming the 409 when create answers 409 and the device does not exist', async () => {
+    // Prepare
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', 409, 'conflict')))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'upstream_error', detail: 'create refused with 409 and the device does not exist: conflict' })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
   })
 
   it('creates the device again when it is deleted between the read and the update', async () => {
@@ -494,6 +520,40 @@ describe('Function: provisionDevice, replay protection', () => {
 
     // Assess
     expect(error).toMatchObject({ code: 'replayed', serverTime: undefined, retryAfterSeconds: 9 })
+  })
+
+  it.each([
+    ['as old as the creation would allow', 0],
+    ['a minute old', -60],
+    ['just past the fresh window', -6],
+  ])('refuses a timestamp %s when Thinger gives no created and there is no record, giving the service time', async (_label, offset) => {
+    // Prepare: Thinger answers without `created`
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset - (offset === 0 ? 30 : 0))))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'replayed', statusCode: 401, retryable: true, serverTime: NOW_SECONDS })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it.each([
+    ['the service time it was given', 0],
+    ['a few seconds old', -5],
+    ['slightly ahead', 1],
+  ])('accepts a signature of %s when Thinger gives no created and there is no record, and records it', async (_label, offset) => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset))
+    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS + offset })
+    expect(replay).toMatchObject({ code: 'replayed' })
   })
 
   it('compares with the recorded timestamp when there is one, and updates it in place', async () => {
