@@ -14,9 +14,6 @@ const UPDATABLE_FIELDS = ['name', 'description', 'asset_type', 'asset_group', 'p
 const CREATED_CLOCK_MARGIN_SECONDS = 10
 // A device clock at most this far ahead of the service's counts as in step with it.
 const AHEAD_TOLERANCE_SECONDS = 1
-// Without a floor (no record, no usable `created`), only a signature this fresh is accepted: the
-// service's own time, sent back with `replayed`, signed again and posted at once.
-const FRESH_SIGNATURE_SECONDS = 5
 /** The device property that records a finished provisioning. */
 export const PROVISIONING_PROPERTY = 'provisioning'
 
@@ -160,7 +157,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   const stored = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
   const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
   const proof = deps.proof
-  if (deps.fleet.replayProtection && proof?.kind === 'hmac') checkNotReplayed(proof.timestamp, existing, record, deps)
+  if (deps.fleet.replayProtection && proof?.kind === 'hmac') await checkNotReplayed(device, proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
     // and recent enough that the device has not been in use.
@@ -182,11 +179,12 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
  * request signed no later than the service's clock, so its timestamp is at most `created` plus the
  * margin). A device whose own clock is behind gets the service's time to sign again with, as for
  * `clock_skew`; within the same seconds, a short wait. When Thinger gives no usable `created` and
- * there is no record, nothing bounds an old request: only a fresh signature is accepted (then
- * recorded), and any other gets the service's time, so a real device signs again and gets in.
+ * there is no recorded timestamp, nothing tells an immediate replay of the creating request from a
+ * fresh one: the service's time is recorded as a fence and the device asked to come back a second
+ * later, so every request signed before is refused for good and the device's next one gets in.
  * @throws AttestationError `replayed`.
  */
-function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): void {
+async function checkNotReplayed(device: string, timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): Promise<void> {
   const floor =
     typeof record?.lastTimestamp === 'number'
       ? record.lastTimestamp
@@ -196,8 +194,12 @@ function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Pa
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
   const message = 'this request is not newer than the last one accepted for this device'
   if (floor === undefined) {
-    if (timestamp >= nowSeconds - FRESH_SIGNATURE_SECONDS) return
-    throw new AttestationError('replayed', message, { serverTime: nowSeconds })
+    const fence = Math.max(nowSeconds, timestamp)
+    const fenced = { ...record, fleet: record?.fleet ?? deps.plan.record.fleet, lastTimestamp: fence }
+    await ensureProperty(deps.thinger, device, PROVISIONING_PROPERTY, fenced, record !== undefined)
+    const error = new AttestationError('replayed', message)
+    error.retryAfterSeconds = fence - nowSeconds + 1
+    throw error
   }
   if (timestamp > floor) return
   if (nowSeconds > floor) throw new AttestationError('replayed', message, { serverTime: nowSeconds })

@@ -523,37 +523,36 @@ describe('Function: provisionDevice, replay protection', () => {
   })
 
   it.each([
-    ['as old as the creation would allow', 0],
-    ['a minute old', -60],
-    ['just past the fresh window', -6],
-  ])('refuses a timestamp %s when Thinger gives no created and there is no record, giving the service time', async (_label, offset) => {
-    // Prepare: Thinger answers without `created`
+    ['a minute old', -60, 1],
+    ['of this very second', 0, 1],
+    ['a second ahead', 1, 2],
+  ])('fences a device without created nor record: refuses a request %s, records the fence, asks to come back', async (_label, offset, wait) => {
+    // Prepare: Thinger answers without `created`, so nothing bounds the creating request
     thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
 
     // Act
-    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset - (offset === 0 ? 30 : 0))))
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
+    const again = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
 
     // Assess
-    expect(error).toMatchObject({ code: 'replayed', statusCode: 401, retryable: true, serverTime: NOW_SECONDS })
+    expect(error).toMatchObject({ code: 'replayed', statusCode: 401, retryable: true, retryAfterSeconds: wait })
+    expect(again).toMatchObject({ code: 'replayed' })
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toEqual({ fleet: 'default', lastTimestamp: NOW_SECONDS + Math.max(0, offset) })
     expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
   })
 
-  it.each([
-    ['the service time it was given', 0],
-    ['a few seconds old', -5],
-    ['slightly ahead', 1],
-  ])('accepts a signature of %s when Thinger gives no created and there is no record, and records it', async (_label, offset) => {
+  it('accepts the request the device signs after the fence, and records it', async () => {
     // Prepare
     thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS)))
 
     // Act
-    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset))
-    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS + 1))
 
     // Assess
     expect(result.created).toBe(false)
-    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS + offset })
-    expect(replay).toMatchObject({ code: 'replayed' })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS + 1 })
   })
 
   it('compares with the recorded timestamp when there is one, and updates it in place', async () => {
