@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { Command, CommanderError } from 'commander'
 import { ThingerClient } from '../lib/thinger/client.js'
+import { registerDoctor } from './commands/doctor.js'
 import { registerFleetKey } from './commands/fleet-key.js'
 import { registerKeys } from './commands/keys.js'
 import { registerRevoke } from './commands/revoke.js'
@@ -50,6 +51,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerRevoke(program, context)
   registerStatus(program, context)
   registerTokenPolicy(program, context)
+  registerDoctor(program, context)
   try {
     await program.parseAsync(argv, { from: 'user' })
     return 0
