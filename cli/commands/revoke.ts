@@ -72,6 +72,8 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
   const hint = `the deny list is already updated; run \`${command}\` again to finish on Thinger.io`
   for (const device of options.device) {
     if (revoked && options.delete) {
+      // Thinger refuses to delete a connected device (400); disabling it disconnects it.
+      await thingerCall(() => thinger.updateDevice(device, { enabled: false }), hint)
       const deleted = await thingerCall(() => thinger.deleteDevice(device), hint)
       context.stdout.write(deleted ? `${device}: deleted on Thinger.io\n` : `${device}: not on Thinger.io, nothing to delete\n`)
     } else if (revoked) {

@@ -60,4 +60,30 @@ describe.each(Object.keys(NAMED_VARIANTS))('Command: status against the emulator
     if (NAMED_VARIANTS[variant]?.created === 'absent') expect(result.stdout).not.toContain('created')
     else expect(result.stdout).toContain(`created ${createdAt}`)
   })
+
+  it('deletes a connected device with revoke --delete', async () => {
+    // Prepare
+    const created = await fetch(`${emulator.url}/v1/users/${USERNAME}/devices`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ device: 'esp32_online', type: 'Generic', credentials: 'secret-1' }),
+    })
+    expect(created.status).toBe(200)
+    expect(emulator.checkLogin(USERNAME, 'esp32_online', 'secret-1')).toEqual({ ok: true })
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+
+    // Act
+    const result = await run(['revoke', '--device', 'esp32_online', '--delete'], {
+      env: { FLEETS_FILE: '', STAGE: 'prod', THINGER_USERNAME: USERNAME, THINGER_API_URL: emulator.url },
+      ssm,
+      // No real wait where revoke --delete waits out the functions' SSM cache.
+      overrides: { thinger: (options) => new ThingerClient(options), ...({ sleep: async () => {} } as object) },
+    })
+
+    // Assess
+    expect(result.stderr).not.toContain('[thinger_error]')
+    expect(result.code).toBe(0)
+    expect(emulator.device(USERNAME, 'esp32_online')).toBeUndefined()
+  })
 })
