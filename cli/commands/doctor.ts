@@ -6,6 +6,7 @@ import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
 import type { ThingerAction } from '../../lib/thinger/actions.js'
 import { parseCreated } from '../../lib/thinger/client.js'
 import { requiredActionsOf } from '../../lib/thinger/policy.js'
+import { groupByTarget } from '../../lib/thinger/targets.js'
 import type { CliContext } from '../context.js'
 import { loadDenyList } from '../deny-list.js'
 import { CliError, EXIT_INTERRUPTED } from '../errors.js'
@@ -78,16 +79,27 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
   }
 
   const ssm = context.ssm()
-  const tokenParam = options.tokenParam ?? config.thingerTokenParam
-  const token = await readSecret(ssm, tokenParam)
-  if (token === undefined) add('ssm: token', 'fail', `${tokenParam} does not exist or is empty`, `store the token: aws ssm put-parameter --name ${tokenParam} --type SecureString --value file://thinger-token.txt`)
-  else add('ssm: token', 'ok', tokenParam)
+  const groups = groupByTarget(fleets)
+  if (groups.length > 1 && (options.tokenParam !== undefined || options.cleanupTokenParam !== undefined)) {
+    throw new CliError('usage', `these fleets use ${groups.length} Thinger.io accounts: give --fleet with --token-param or --cleanup-token-param`)
+  }
+  const tokens: Array<string | undefined> = []
+  for (const { target } of groups) {
+    const tokenParam = options.tokenParam ?? target.tokenParam
+    const token = await readSecret(ssm, tokenParam)
+    const what = groups.length === 1 ? 'ssm: token' : `ssm: token of ${target.username}@${new URL(target.apiUrl).host}`
+    if (token === undefined) add(what, 'fail', `${tokenParam} does not exist or is empty`, `store the token: aws ssm put-parameter --name ${tokenParam} --type SecureString --value file://thinger-token.txt`)
+    else add(what, 'ok', tokenParam)
+    tokens.push(token)
+  }
   await checkFleetSecrets(ssm, fleets, add)
 
-  if (token !== undefined) {
+  for (const [index, { target, fleets: members }] of groups.entries()) {
+    const token = tokens[index]
+    if (token === undefined) continue
     const cleanupToken = options.cleanupTokenParam === undefined ? token : await readSecret(ssm, options.cleanupTokenParam)
     if (cleanupToken === undefined) add('ssm: cleanup token', 'fail', `${options.cleanupTokenParam} does not exist or is empty`, 'store a token with DeleteDevice there, or leave --cleanup-token-param out')
-    await checkThinger(config.thingerApiUrl, config.thingerUsername, token, cleanupToken ?? token, fleets, report, add)
+    await checkThinger(target.apiUrl, target.username, token, cleanupToken ?? token, members, report, add)
   }
   if (options.endpoint !== undefined) await checkEndpoint(options.endpoint, add)
   addVariantWarnings(report, fleets, add)

@@ -68,7 +68,7 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
   report(context, config, fleet, options, revoked, edit.changed.map(String))
   if (options.device.length === 0) return
 
-  const thinger = await connectThinger(context, config, options.tokenParam)
+  const thinger = await connectThinger(context, config, options.tokenParam, fleet)
   const hint = `the deny list is already updated; run \`${command}\` again to finish on Thinger.io`
   for (const device of options.device) {
     if (revoked && options.delete) {

@@ -44,7 +44,7 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
   const config = loadSettings(context.env, { thinger: true })
   const fleet = findFleet(config, options.fleet)
   checkDeviceIds([options.device])
-  const [{ list }, thinger] = await Promise.all([loadDenyList(context.ssm(), fleet.denyListParam), connectThinger(context, config, options.tokenParam)])
+  const [{ list }, thinger] = await Promise.all([loadDenyList(context.ssm(), fleet.denyListParam), connectThinger(context, config, options.tokenParam, fleet)])
   const device = await thingerCall(() => thinger.getDevice(options.device))
   // Only a device that exists has properties: some Thinger servers answer 500, not 404, for a missing one.
   const record = device === undefined ? undefined : await thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY))

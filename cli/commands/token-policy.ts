@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { requiredActionsOf, tokenPolicy } from '../../lib/thinger/policy.js'
+import { groupByTarget } from '../../lib/thinger/targets.js'
 import type { CliContext } from '../context.js'
 import { findFleet, loadSettings } from '../settings.js'
 
@@ -25,29 +26,35 @@ export function registerTokenPolicy(program: Command, context: CliContext): void
 async function printTokenPolicy(context: CliContext, options: TokenPolicyOptions): Promise<void> {
   const config = loadSettings(context.env, { thinger: false })
   const fleets = options.fleet === undefined ? [...config.fleets.values()] : [findFleet(config, options.fleet)]
-  const required = requiredActionsOf(fleets)
-  const policy = tokenPolicy(required.map(({ action }) => action))
-  const json = JSON.stringify(policy, null, 2)
+  const groups = groupByTarget(fleets).map((group) => {
+    const required = requiredActionsOf(group.fleets)
+    return { ...group, required, policy: tokenPolicy(required.map(({ action }) => action)) }
+  })
   if (options.json) {
-    context.stdout.write(`${json}\n`)
+    // One target: the policy itself, ready to paste; several: one entry per token.
+    const json = groups.length === 1
+      ? groups[0]!.policy
+      : groups.map(({ target, fleets: members, policy }) => ({ ...target, fleets: members.map((fleet) => fleet.name), ...policy }))
+    context.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
     return
   }
-  const width = Math.max(...required.map(({ action }) => action.length))
-  const scope = options.fleet === undefined ? `the fleets ${fleets.map((fleet) => `"${fleet.name}"`).join(', ')}` : `the fleet "${fleets[0]!.name}"`
-  context.stdout.write(
-    [
-      `# Thinger.io token permissions for ${scope}`,
-      json,
-      '',
-      'Checklist:',
-      `1. Thinger.io console, Access Tokens, Add: a token for account "${context.env.THINGER_USERNAME || '(THINGER_USERNAME)'}"; paste the JSON above as its permissions.`,
-      `2. Store it as a SecureString: aws ssm put-parameter --name ${config.thingerTokenParam} --type SecureString --value file://thinger-token.txt`,
-      '3. Each action, and why the function needs it:',
-      ...required.map(({ action, reason }) => `   ${action.padEnd(width)}  ${reason}`),
-      '4. The command line uses the same token for revoke/unrevoke (UpdateDevice) and status (ReadDeviceStatus, ReadDeviceProperty).',
-      '   revoke --delete also needs DeleteDevice: give it to a second token (--token-param), never to this one.',
-      '5. Run this again after changing the fleets file: a new profile element needs new actions.',
-      '',
-    ].join('\n'),
-  )
+  for (const { target, fleets: members, required, policy } of groups) {
+    const width = Math.max(...required.map(({ action }) => action.length))
+    context.stdout.write(
+      [
+        `# Thinger.io token for account "${target.username}" at ${target.apiUrl}, fleets ${members.map((fleet) => `"${fleet.name}"`).join(', ')}`,
+        JSON.stringify(policy, null, 2),
+        '',
+        'Checklist:',
+        `1. Thinger.io console of ${target.apiUrl}, Access Tokens, Add: a token for account "${target.username}"; paste the JSON above as its permissions.`,
+        `2. Store it as a SecureString: aws ssm put-parameter --name ${target.tokenParam} --type SecureString --value file://thinger-token.txt`,
+        '3. Each action, and why the function needs it:',
+        ...required.map(({ action, reason }) => `   ${action.padEnd(width)}  ${reason}`),
+        '4. The command line uses the same token for revoke/unrevoke (UpdateDevice) and status (ReadDeviceStatus, ReadDeviceProperty).',
+        '   revoke --delete also needs DeleteDevice: give it to a second token (--token-param), never to this one.',
+        '5. Run this again after changing the fleets file, then thinger-provisioner doctor: a new profile element needs new actions.',
+        '',
+      ].join('\n'),
+    )
+  }
 }

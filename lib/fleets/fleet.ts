@@ -30,6 +30,16 @@ export interface FleetDefinition {
   devicePattern: string
   reprovision: 'rotate' | 'reject'
   profile: Profile
+  /** The Thinger.io account or instance of this fleet's devices; each field defaults to the deployment's setting. */
+  thinger?: Partial<ThingerTarget>
+}
+
+/** Where a fleet's devices live on Thinger.io, and the SSM parameter of the token for it. */
+export interface ThingerTarget {
+  apiUrl: string
+  username: string
+  tokenParam: string
+  deviceHost: string
 }
 
 /** The validated fleets file, as compiled into the bundle. */
@@ -39,9 +49,11 @@ export interface FleetsDefinition {
 }
 
 /** A fleet ready to serve requests. */
-export interface Fleet extends Omit<FleetDefinition, 'devicePattern'> {
+export interface Fleet extends Omit<FleetDefinition, 'devicePattern' | 'thinger'> {
   name: string
   devicePattern: RegExp
+  /** The fleet's Thinger.io target, its defaults filled in from the deployment's settings. */
+  thinger: ThingerTarget
 }
 
 /** The fleet a request without `fleet` belongs to. */
