@@ -2,12 +2,12 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../lib/config.js'
-import type { ThingerAction } from '../../lib/thinger/actions.js'
 import { requiredActionsOf } from '../../lib/thinger/policy.js'
 import { LOCAL_FLEET_KEY, LOCAL_FLEETS_FILE, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
 import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import type { DoctorReport } from '../../cli/commands/doctor.js'
 import { createRequire } from 'node:module'
+import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
 import { MemorySsm, run } from './fakes.js'
 
 const { loadFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
@@ -18,7 +18,6 @@ const CLEANUP_PARAM = '/thinger-provisioner/prod/operator-token'
 const ADMIN_TOKEN = 'doctor-admin-token'
 const ENV_BASE = { FLEETS_FILE: LOCAL_FLEETS_FILE, STAGE: 'prod', THINGER_USERNAME: USERNAME }
 const ACTIONS = requiredActionsOf(loadConfig(ENV_BASE, loadFleets(ENV_BASE)).fleets.values()).map(({ action }) => action)
-const tokenWithout = (action: ThingerAction | 'none') => `doctor-token-without-${action}`
 
 let emulator: ThingerEmulator
 let endpoint: Server
@@ -29,11 +28,7 @@ beforeAll(async () => {
     port: 0,
     accounts: [{
       username: USERNAME,
-      tokens: [
-        { token: ADMIN_TOKEN },
-        { token: tokenWithout('none'), allow: ACTIONS },
-        ...ACTIONS.map((removed) => ({ token: tokenWithout(removed), allow: ACTIONS.filter((action) => action !== removed) })),
-      ],
+      tokens: tokensLackingEach(ACTIONS, ADMIN_TOKEN),
     }],
   })
   // Stands in for the deployed API: the function answers an unsigned request like this.

@@ -16,6 +16,15 @@ afterAll(async () => {
   await emulator.close()
 })
 
+async function createDevice(device: string): Promise<void> {
+  const created = await fetch(`${emulator.url}/v1/users/${USERNAME}/devices`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ device, type: 'Generic', credentials: 'secret-1' }),
+  })
+  expect(created.status).toBe(200)
+}
+
 async function status(device: string) {
   const ssm = new MemorySsm()
   ssm.seed(TOKEN_PARAM, TOKEN)
@@ -44,12 +53,7 @@ describe.each(Object.keys(NAMED_VARIANTS))('Command: status against the emulator
 
   it('shows when a device was created when Thinger says it, in either form', async () => {
     // Prepare
-    const created = await fetch(`${emulator.url}/v1/users/${USERNAME}/devices`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ device: 'esp32_shown', type: 'Generic', credentials: 'secret-1' }),
-    })
-    expect(created.status).toBe(200)
+    await createDevice('esp32_shown')
 
     // Act
     const result = await status('esp32_shown')
@@ -63,12 +67,7 @@ describe.each(Object.keys(NAMED_VARIANTS))('Command: status against the emulator
 
   it('deletes a connected device with revoke --delete', async () => {
     // Prepare
-    const created = await fetch(`${emulator.url}/v1/users/${USERNAME}/devices`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ device: 'esp32_online', type: 'Generic', credentials: 'secret-1' }),
-    })
-    expect(created.status).toBe(200)
+    await createDevice('esp32_online')
     expect(emulator.checkLogin(USERNAME, 'esp32_online', 'secret-1')).toEqual({ ok: true })
     const ssm = new MemorySsm()
     ssm.seed(TOKEN_PARAM, TOKEN)

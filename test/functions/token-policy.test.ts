@@ -4,13 +4,13 @@ import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler } from '../../functions/provision.js'
 import { loadConfig } from '../../lib/config.js'
-import type { ThingerAction } from '../../lib/thinger/actions.js'
 import { actionsOfPolicy, requiredActionsOf, tokenPolicy } from '../../lib/thinger/policy.js'
 import { LOCAL_FLEET_KEY, LOCAL_FLEETS_FILE, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { signedBody } from '../support/device.js'
 import { apiEvent } from '../support/lambda.js'
 import { ssmHolding } from '../support/ssm.js'
+import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
 
 const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string) => unknown }
 
@@ -27,18 +27,12 @@ const SUCCESS = [201, 200, 201, 200, 200]
 let emulator: ThingerEmulator
 let requestCount = 0
 
-const tokenWithout = (action: ThingerAction | 'none'): string => `policy-test-token-without-${action}`
-
 beforeAll(async () => {
   emulator = await startThingerEmulator({
     port: 0,
     accounts: [{
       username: USERNAME,
-      tokens: [
-        { token: ADMIN_TOKEN },
-        { token: tokenWithout('none'), allow: POLICY_ACTIONS },
-        ...POLICY_ACTIONS.map((removed) => ({ token: tokenWithout(removed), allow: POLICY_ACTIONS.filter((action) => action !== removed) })),
-      ],
+      tokens: tokensLackingEach(POLICY_ACTIONS, ADMIN_TOKEN),
     }],
   })
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true)
