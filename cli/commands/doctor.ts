@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { decodeFleetKey } from '../../lib/attestation/keys.js'
 import { type Fleet, keyVersionParam } from '../../lib/fleets/fleet.js'
@@ -13,6 +14,8 @@ import { CliError, EXIT_INTERRUPTED } from '../errors.js'
 import { findFleet, loadSettings } from '../settings.js'
 
 const PROBE_PREFIX = 'tp_doctor_'
+// What `osls package` (and `osls deploy`) writes: the template whose role the function runs with.
+const PACKAGED_TEMPLATE = '.serverless/cloudformation-template-update-stack.json'
 const PROBE_CREDENTIAL_CHARS = 24
 const CALL_TIMEOUT_MS = 10_000
 
@@ -40,6 +43,7 @@ interface DoctorOptions {
   json?: boolean
   tokenParam?: string
   cleanupTokenParam?: string
+  template?: string
 }
 
 interface Answer {
@@ -62,6 +66,7 @@ export function registerDoctor(program: Command, context: CliContext): void {
     .option('--endpoint <url>', 'the deployed API (https://….amazonaws.com): an unsigned request must get invalid_request')
     .option('--json', 'print one JSON object instead of the table')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to check (default: THINGER_TOKEN_PARAM)')
+    .option('--template <file>', `the packaged CloudFormation template whose role must read every parameter (default: ${PACKAGED_TEMPLATE} when it exists)`)
     .option('--cleanup-token-param <name>', 'SSM parameter of a token with DeleteDevice, to remove the probe device (the function\'s token should not have it)')
     .action(async (options: DoctorOptions) => doctor(context, options))
 }
@@ -93,6 +98,7 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
     tokens.push(token)
   }
   await checkFleetSecrets(ssm, fleets, add)
+  checkRole(options.template, fleets, add)
 
   for (const [index, { target, fleets: members }] of groups.entries()) {
     const token = tokens[index]
@@ -106,6 +112,51 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
 
   context.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatTable(report))
   if (checks.some((check) => check.result === 'fail')) throw new CliError('checks_failed', `${checks.filter((c) => c.result === 'fail').length} check(s) failed: see the fixes above`)
+}
+
+/** Every SSM parameter the function reads for these fleets. */
+function parametersOf(fleets: Fleet[]): string[] {
+  const names = new Set<string>()
+  for (const fleet of fleets) {
+    names.add(fleet.thinger.tokenParam)
+    if (fleet.keyParam !== undefined) for (const version of fleet.keyVersions ?? [1]) names.add(keyVersionParam(fleet.keyParam, version))
+    if (fleet.claimParam !== undefined) names.add(fleet.claimParam)
+    names.add(fleet.denyListParam)
+  }
+  return [...names]
+}
+
+/** The parameters the packaged template's role may read must include every one the fleets need. */
+function checkRole(templateOption: string | undefined, fleets: Fleet[], add: Add): void {
+  const file = templateOption ?? (existsSync(PACKAGED_TEMPLATE) ? PACKAGED_TEMPLATE : undefined)
+  if (file === undefined) {
+    add('role: reads the parameters', 'skip', `no packaged template (${PACKAGED_TEMPLATE})`, 'run npx osls package with the same settings, or pass --template')
+    return
+  }
+  let readable: Set<string>
+  try {
+    const template = JSON.parse(readFileSync(file, 'utf8')) as { Resources?: Record<string, { Type?: string; Properties?: { Policies?: Array<{ PolicyDocument?: { Statement?: unknown[] } }> } }> }
+    const statements = Object.values(template.Resources ?? {})
+      .filter((resource) => resource.Type === 'AWS::IAM::Role')
+      .flatMap((role) => role.Properties?.Policies ?? [])
+      .flatMap((policy) => (policy.PolicyDocument?.Statement ?? []) as Array<{ Effect?: string; Action?: string | string[]; Resource?: unknown }>)
+      .filter((statement) => statement.Effect === 'Allow' && [statement.Action].flat().includes('ssm:GetParameters'))
+    readable = new Set(statements.flatMap((statement) => [statement.Resource].flat()).map(parameterOfArn).filter((name): name is string => name !== undefined))
+  } catch (error) {
+    add('role: reads the parameters', 'fail', `${file} is not a CloudFormation template: ${(error as Error).message}`, 'run npx osls package again')
+    return
+  }
+  const missing = parametersOf(fleets).filter((name) => !readable.has(name))
+  if (missing.length === 0) add('role: reads the parameters', 'ok', `${file}: the function's role may read all ${readable.size}`)
+  else add('role: reads the parameters', 'fail', `${file}: the role may not read ${missing.join(', ')}`, 'deploy again with this fleets file and these settings (npx osls deploy)')
+}
+
+// `arn:…:parameter/name` as a string or as the Fn::Join osls writes (its last part is the name).
+function parameterOfArn(resource: unknown): string | undefined {
+  if (typeof resource === 'string') return /:parameter(\/.*)$/.exec(resource)?.[1]
+  const parts = (resource as { 'Fn::Join'?: [string, unknown[]] } | undefined)?.['Fn::Join']?.[1]
+  const last = parts?.[parts.length - 1]
+  return typeof last === 'string' && last.startsWith('/') ? last : undefined
 }
 
 async function readSecret(ssm: ReturnType<CliContext['ssm']>, name: string): Promise<string | undefined> {

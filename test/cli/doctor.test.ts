@@ -8,6 +8,9 @@ import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../.
 import type { DoctorReport } from '../../cli/commands/doctor.js'
 import { createRequire } from 'node:module'
 import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { MemorySsm, run } from './fakes.js'
 
 const { loadFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
@@ -61,8 +64,32 @@ function ssmWith(token: string, extra: Record<string, string> = {}): MemorySsm {
   return ssm
 }
 
+const PARAMETERS = [
+  TOKEN_PARAM,
+  '/thinger-provisioner/local/fleet-key',
+  '/thinger-provisioner/local/default-deny-list',
+  '/thinger-provisioner/local/workshop/fleet-key',
+  '/thinger-provisioner/local/workshop/claim-secret',
+  '/thinger-provisioner/local/workshop/workshop-deny-list',
+]
+
+/** A packaged template whose function role may read `names`, as osls writes it. */
+function templateReading(names: string[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'doctor-')), 'template.json')
+  const arn = (name: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]] })
+  writeFileSync(file, JSON.stringify({
+    Resources: {
+      IamRoleLambdaExecution: {
+        Type: 'AWS::IAM::Role',
+        Properties: { Policies: [{ PolicyDocument: { Statement: [{ Effect: 'Allow', Action: ['ssm:GetParameters', 'ssm:GetParameter'], Resource: names.map(arn) }] } }] },
+      },
+    },
+  }))
+  return file
+}
+
 async function doctor(ssm: MemorySsm, ...args: string[]) {
-  const result = await run(['doctor', '--json', '--endpoint', endpointUrl, ...args], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm })
+  const result = await run(['doctor', '--json', '--endpoint', endpointUrl, '--template', templateReading(PARAMETERS), ...args], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm })
   return { ...result, report: result.stdout === '' ? undefined : (JSON.parse(result.stdout) as DoctorReport) }
 }
 
@@ -124,6 +151,15 @@ describe('Command: doctor, secrets and token', () => {
     expect(byCheck['ssm: fleet "default" key v1']).toMatchObject({ result: 'fail', detail: expect.stringContaining('not a base64 key') })
     expect(byCheck['ssm: fleet "workshop" claim secret']).toMatchObject({ result: 'fail', fix: expect.stringContaining('put-parameter') })
     expect(emulator.devices(USERNAME)).toEqual([])
+  })
+
+  it('fails naming a parameter the packaged template\'s role may not read', async () => {
+    // Act
+    const { code, report } = await doctor(ssmWith(tokenWithout('none')), '--template', templateReading(PARAMETERS.slice(1)))
+
+    // Assess
+    expect(code).toBe(1)
+    expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'role: reads the parameters', result: 'fail', detail: expect.stringContaining(`may not read ${TOKEN_PARAM}`) }))
   })
 
   it('prints a table with the fix under each failure, and exits 2 for an unknown fleet', async () => {
