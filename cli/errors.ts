@@ -11,6 +11,7 @@ export type CliErrorCode =
   | 'aws_error'
   | 'thinger_error'
   | 'interrupted'
+  | 'checks_failed'
 
 /** Exit code of a usage or configuration error; every other failure exits 1. */
 export const EXIT_USAGE = 2
@@ -28,6 +29,7 @@ const EXIT_CODE_BY_CODE: Record<CliErrorCode, number> = {
   invalid_deny_list: EXIT_FAILURE,
   deny_list_too_large: EXIT_FAILURE,
   key_revoked: EXIT_FAILURE,
+  checks_failed: EXIT_FAILURE,
   aws_error: EXIT_FAILURE,
   thinger_error: EXIT_FAILURE,
   interrupted: EXIT_INTERRUPTED,

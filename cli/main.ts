@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module'
 import { Command, CommanderError } from 'commander'
 import { ThingerClient } from '../lib/thinger/client.js'
+import { registerDoctor } from './commands/doctor.js'
 import { registerFleetKey } from './commands/fleet-key.js'
 import { registerKeys } from './commands/keys.js'
 import { registerRevoke } from './commands/revoke.js'
 import { registerSign } from './commands/sign.js'
 import { registerStatus } from './commands/status.js'
+import { registerTokenPolicy } from './commands/token-policy.js'
 import type { CliContext } from './context.js'
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js'
 import { createSsmPort, type SsmPort } from './ssm.js'
@@ -49,6 +51,8 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerSign(program, context)
   registerRevoke(program, context)
   registerStatus(program, context)
+  registerTokenPolicy(program, context)
+  registerDoctor(program, context)
   try {
     await program.parseAsync(withoutHelpAfterUnknownCommand(program, argv), { from: 'user' })
     return 0

@@ -1,19 +1,23 @@
 import type { Config } from '../lib/config.js'
+import type { Fleet } from '../lib/fleets/fleet.js'
 import { ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from '../lib/thinger/errors.js'
 import type { CliContext, CliThinger } from './context.js'
 import { CliError } from './errors.js'
 
 /**
- * A Thinger.io client with the account token read from SSM (`tokenParam`, by default the
- * function's own THINGER_TOKEN_PARAM). The token is never shown.
+ * A Thinger.io client for the fleet's account (its own `thinger` target, or the deployment's),
+ * with the token read from SSM (`tokenParam`, by default the fleet's, as the function reads it).
+ * The token is never shown.
  * @throws CliError `not_found` when the parameter does not exist, or what the SSM read throws.
  */
-export async function connectThinger(context: CliContext, config: Config, tokenParam?: string): Promise<CliThinger> {
-  const name = tokenParam ?? config.thingerTokenParam
+export async function connectThinger(context: CliContext, config: Config, tokenParam: string | undefined, fleet: Pick<Fleet, 'thinger'>): Promise<CliThinger> {
+  const target = fleet.thinger
+  const name = tokenParam ?? target.tokenParam
   const stored = await context.ssm().getParameter(name)
   const token = stored?.value.trim() ?? ''
-  if (token === '') throw new CliError('not_found', `the Thinger.io token parameter ${name} (${tokenParam ? '--token-param' : 'THINGER_TOKEN_PARAM'}) does not exist or is empty`)
-  return context.thinger({ baseUrl: config.thingerApiUrl, username: config.thingerUsername, token, timeoutMs: config.thingerTimeoutMs })
+  const setting = tokenParam ? '--token-param' : name === config.thingerTokenParam ? 'THINGER_TOKEN_PARAM' : "the fleet's thinger.tokenParam"
+  if (token === '') throw new CliError('not_found', `the Thinger.io token parameter ${name} (${setting}) does not exist or is empty`)
+  return context.thinger({ baseUrl: target.apiUrl, username: target.username, token, timeoutMs: config.thingerTimeoutMs })
 }
 
 /**

@@ -176,16 +176,18 @@ function normalize(data) {
       ...(fleet.sealing ? { sealing: fleet.sealing } : {}),
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
       ...(fleet.meta === undefined ? {} : { meta: fleet.meta }),
+      ...(fleet.thinger ? { thinger: { ...fleet.thinger } } : {}),
     }
   }
   return { version: 1, fleets }
 }
 
-/** Every SSM parameter the function reads: the token and each fleet's secrets. */
+/** Every SSM parameter the function reads: each fleet's Thinger.io token (its own, or the deployment's) and secrets. */
 function parameterNames(fleets, tokenParam, envFleet) {
-  const names = new Set([tokenParam])
+  const names = new Set()
   const all = fleets === null ? [envFleet] : Object.values(fleets.fleets)
   for (const fleet of all) {
+    names.add(fleet.thinger?.tokenParam ?? tokenParam)
     for (const version of fleet.keyVersions ?? []) names.add(keyVersionParam(fleet.keyParam, version))
     if (fleet.claimParam) names.add(fleet.claimParam)
     names.add(fleet.denyListParam)

@@ -158,13 +158,15 @@ function buildChain(options: ProvisionHandlerOptions) {
       for (const other of settings.fleets.values()) {
         if (other !== fleet) checkNotRevoked(parseDenyList(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
       }
-      const token = secret(settings.thingerTokenParam)
-      if (typeof token !== 'string' || token.trim() === '') throw new ConfigError('THINGER_TOKEN_PARAM', 'the parameter value is empty')
+      // Each fleet may name its own Thinger.io account or instance; every token came in the one batched read.
+      const target = fleet.thinger
+      const token = secret(target.tokenParam)
+      if (typeof token !== 'string' || token.trim() === '') throw new ConfigError(settingOf(target.tokenParam), 'the parameter value is empty')
 
       const calls: ThingerCallRecord[] = []
       const thinger = new ThingerClient({
-        baseUrl: settings.thingerApiUrl,
-        username: settings.thingerUsername,
+        baseUrl: target.apiUrl,
+        username: target.username,
         token: token.trim(),
         timeoutMs: settings.thingerTimeoutMs,
         deadlineMs: Date.now() + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
@@ -173,8 +175,8 @@ function buildChain(options: ProvisionHandlerOptions) {
       })
       const result = await provisionDevice(device, {
         thinger,
-        username: settings.thingerUsername,
-        host: settings.thingerDeviceHost,
+        username: target.username,
+        host: target.deviceHost,
         fleet,
         plan,
         proof: proof.kind === 'hmac' ? { kind: 'hmac', timestamp: proof.timestamp, keyVersion: proof.keyVersion } : { kind: 'claim' },
@@ -197,13 +199,14 @@ function buildChain(options: ProvisionHandlerOptions) {
  * operators' logs), and those that may be missing (deny lists) with what stands for them.
  */
 function parametersOf(config: Config): { names: string[]; settingOf: SettingOfParameter; optional: Record<string, string> } {
-  const settings = new Map<string, string>([[config.thingerTokenParam, 'THINGER_TOKEN_PARAM']])
+  const settings = new Map<string, string>()
   const optional: Record<string, string> = {}
   const fromFile = config.fleetsSource === 'file'
   const add = (name: string, setting: string) => {
     if (!settings.has(name)) settings.set(name, setting)
   }
   for (const fleet of config.fleets.values()) {
+    add(fleet.thinger.tokenParam, fleet.thinger.tokenParam === config.thingerTokenParam ? 'THINGER_TOKEN_PARAM' : `fleets.${fleet.name}.thinger.tokenParam`)
     for (const version of fleet.keyParam ? (fleet.keyVersions ?? [1]) : []) {
       const setting = fromFile ? `fleets.${fleet.name}.keyParam` : 'FLEET_KEY_PARAM'
       add(keyVersionParam(fleet.keyParam!, version), version === 1 ? setting : `${setting} (key version ${version})`)

@@ -1,5 +1,5 @@
 import { ConfigError } from './errors.js'
-import { DEFAULT_FLEET, type Fleet, type FleetsDefinition } from './fleets/fleet.js'
+import { DEFAULT_FLEET, type Fleet, type FleetsDefinition, type ThingerTarget } from './fleets/fleet.js'
 
 const DEFAULT_THINGER_API_URL = 'https://backend.thinger.io'
 const DEFAULT_STAGE = 'dev'
@@ -43,12 +43,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, bundledFleets: 
   if (!HOST_PATTERN.test(thingerDeviceHost)) {
     throw new ConfigError('THINGER_DEVICE_HOST', 'must be a host name, optionally with :port')
   }
+  const thingerTokenParam = readParamName(env, 'THINGER_TOKEN_PARAM', `/thinger-provisioner/${stage}/thinger-token`)
+  const deployment: ThingerTarget = { apiUrl: thingerApiUrl, username: thingerUsername, tokenParam: thingerTokenParam, deviceHost: thingerDeviceHost }
   return {
     thingerApiUrl,
     thingerUsername,
     thingerDeviceHost,
-    thingerTokenParam: readParamName(env, 'THINGER_TOKEN_PARAM', `/thinger-provisioner/${stage}/thinger-token`),
-    fleets: readFleets(env, stage, bundledFleets),
+    thingerTokenParam,
+    fleets: readFleets(env, stage, bundledFleets, deployment),
     fleetsSource: bundledFleets === null || bundledFleets === undefined ? 'environment' : 'file',
     clockSkewSeconds: readInteger(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_SECONDS, 1, 86_400),
     ssmCacheSeconds: readInteger(env, 'SSM_CACHE_SECONDS', DEFAULT_SSM_CACHE_SECONDS, 1, 86_400),
@@ -56,7 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, bundledFleets: 
   }
 }
 
-function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Map<string, Fleet> {
+function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown, deployment: ThingerTarget): Map<string, Fleet> {
   const definition = (typeof bundled === 'string' ? parseJson(bundled) : bundled) as FleetsDefinition | null | undefined
   if (definition === null || definition === undefined) {
     // No fleets file: the first release's settings describe the one fleet.
@@ -74,6 +76,7 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Ma
           devicePattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
           reprovision: 'rotate',
           profile: { type: 'Generic' },
+          thinger: deployment,
         },
       ],
     ])
@@ -90,9 +93,30 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown): Ma
         },
       ]),
     )
-    fleets.set(name, { ...rest, name, meta: accepted, devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`) })
+    fleets.set(name, {
+      ...rest,
+      name,
+      meta: accepted,
+      devicePattern: readPattern({ pattern: fleet.devicePattern }, 'pattern', DEFAULT_DEVICE_ID_PATTERN, `fleets.${name}.devicePattern`),
+      thinger: fleetTarget(fleet.thinger, deployment),
+    })
   }
   return fleets
+}
+
+/**
+ * A fleet's own Thinger.io target over the deployment's: a fleet naming another API URL gets that
+ * URL's host for its devices unless it names one.
+ */
+function fleetTarget(own: Partial<ThingerTarget> | undefined, deployment: ThingerTarget): ThingerTarget {
+  if (own === undefined) return deployment
+  const apiUrl = own.apiUrl ?? deployment.apiUrl
+  return {
+    apiUrl,
+    username: own.username ?? deployment.username,
+    tokenParam: own.tokenParam ?? deployment.tokenParam,
+    deviceHost: own.deviceHost ?? (own.apiUrl === undefined ? deployment.deviceHost : new URL(apiUrl).host),
+  }
 }
 
 function readKeyVersions(env: NodeJS.ProcessEnv, name: string): number[] {

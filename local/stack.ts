@@ -25,41 +25,23 @@ import {
   parameterNames,
 } from './defaults.js'
 import { LocalSettingError, PORT_SETTINGS } from './settings.js'
+import type { ThingerAction } from '../lib/thinger/actions.js'
+import { requiredActionsOf } from '../lib/thinger/policy.js'
 import { type LocalSsm, startLocalSsm } from './ssm-server.js'
-import { startThingerEmulator, type ThingerAction, type ThingerEmulator } from './thinger-emulator.js'
+import { startThingerEmulator, type ThingerEmulator } from './thinger-emulator.js'
 
-// Exactly what the function calls for the local fleets' profiles: the local stack proves this minimal token works.
-const LOCAL_TOKEN_ACTIONS: ThingerAction[] = [
-  'ReadDevice',
-  'CreateDevice',
-  'UpdateDevice',
-  'ReadDeviceProperty',
-  'CreateDeviceProperty',
-  'UpdateDeviceProperty',
-  'UpdateDeviceProjects',
-  'ReadTypeConfig',
-  'CreateType',
-  'ReadGroupConfig',
-  'CreateGroup',
-  'ReadProductConfig',
-  'CreateProduct',
-  'ReadBucketConfig',
-  'CreateBucket',
-  'ReadDashboardConfig',
-  'CloneDashboard',
-]
 // What the workshop fleet's profile expects an operator to have made beforehand.
 const LOCAL_WORKSHOP_FIXTURES = {
   projects: [{ project: 'workshop', name: 'Workshop', description: 'Kits of the local workshop fleet' }],
   dashboards: [{ dashboard: 'workshop_template', name: 'Workshop kit', description: 'Template of each kit dashboard', widgets: [{ type: 'chart', source: 'bucket' }] }],
 }
+const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
 const READY_TIMEOUT_MS = 90_000
 const READY_POLL_MS = 250
 const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
 // Each stack builds the function into a folder of its own here: `osls package` cleans `.esbuild/`
 // (its default work folder) and would pull the bundle from under a running stack.
 const BUILD_ROOT = '.local-stack'
-const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
 
 export interface LocalStackOptions {
   httpPort?: number
@@ -108,7 +90,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   const thinger = await startThingerEmulator({
     port: ports.thingerPort,
-    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: LOCAL_TOKEN_ACTIONS }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
+    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: localTokenActions(fleetsFile, options.env) }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
   })
   thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
   let buildFolder: string | undefined
@@ -265,4 +247,18 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   }, 5000)
   await exited
   clearTimeout(timer)
+}
+
+/**
+ * The function's token holds exactly what `thinger-provisioner token-policy` prints for the
+ * stack's fleets, so the local stack proves that policy works. Settings the function will refuse
+ * get every action here: the function reports them itself.
+ */
+function localTokenActions(fleetsFile: string | null, env: Record<string, string> = {}): ThingerAction[] | undefined {
+  const settings = { THINGER_USERNAME: LOCAL_USERNAME, STAGE: LOCAL_STAGE, FLEETS_FILE: fleetsFile ?? '', ...env }
+  try {
+    return requiredActionsOf(loadConfig(settings, loadFleets(settings)).fleets.values()).map(({ action }) => action)
+  } catch {
+    return undefined
+  }
 }

@@ -76,12 +76,13 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
   report(context, config, fleet, options, revoked, edit.changed.map(String))
   if (options.device.length === 0) return
 
-  const thinger = await connectThinger(context, config, options.tokenParam)
+  const thinger = await connectThinger(context, config, options.tokenParam, fleet)
   const hint = `the deny list is already updated; run \`${command}\` again to finish on Thinger.io`
   if (revoked && options.delete) {
     // Deleted at once, a device could be created again, fresh and enabled, by the stolen key
     // through a function that still holds the old deny list. Disabled, it is refused
-    // (device_disabled) until every function has the new list; only then is it deleted.
+    // (device_disabled) until every function has the new list; only then is it deleted. Disabling
+    // also disconnects it, and Thinger refuses to delete a connected device (400).
     for (const device of options.device) {
       const updated = await thingerCall(() => thinger.updateDevice(device, { enabled: false }), hint)
       if (updated) context.stdout.write(`${device}: disabled on Thinger.io\n`)

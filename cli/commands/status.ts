@@ -48,12 +48,14 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
   const fleet = findFleet(config, options.fleet)
   checkDeviceIds([options.device])
   const fleets = [...config.fleets.values()]
-  const [lists, thinger] = await Promise.all([Promise.all(fleets.map((each) => loadDenyList(context.ssm(), each.denyListParam))), connectThinger(context, config, options.tokenParam)])
-  const list = lists[fleets.indexOf(fleet)]!.list
-  const [device, record] = await Promise.all([
-    thingerCall(() => thinger.getDevice(options.device)),
-    thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY)),
+  const [lists, thinger] = await Promise.all([
+    Promise.all(fleets.map((each) => loadDenyList(context.ssm(), each.denyListParam))),
+    connectThinger(context, config, options.tokenParam, fleet),
   ])
+  const list = lists[fleets.indexOf(fleet)]!.list
+  const device = await thingerCall(() => thinger.getDevice(options.device))
+  // Only a device that exists has properties: some Thinger servers answer 500, not 404, for a missing one.
+  const record = device === undefined ? undefined : await thingerCall(() => thinger.getDeviceProperty(options.device, PROVISIONING_PROPERTY))
   const result: DeviceStatus = {
     fleet: fleet.name,
     device: options.device,

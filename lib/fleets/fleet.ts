@@ -37,12 +37,22 @@ export interface FleetDefinition {
   profile: Profile
   /** The meta keys devices of this fleet may send, each optionally with a pattern and a default. */
   meta?: Record<string, MetaKeyDefinition>
+  /** The Thinger.io account or instance of this fleet's devices; each field defaults to the deployment's setting. */
+  thinger?: Partial<ThingerTarget>
 }
 
 /** One accepted meta key: `pattern` (a regular expression the whole value must match) and `default` (used by templates when a request leaves the key out). */
 export interface MetaKeyDefinition {
   pattern?: string
   default?: string
+}
+
+/** Where a fleet's devices live on Thinger.io, and the SSM parameter of the token for it. */
+export interface ThingerTarget {
+  apiUrl: string
+  username: string
+  tokenParam: string
+  deviceHost: string
 }
 
 /** The validated fleets file, as compiled into the bundle. */
@@ -52,11 +62,13 @@ export interface FleetsDefinition {
 }
 
 /** A fleet ready to serve requests. */
-export interface Fleet extends Omit<FleetDefinition, 'devicePattern' | 'meta'> {
+export interface Fleet extends Omit<FleetDefinition, 'devicePattern' | 'meta' | 'thinger'> {
   name: string
   devicePattern: RegExp
   /** The accepted meta keys, patterns compiled and anchored; absent or empty: the fleet accepts no meta. */
   meta?: Record<string, { pattern?: RegExp; default?: string }>
+  /** The fleet's Thinger.io target, its defaults filled in from the deployment's settings. */
+  thinger: ThingerTarget
 }
 
 /** The fleet a request without `fleet` belongs to. */

@@ -158,8 +158,8 @@ async function ensureDevice(
       // Deleted between the read and the update: start over with a create.
       continue
     }
-    if (lastError instanceof ThingerHttpError && lastError.status === 400) {
-      throw new UpstreamError(`create refused with 400 and the device does not exist: ${lastError.upstreamMessage ?? 'no message'}`, {
+    if (lastError instanceof ThingerHttpError && (lastError.status === 400 || lastError.status === 409)) {
+      throw new UpstreamError(`create refused with ${lastError.status} and the device does not exist: ${lastError.upstreamMessage ?? 'no message'}`, {
         cause: lastError,
       })
     }
@@ -197,7 +197,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
     )
   }
   const proof = deps.proof
-  if (deps.fleet.replayProtection && proof?.kind === 'hmac') checkNotReplayed(proof.timestamp, existing, record, deps)
+  if (deps.fleet.replayProtection && proof?.kind === 'hmac') await checkNotReplayed(device, proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning of this fleet may go on: a device this fleet
     // created, whose record was never finished, recent enough that it has not been in use.
@@ -224,19 +224,30 @@ function belongsElsewhere(owner: string): DeviceStateError {
  * or, for a device without a record, its creation (a device is created without a record only by a
  * request signed no later than the service's clock, so its timestamp is at most `created` plus the
  * margin). A device whose own clock is behind gets the service's time to sign again with, as for
- * `clock_skew`; within the same seconds, a short wait.
+ * `clock_skew`; within the same seconds, a short wait. When Thinger gives no usable `created` and
+ * there is no recorded timestamp, nothing tells an immediate replay of the creating request from a
+ * fresh one: the service's time is recorded as a fence and the device asked to come back a second
+ * later, so every request signed before is refused for good and the device's next one gets in.
  * @throws AttestationError `replayed`.
  */
-function checkNotReplayed(timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): void {
+async function checkNotReplayed(device: string, timestamp: number, existing: ThingerDevice, record: Partial<ProvisioningRecord> | undefined, deps: ProvisionDeps): Promise<void> {
   const floor =
     typeof record?.lastTimestamp === 'number'
       ? record.lastTimestamp
       : existing.created === undefined
         ? undefined
         : Math.floor(existing.created / 1000) + AHEAD_TOLERANCE_SECONDS + CREATED_CLOCK_MARGIN_SECONDS
-  if (floor === undefined || timestamp > floor) return
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
   const message = 'this request is not newer than the last one accepted for this device'
+  if (floor === undefined) {
+    const fence = Math.max(nowSeconds, timestamp)
+    const fenced = { ...record, fleet: record?.fleet ?? deps.plan.record.fleet, lastTimestamp: fence }
+    await ensureProperty(deps.thinger, device, PROVISIONING_PROPERTY, fenced, record !== undefined)
+    const error = new AttestationError('replayed', message)
+    error.retryAfterSeconds = fence - nowSeconds + 1
+    throw error
+  }
+  if (timestamp > floor) return
   if (nowSeconds > floor) throw new AttestationError('replayed', message, { serverTime: nowSeconds })
   const error = new AttestationError('replayed', message)
   error.retryAfterSeconds = floor - nowSeconds + 1
@@ -323,9 +334,9 @@ async function ensure(create: () => Promise<void>, confirm: () => Promise<boolea
   }
 }
 
-/** A 400 (maybe a duplicate) or a lost answer: the create may or may not have happened. 429 said it did not. */
+/** A 400 or 409 (maybe a duplicate) or a lost answer: the create may or may not have happened. 429 said it did not. */
 function isAmbiguousCreateFailure(error: unknown): boolean {
-  if (error instanceof ThingerHttpError) return error.status === 400 || (error.status !== 429 && isRetryableThingerError(error))
+  if (error instanceof ThingerHttpError) return error.status === 400 || error.status === 409 || (error.status !== 429 && isRetryableThingerError(error))
   return isRetryableThingerError(error)
 }
 

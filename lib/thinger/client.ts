@@ -1,3 +1,4 @@
+import { CLONE_DASHBOARD_ACTION, DEVICE_ACTIONS, RESOURCE_ACTIONS } from './actions.js'
 import { isRetryableThingerError, ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from './errors.js'
 
 const DEFAULT_TIMEOUT_MS = 5000
@@ -17,7 +18,10 @@ export interface ThingerDevice {
   asset_type?: string
   asset_group?: string
   product?: string
-  /** Creation time, epoch milliseconds. */
+  /**
+   * Creation time, epoch milliseconds; `undefined` when Thinger did not say or said it in a form
+   * that cannot be trusted (see {@link parseCreated}).
+   */
   created?: number
 }
 
@@ -120,15 +124,19 @@ export class ThingerClient {
    * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
    */
   async getDevice(device: string): Promise<ThingerDevice | undefined> {
-    return this.#read<ThingerDevice>('ReadDevice', this.#devicePath(device))
+    const read = await this.#read<Omit<ThingerDevice, 'created'> & { created?: unknown }>(DEVICE_ACTIONS.read, this.#devicePath(device))
+    if (read === undefined) return undefined
+    const { created, ...rest } = read
+    const createdMs = parseCreated(created)
+    return createdMs === undefined ? rest : { ...rest, created: createdMs }
   }
 
   /**
    * Creates a device. Called once only: see the class comment.
-   * @throws ThingerHttpError (400 also when the device already exists), ThingerNetworkError, ThingerTimeoutError.
+   * @throws ThingerHttpError (400 or 409 also when the device already exists), ThingerNetworkError, ThingerTimeoutError.
    */
   async createDevice(body: CreateDeviceBody): Promise<void> {
-    const response = await this.#call('POST', 'CreateDevice', this.#devicesPath(), body)
+    const response = await this.#call('POST', DEVICE_ACTIONS.create, this.#devicesPath(), body)
     await response.body?.cancel()
   }
 
@@ -138,7 +146,7 @@ export class ThingerClient {
    * @throws ThingerHttpError, ThingerNetworkError or ThingerTimeoutError after retries.
    */
   async updateDevice(device: string, body: UpdateDeviceBody): Promise<boolean> {
-    const response = await this.#withRetries(() => this.#call('PUT', 'UpdateDevice', this.#devicePath(device), body, [404]))
+    const response = await this.#withRetries(() => this.#call('PUT', DEVICE_ACTIONS.update, this.#devicePath(device), body, [404]))
     await response.body?.cancel()
     return response.status !== 404
   }
@@ -148,7 +156,7 @@ export class ThingerClient {
    * @returns `false` when Thinger answers 404 (no such device).
    */
   async deleteDevice(device: string): Promise<boolean> {
-    const response = await this.#withRetries(() => this.#call('DELETE', 'DeleteDevice', this.#devicePath(device), undefined, [404]))
+    const response = await this.#withRetries(() => this.#call('DELETE', DEVICE_ACTIONS.remove, this.#devicePath(device), undefined, [404]))
     await response.body?.cancel()
     return response.status !== 404
   }
@@ -158,18 +166,18 @@ export class ThingerClient {
    * @returns it, or `undefined` when Thinger answers 404.
    */
   async getResource(kind: ResourceKind, id: string): Promise<Record<string, unknown> | undefined> {
-    return this.#read<Record<string, unknown>>(`Read ${kind}`, `${this.#userPath()}/${kind}/${encodeURIComponent(id)}`)
+    return this.#read<Record<string, unknown>>(RESOURCE_ACTIONS[kind].read, `${this.#userPath()}/${kind}/${encodeURIComponent(id)}`)
   }
 
   /** Creates an account-level resource. Called once only (a 400 may mean it exists: read it). */
   async createResource(kind: ResourceKind, body: Record<string, unknown>): Promise<void> {
-    const response = await this.#call('POST', `Create ${kind}`, `${this.#userPath()}/${kind}`, body)
+    const response = await this.#call('POST', RESOURCE_ACTIONS[kind].create, `${this.#userPath()}/${kind}`, body)
     await response.body?.cancel()
   }
 
   /** Clones a dashboard into a new one. Called once only (a 400 may mean the copy exists: read it). */
   async cloneDashboard(template: string, body: { dashboard: string; name: string; description?: string }): Promise<void> {
-    const response = await this.#call('POST', 'Clone dashboards', `${this.#userPath()}/dashboards/${encodeURIComponent(template)}/clone`, body)
+    const response = await this.#call('POST', CLONE_DASHBOARD_ACTION, `${this.#userPath()}/dashboards/${encodeURIComponent(template)}/clone`, body)
     await response.body?.cancel()
   }
 
@@ -178,12 +186,12 @@ export class ThingerClient {
    * @returns `{ value }`, or `undefined` when the device or the property does not exist.
    */
   async getDeviceProperty(device: string, property: string): Promise<{ value: unknown } | undefined> {
-    return this.#read<{ value: unknown }>('Read property', this.#propertyPath(device, property))
+    return this.#read<{ value: unknown }>(DEVICE_ACTIONS.readProperty, this.#propertyPath(device, property))
   }
 
   /** Creates a device property. Called once only (a 400 may mean it exists: update it). */
   async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
-    const response = await this.#call('POST', 'Create property', this.#propertiesPath(device), { property, value })
+    const response = await this.#call('POST', DEVICE_ACTIONS.createProperty, this.#propertiesPath(device), { property, value })
     await response.body?.cancel()
   }
 
@@ -192,7 +200,7 @@ export class ThingerClient {
    * @returns `false` when Thinger answers 404.
    */
   async updateDeviceProperty(device: string, property: string, value: unknown): Promise<boolean> {
-    const response = await this.#withRetries(() => this.#call('PUT', 'Update property', this.#propertyPath(device, property), { value }, [404]))
+    const response = await this.#withRetries(() => this.#call('PUT', DEVICE_ACTIONS.updateProperty, this.#propertyPath(device, property), { value }, [404]))
     await response.body?.cancel()
     return response.status !== 404
   }
@@ -200,7 +208,7 @@ export class ThingerClient {
   /** Sets the projects a device belongs to (replacing the list, so repeating it is harmless). */
   async setDeviceProjects(device: string, projects: string[]): Promise<void> {
     const body = projects.map((project) => `${this.#options.username}@${project}`)
-    const response = await this.#withRetries(() => this.#call('PUT', 'Update device projects', `${this.#devicePath(device)}/projects`, body))
+    const response = await this.#withRetries(() => this.#call('PUT', DEVICE_ACTIONS.setProjects, `${this.#devicePath(device)}/projects`, body))
     await response.body?.cancel()
   }
 
@@ -296,6 +304,22 @@ async function readErrorMessage(response: Response): Promise<string | undefined>
   } catch {
     return undefined
   }
+}
+
+// Epoch milliseconds before 1973: a number this small is not milliseconds (seconds, perhaps),
+// and trusting it would make every device look ancient.
+const MIN_CREATED_MS = 1e11
+
+/**
+ * Reads a device's `created` as Thinger may send it: epoch milliseconds (list answers), or an ISO
+ * 8601 string with a time zone. Anything else (absent, seconds, a date without a zone) is
+ * `undefined`: callers must then behave safely without it.
+ */
+export function parseCreated(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= MIN_CREATED_MS ? value : undefined
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(value)) return undefined
+  const ms = Date.parse(value)
+  return Number.isFinite(ms) && ms >= MIN_CREATED_MS ? ms : undefined
 }
 
 /** Reads `Retry-After` as delta-seconds or an HTTP date; `undefined` when absent or unreadable. */

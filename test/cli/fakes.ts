@@ -56,7 +56,7 @@ export class MemoryThinger implements CliThinger {
   }
 
   async getDevice(device: string): Promise<ThingerDevice | undefined> {
-    this.#maybeFail('GET', 'ReadDevice')
+    this.#maybeFail('GET', 'ReadDeviceStatus')
     const found = this.devices.get(device)
     return found && { ...found }
   }
@@ -76,7 +76,7 @@ export class MemoryThinger implements CliThinger {
   }
 
   async getDeviceProperty(device: string, property: string): Promise<{ value: unknown } | undefined> {
-    this.#maybeFail('GET', 'Read property')
+    this.#maybeFail('GET', 'ReadDeviceProperty')
     const key = `${device}/${property}`
     return this.properties.has(key) ? { value: this.properties.get(key) } : undefined
   }

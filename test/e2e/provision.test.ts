@@ -3,6 +3,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest'
 import { LOCAL_FLEET_KEY, LOCAL_THINGER_TOKEN, LOCAL_USERNAME } from '../../local/defaults.js'
 import { deviceKeyOf, newDeviceId, signedBody } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
+import { describeEachVariant } from './variants.js'
 
 const provisionUrl = inject('provisionUrl')
 const thingerUrl = inject('thingerUrl')
@@ -64,7 +65,7 @@ async function devicesOnThinger(): Promise<Array<{ device: string }>> {
   return (await (await fetch(`${thingerUrl}/__emulator/devices/${LOCAL_USERNAME}`)).json()) as Array<{ device: string }>
 }
 
-describe('POST /v1/provision (local stack over HTTP)', () => {
+describeEachVariant('POST /v1/provision (local stack over HTTP)', () => {
   it('creates a new device with 201 and a credential that logs in, in one Thinger call', async () => {
     // Prepare
     const device = newDeviceId()

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module'
 import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
-import { type FaultRule, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
+import { type FaultRule, NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
 import { ssmHolding } from '../support/ssm.js'
 
@@ -52,7 +52,10 @@ async function claim(handler: ProvisionHandler, device: string): Promise<number>
   return response.statusCode ?? 0
 }
 
-describe('Function: provision handler, profile steps that run once per container', () => {
+describe.each(Object.keys(NAMED_VARIANTS))('Function: provision handler, profile steps that run once per container [Thinger variant %s]', (variant) => {
+  beforeAll(() => emulator.setVariant(variant))
+  afterAll(() => emulator.setVariant('documented'))
+
   it.each<[string, FaultRule]>([
     ['the asset type', { method: 'POST', path: '/types$', action: 'status', status: 503, times: 1 }],
     ['the asset group', { method: 'POST', path: '/groups$', action: 'status', status: 503, times: 1 }],

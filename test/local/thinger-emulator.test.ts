@@ -112,7 +112,7 @@ describe('Module: thinger-emulator', () => {
           username: USER,
           tokens: [
             { token: TOKEN },
-            { token: READ_ONLY_TOKEN, allow: ['ListDevices', 'ReadDevice'] },
+            { token: READ_ONLY_TOKEN, allow: ['ListDevices', 'ReadDeviceStatus'] },
             ...OPERATIONS.map(([action]) => ({ token: `only-${action}`, allow: [action] }))
           ]
         },
@@ -125,6 +125,7 @@ describe('Module: thinger-emulator', () => {
   beforeEach(() => {
     emulator.reset()
     emulator.setLatencyMs(0)
+    emulator.setVariant('documented')
   })
 
   afterAll(async () => {
@@ -621,6 +622,14 @@ describe('Module: thinger-emulator', () => {
       // Assess
       await expect(starting).rejects.toThrow(TypeError)
     })
+
+    it('throws for ReadDevice, which is not a Thinger action (reading a device is ReadDeviceStatus)', async () => {
+      // Act
+      const starting = startThingerEmulator({ accounts: [{ username: USER, tokens: [{ token: TOKEN, allow: ['ReadDevice' as ThingerAction] }] }] })
+
+      // Assess
+      await expect(starting).rejects.toThrow("unknown action 'ReadDevice'")
+    })
   })
 
   describe('device properties', () => {
@@ -1014,8 +1023,9 @@ describe('Module: thinger-emulator', () => {
   })
 
   describe('asset references of devices', () => {
-    it('answers 400 to a device naming a missing asset type, then 200 once the type exists', async () => {
+    it('answers 400 to a device naming a missing asset type, then 200 once the type exists (no auto-created assets)', async () => {
       // Prepare
+      emulator.setVariant({ autoCreateAssets: false })
       const body = { device: 'esp32-a', credentials: CREDENTIAL, asset_type: 'sensor' }
 
       // Act
@@ -1034,8 +1044,9 @@ describe('Module: thinger-emulator', () => {
     it.each([
       ['asset_group', 'hall'],
       ['product', 'valve']
-    ])('answers 400 to a device update naming a missing %s, and clears it with ""', async (field, id) => {
+    ])('answers 400 to a device update naming a missing %s, and clears it with "" (no auto-created assets)', async (field, id) => {
       // Prepare
+      emulator.setVariant({ autoCreateAssets: false })
       await prepareWorld()
       await call('PUT', `${DEVICES_PATH}/esp32-a`, { body: { asset_group: 'kitchen', product: 'thermo' } })
 
@@ -1047,6 +1058,120 @@ describe('Module: thinger-emulator', () => {
       expect(refused.status).toBe(400)
       expect(cleared.status).toBe(200)
       expect(emulator.device(USER, 'esp32-a')).not.toHaveProperty(field)
+    })
+  })
+
+  describe('variants, where Thinger\'s documents are silent', () => {
+    const login = (device: string, credential = CREDENTIAL) => emulator.checkLogin(USER, device, credential)
+
+    it('answers a duplicate create with 400 as documented, or 409 under that variant', async () => {
+      // Prepare
+      await createGeneric('esp32-a')
+
+      // Act
+      const documented = await createGeneric('esp32-a')
+      emulator.setVariant({ duplicateCreateStatus: 409 })
+      const conflict = await createGeneric('esp32-a')
+
+      // Assess
+      expect([documented.status, conflict.status]).toEqual([400, 409])
+      expect(await conflict.json()).toEqual({ error: { message: 'device already exists' } })
+    })
+
+    it.each([
+      ['epoch-ms', 'number'],
+      ['iso', 'string'],
+      ['absent', 'undefined']
+    ] as const)('carries created as %s when reading one device', async (created, type) => {
+      // Prepare
+      emulator.setVariant({ created })
+      await createGeneric('esp32-a')
+
+      // Act
+      const device = await (await call('GET', `${DEVICES_PATH}/esp32-a`)).json() as Record<string, unknown>
+
+      // Assess
+      expect(typeof device.created).toBe(type)
+      if (created === 'iso') expect(new Date(device.created as string).getTime()).toBe(emulator.device(USER, 'esp32-a')!.created)
+      expect(device).toMatchObject({ device: 'esp32-a', type: 'Generic', enabled: true })
+    })
+
+    it('answers a property read of a missing device with 404 as documented, or 500 under that variant', async () => {
+      // Act
+      const documented = await call('GET', `${PROPERTIES_PATH}/colour`)
+      emulator.setVariant({ missingDevicePropertyStatus: 500 })
+      const failed = await call('GET', `${PROPERTIES_PATH}/colour`)
+      const write = await call('PUT', `${PROPERTIES_PATH}/colour`, { body: { value: 1 } })
+
+      // Assess
+      expect([documented.status, failed.status, write.status]).toEqual([404, 500, 500])
+    })
+
+    it('refuses to delete a connected device with 400 until it is disabled, as documented', async () => {
+      // Prepare
+      await createGeneric('esp32-a')
+      expect(login('esp32-a')).toEqual({ ok: true })
+
+      // Act
+      const refused = await call('DELETE', `${DEVICES_PATH}/esp32-a`)
+      const disabled = await call('PUT', `${DEVICES_PATH}/esp32-a`, { body: { enabled: false } })
+      const deleted = await call('DELETE', `${DEVICES_PATH}/esp32-a`)
+
+      // Assess
+      expect([refused.status, disabled.status, deleted.status]).toEqual([400, 200, 200])
+      expect(emulator.device(USER, 'esp32-a')).toBeUndefined()
+    })
+
+    it('deletes a connected device under the variant that allows it', async () => {
+      // Prepare
+      emulator.setVariant({ deleteConnected: 'allowed' })
+      await createGeneric('esp32-a')
+      login('esp32-a')
+
+      // Act
+      const deleted = await call('DELETE', `${DEVICES_PATH}/esp32-a`)
+
+      // Assess
+      expect(deleted.status).toBe(200)
+    })
+
+    it('creates the asset type and group a device names, never a product, as documented', async () => {
+      // Act
+      const product = await call('POST', DEVICES_PATH, { body: { device: 'esp32-b', credentials: CREDENTIAL, asset_type: 'sensor', product: 'valve' } })
+      const assets = await call('POST', DEVICES_PATH, { body: { device: 'esp32-a', credentials: CREDENTIAL, asset_type: 'sensor', asset_group: 'hall' } })
+
+      // Assess
+      expect(product.status).toBe(400)
+      expect(assets.status).toBe(200)
+      const state = emulator.resources(USER)
+      expect(state.types).toEqual([{ type: 'sensor', name: 'sensor', description: '' }])
+      expect(state.groups.map((group) => group.group)).toEqual(['hall'])
+      expect(state.products).toEqual([])
+      expect(state.devices.map((device) => device.device)).toEqual(['esp32-a'])
+    })
+
+    it('switches variants by name or by switches through the admin route, keeps them across reset, and refuses unknown ones', async () => {
+      // Act
+      const named = await call('PUT', '/__emulator/variant', { body: 'conflict-no-created', token: null })
+      emulator.reset()
+      const current = await (await call('GET', '/__emulator/variant', { token: null })).json()
+      const unknownName = await call('PUT', '/__emulator/variant', { body: 'nope', token: null })
+      const unknownSwitch = await call('PUT', '/__emulator/variant', { body: { created: 'seconds' }, token: null })
+
+      // Assess
+      expect(named.status).toBe(200)
+      expect(current).toEqual({ duplicateCreateStatus: 409, created: 'absent', missingDevicePropertyStatus: 500, deleteConnected: 'refused', autoCreateAssets: false })
+      expect(unknownName.status).toBe(400)
+      expect(await unknownSwitch.json()).toEqual({ error: { message: '\'created\' must be one of "epoch-ms", "iso", "absent"' } })
+      expect(emulator.variant().created).toBe('absent')
+    })
+
+    it('throws when started with an unknown variant', async () => {
+      // Act
+      const starting = startThingerEmulator({ accounts: [{ username: USER, tokens: [{ token: 'x' }] }], variant: 'nope' })
+
+      // Assess
+      await expect(starting).rejects.toThrow("unknown variant 'nope'")
     })
   })
 

@@ -18,6 +18,7 @@ const fleet = (overrides: Partial<Fleet>): Fleet => ({
   devicePattern: /^(?:ws_[a-z0-9]{4,29})$/,
   reprovision: 'reject',
   profile: { type: 'Generic' },
+  thinger: { apiUrl: 'https://backend.thinger.io', username: 'acme', tokenParam: '/t', deviceHost: 'backend.thinger.io' },
   ...overrides,
 })
 const fleets = new Map<string, Fleet>([

@@ -5,7 +5,7 @@ import type { Fleet } from '../../../lib/fleets/fleet.js'
 
 /** The device-pattern check as a fleet of its own applies it. */
 function checkDeviceAllowed(device: string, devicePattern: RegExp): void {
-  const fleet: Fleet = { name: 'default', proof: ['hmac'], keyParam: '/k', denyListParam: '/d', replayProtection: true, devicePattern, reprovision: 'rotate', profile: { type: 'Generic' } }
+  const fleet: Fleet = { name: 'default', proof: ['hmac'], keyParam: '/k', denyListParam: '/d', replayProtection: true, devicePattern, reprovision: 'rotate', profile: { type: 'Generic' }, thinger: { apiUrl: 'https://backend.thinger.io', username: 'acme', tokenParam: '/t', deviceHost: 'backend.thinger.io' } }
   admitToFleet({ device, fleet: 'default', meta: {}, proof: { kind: 'hmac', timestamp: 0, signature: '', keyVersion: 1 } }, new Map([['default', fleet]]))
 }
 import { loadConfig } from '../../../lib/config.js'

@@ -13,6 +13,7 @@ const fleet = (overrides: Partial<Fleet> = {}): Fleet => ({
   replayProtection: true,
   devicePattern: /^(?:.*)$/,
   reprovision: 'reject',
+  thinger: { apiUrl: 'https://backend.thinger.io', username: 'demo', tokenParam: '/t', deviceHost: 'backend.thinger.io' },
   meta: { site: {}, owner: { default: 'nobody' } },
   profile: { type: 'Generic', name: 'Kit {device} of {meta.owner}', description: 'At {meta.site}', dashboard: { template: 't', id: '{device}_dash' } },
   ...overrides,

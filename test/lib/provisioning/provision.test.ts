@@ -84,7 +84,7 @@ class FakeThinger implements ThingerPort {
 
   async createDeviceProperty(device: string, property: string, value: unknown): Promise<void> {
     this.calls.push('createDeviceProperty' as Operation)
-    if (this.properties.has(`${device}/${property}`)) throw httpError('POST', 'Create property', 400, 'exists')
+    if (this.properties.has(`${device}/${property}`)) throw httpError('POST', 'CreateDeviceProperty', 400, 'exists')
     this.properties.set(`${device}/${property}`, value)
   }
 
@@ -300,7 +300,7 @@ describe('Function: provisionDevice', () => {
     expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'createDevice', 'getDevice'])
   })
 
-  it.each([401, 403, 404, 409, 422])('throws upstream_error without further calls when create answers %i', async (status) => {
+  it.each([401, 403, 404, 422])('throws upstream_error without further calls when create answers %i', async (status) => {
     // Prepare
     thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', status, 'nope')))
 
@@ -315,6 +315,32 @@ describe('Function: provisionDevice', () => {
       detail: `Thinger.io CreateDevice (POST) answered ${status}: nope`,
     })
     expect(thinger.calls).toEqual(['createDevice'])
+  })
+
+  it('takes a 409 on create as a possible duplicate: reads the device, and replaces its credential', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', 409, 'device already exists')))
+
+    // Act
+    const result = await provisionDevice(DEVICE, deps)
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'updateDevice'])
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
+
+  it('throws upstream_error naming the 409 when create answers 409 and the device does not exist', async () => {
+    // Prepare
+    thinger.script('createDevice', fail(httpError('POST', 'CreateDevice', 409, 'conflict')))
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, deps))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'upstream_error', detail: 'create refused with 409 and the device does not exist: conflict' })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice'])
   })
 
   it('creates the device again when it is deleted between the read and the update', async () => {
@@ -350,7 +376,7 @@ describe('Function: provisionDevice', () => {
   it('throws upstream_unavailable carrying Retry-After when the read answers 429', async () => {
     // Prepare
     thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
-    thinger.script('getDevice', fail(httpError('GET', 'ReadDevice', 429, 'slow down', 11)))
+    thinger.script('getDevice', fail(httpError('GET', 'ReadDeviceStatus', 429, 'slow down', 11)))
 
     // Act
     const error = await captureRejection(() => provisionDevice(DEVICE, deps))
@@ -502,6 +528,39 @@ describe('Function: provisionDevice, replay protection', () => {
 
     // Assess
     expect(error).toMatchObject({ code: 'replayed', serverTime: undefined, retryAfterSeconds: 9 })
+  })
+
+  it.each([
+    ['a minute old', -60, 1],
+    ['of this very second', 0, 1],
+    ['a second ahead', 1, 2],
+  ])('fences a device without created nor record: refuses a request %s, records the fence, asks to come back', async (_label, offset, wait) => {
+    // Prepare: Thinger answers without `created`, so nothing bounds the creating request
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+
+    // Act
+    const error = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
+    const again = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS + offset)))
+
+    // Assess
+    expect(error).toMatchObject({ code: 'replayed', statusCode: 401, retryable: true, retryAfterSeconds: wait })
+    expect(again).toMatchObject({ code: 'replayed' })
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toEqual({ fleet: 'default', lastTimestamp: NOW_SECONDS + Math.max(0, offset) })
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(OLD_CREDENTIAL)
+  })
+
+  it('accepts the request the device signs after the fence, and records it', async () => {
+    // Prepare
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL })
+    await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS)))
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS + 1))
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+    expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS + 1 })
   })
 
   it('compares with the recorded timestamp when there is one, and updates it in place', async () => {

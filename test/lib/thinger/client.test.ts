@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { parseRetryAfter, type ThingerCallRecord, ThingerClient, type ThingerClientOptions } from '../../../lib/thinger/client.js'
+import { parseCreated, parseRetryAfter, type ThingerCallRecord, ThingerClient, type ThingerClientOptions } from '../../../lib/thinger/client.js'
 import { ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from '../../../lib/thinger/errors.js'
 import { captureRejection } from '../capture-error.js'
 
@@ -140,6 +140,27 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(device).toEqual(DEVICE_BODY)
+    })
+
+    it.each([
+      ['epoch milliseconds', 1761659843288, 1761659843288],
+      ['an ISO string', '2025-10-28T13:57:23.288Z', 1761659843288],
+      ['an ISO string with an offset', '2025-10-28T14:57:23.288+01:00', 1761659843288],
+      ['seconds, not milliseconds', 1761659843, undefined],
+      ['a date without a time zone', '2025-10-28T13:57:23', undefined],
+      ['text', 'yesterday', undefined],
+      ['null', null, undefined],
+    ])('reads created given as %s', async (_label, created, expected) => {
+      // Prepare
+      const { fetch } = scriptedFetch(json(200, { ...DEVICE_BODY, created }))
+      const { client } = createClient(fetch)
+
+      // Act
+      const device = await client.getDevice(DEVICE)
+
+      // Assess
+      expect(device?.created).toBe(expected)
+      expect(device).toEqual(expected === undefined ? DEVICE_BODY : { ...DEVICE_BODY, created: expected })
     })
 
     it('returns undefined when Thinger answers 404, without retrying', async () => {
@@ -441,7 +462,7 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(error).toBeInstanceOf(ThingerNetworkError)
-      expect((error as Error).message).toBe('Thinger.io ReadDevice (GET) failed: ECONNREFUSED')
+      expect((error as Error).message).toBe('Thinger.io ReadDeviceStatus (GET) failed: ECONNREFUSED')
       expect((error as Error).message).not.toContain(TOKEN)
     })
 
@@ -499,7 +520,7 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(error).toBeInstanceOf(ThingerTimeoutError)
-      expect((error as Error).message).toBe('Thinger.io ReadDevice (GET) timed out after 0 ms')
+      expect((error as Error).message).toBe('Thinger.io ReadDeviceStatus (GET) timed out after 0 ms')
       expect(requests).toHaveLength(0)
       expect(calls).toEqual([])
     })
@@ -558,8 +579,8 @@ describe('Class: ThingerClient', () => {
 
       // Assess
       expect(calls).toEqual([
-        { method: 'GET', operation: 'ReadDevice', status: 503, durationMs: 30 },
-        { method: 'GET', operation: 'ReadDevice', status: 200, durationMs: 40 },
+        { method: 'GET', operation: 'ReadDeviceStatus', status: 503, durationMs: 30 },
+        { method: 'GET', operation: 'ReadDeviceStatus', status: 200, durationMs: 40 },
         { method: 'POST', operation: 'CreateDevice', status: 'network', durationMs: 15 },
         { method: 'PUT', operation: 'UpdateDevice', status: 404, durationMs: 5 },
       ])
@@ -613,5 +634,11 @@ describe('Function: parseRetryAfter', () => {
     // Act & Assess
     expect(parseRetryAfter(value, NOW_MS + 500)).toBe(2)
     expect(parseRetryAfter(value, NOW_MS + 1)).toBe(2)
+  })
+})
+
+describe('Function: parseCreated', () => {
+  it('returns undefined when created is absent', () => {
+    expect(parseCreated(undefined)).toBeUndefined()
   })
 })

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { UpstreamUnavailableError } from '../../../lib/errors.js'
 import { isRetryableThingerError, ThingerHttpError, ThingerNetworkError, ThingerTimeoutError } from '../../../lib/thinger/errors.js'
 
-const http = (status: number): ThingerHttpError => new ThingerHttpError('GET', 'ReadDevice', status)
+const http = (status: number): ThingerHttpError => new ThingerHttpError('GET', 'ReadDeviceStatus', status)
 
 describe('Function: isRetryableThingerError', () => {
   it.each([
@@ -19,8 +19,8 @@ describe('Function: isRetryableThingerError', () => {
     ['HTTP 502', http(502), true],
     ['HTTP 503', http(503), true],
     ['HTTP 504', http(504), true],
-    ['a network error', new ThingerNetworkError('GET', 'ReadDevice', new Error('x')), true],
-    ['a timeout', new ThingerTimeoutError('GET', 'ReadDevice', 5000), true],
+    ['a network error', new ThingerNetworkError('GET', 'ReadDeviceStatus', new Error('x')), true],
+    ['a timeout', new ThingerTimeoutError('GET', 'ReadDeviceStatus', 5000), true],
     ['a plain Error', new Error('503'), false],
     ['a TypeError', new TypeError('fetch failed'), false],
     ['an UpstreamUnavailableError', new UpstreamUnavailableError('down'), false],
@@ -56,10 +56,10 @@ describe('Class: ThingerNetworkError', () => {
     const cause = new TypeError('fetch failed', { cause: Object.assign(new Error('getaddrinfo'), { code: 'ENOTFOUND' }) })
 
     // Act
-    const error = new ThingerNetworkError('GET', 'ReadDevice', cause)
+    const error = new ThingerNetworkError('GET', 'ReadDeviceStatus', cause)
 
     // Assess
-    expect(error).toMatchObject({ name: 'ThingerNetworkError', message: 'Thinger.io ReadDevice (GET) failed: ENOTFOUND' })
+    expect(error).toMatchObject({ name: 'ThingerNetworkError', message: 'Thinger.io ReadDeviceStatus (GET) failed: ENOTFOUND' })
     expect(error.cause).toBe(cause)
   })
 
@@ -82,20 +82,20 @@ describe('Class: ThingerNetworkError', () => {
     const cause = new Error('request to https://x failed, headers {"authorization":"Bearer tok_SECRET"}')
 
     // Act
-    const error = new ThingerNetworkError('GET', 'ReadDevice', cause)
+    const error = new ThingerNetworkError('GET', 'ReadDeviceStatus', cause)
 
     // Assess
     expect(error.message).not.toContain('tok_SECRET')
-    expect(error.message).toBe('Thinger.io ReadDevice (GET) failed: Error')
+    expect(error.message).toBe('Thinger.io ReadDeviceStatus (GET) failed: Error')
   })
 })
 
 describe('Class: ThingerTimeoutError', () => {
   it('names the time the call was given', () => {
     // Act
-    const error = new ThingerTimeoutError('GET', 'ReadDevice', 1500)
+    const error = new ThingerTimeoutError('GET', 'ReadDeviceStatus', 1500)
 
     // Assess
-    expect(error).toMatchObject({ name: 'ThingerTimeoutError', message: 'Thinger.io ReadDevice (GET) timed out after 1500 ms' })
+    expect(error).toMatchObject({ name: 'ThingerTimeoutError', message: 'Thinger.io ReadDeviceStatus (GET) timed out after 1500 ms' })
   })
 })

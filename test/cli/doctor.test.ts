@@ -1,0 +1,175 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../lib/config.js'
+import { requiredActionsOf } from '../../lib/thinger/policy.js'
+import { LOCAL_FLEET_KEY, LOCAL_FLEETS_FILE, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
+import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
+import type { DoctorReport } from '../../cli/commands/doctor.js'
+import { createRequire } from 'node:module'
+import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MemorySsm, run } from './fakes.js'
+
+const { loadFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { loadFleets: (env: NodeJS.ProcessEnv) => unknown }
+
+const USERNAME = 'acme'
+const TOKEN_PARAM = '/thinger-provisioner/prod/thinger-token'
+const CLEANUP_PARAM = '/thinger-provisioner/prod/operator-token'
+const ADMIN_TOKEN = 'doctor-admin-token'
+const ENV_BASE = { FLEETS_FILE: LOCAL_FLEETS_FILE, STAGE: 'prod', THINGER_USERNAME: USERNAME }
+const ACTIONS = requiredActionsOf(loadConfig(ENV_BASE, loadFleets(ENV_BASE)).fleets.values()).map(({ action }) => action)
+
+let emulator: ThingerEmulator
+let endpoint: Server
+let endpointUrl: string
+
+beforeAll(async () => {
+  emulator = await startThingerEmulator({
+    port: 0,
+    accounts: [{
+      username: USERNAME,
+      tokens: tokensLackingEach(ACTIONS, ADMIN_TOKEN),
+    }],
+  })
+  // Stands in for the deployed API: the function answers an unsigned request like this.
+  endpoint = createServer((req, res) => {
+    res.writeHead(req.url === '/v1/provision' ? 400 : 404, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { code: req.url === '/v1/provision' ? 'invalid_request' : 'not_found' } }))
+  })
+  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve))
+  endpointUrl = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}`
+})
+afterAll(async () => {
+  await emulator.close()
+  await new Promise((resolve) => endpoint.close(resolve))
+})
+beforeEach(() => {
+  emulator.reset()
+  emulator.seed(USERNAME, { projects: [{ project: 'workshop', name: 'Workshop' }], dashboards: [{ dashboard: 'workshop_template', name: 'T', widgets: [] }] })
+})
+
+function ssmWith(token: string, extra: Record<string, string> = {}): MemorySsm {
+  const ssm = new MemorySsm()
+  const values: Record<string, string> = {
+    [TOKEN_PARAM]: token,
+    '/thinger-provisioner/local/fleet-key': LOCAL_FLEET_KEY,
+    '/thinger-provisioner/local/workshop/fleet-key': LOCAL_WORKSHOP_FLEET_KEY,
+    '/thinger-provisioner/local/workshop/claim-secret': LOCAL_WORKSHOP_CLAIM_SECRET,
+    ...extra,
+  }
+  for (const [name, value] of Object.entries(values)) ssm.seed(name, value)
+  return ssm
+}
+
+const PARAMETERS = [
+  TOKEN_PARAM,
+  '/thinger-provisioner/local/fleet-key',
+  '/thinger-provisioner/local/default-deny-list',
+  '/thinger-provisioner/local/workshop/fleet-key',
+  '/thinger-provisioner/local/workshop/claim-secret',
+  '/thinger-provisioner/local/workshop/workshop-deny-list',
+]
+
+/** A packaged template whose function role may read `names`, as osls writes it. */
+function templateReading(names: string[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'doctor-')), 'template.json')
+  const arn = (name: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]] })
+  writeFileSync(file, JSON.stringify({
+    Resources: {
+      IamRoleLambdaExecution: {
+        Type: 'AWS::IAM::Role',
+        Properties: { Policies: [{ PolicyDocument: { Statement: [{ Effect: 'Allow', Action: ['ssm:GetParameters', 'ssm:GetParameter'], Resource: names.map(arn) }] } }] },
+      },
+    },
+  }))
+  return file
+}
+
+async function doctor(ssm: MemorySsm, ...args: string[]) {
+  const result = await run(['doctor', '--json', '--endpoint', endpointUrl, '--template', templateReading(PARAMETERS), ...args], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm })
+  return { ...result, report: result.stdout === '' ? undefined : (JSON.parse(result.stdout) as DoctorReport) }
+}
+
+describe.each(Object.entries(NAMED_VARIANTS))('Command: doctor against the emulator [Thinger variant %s]', (name, variant) => {
+  beforeEach(() => emulator.setVariant(name))
+
+  it('passes with exactly the token-policy actions, reports the variant, and removes its probe device', async () => {
+    // Act
+    const { code, report, stderr } = await doctor(ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN }), '--cleanup-token-param', CLEANUP_PARAM)
+
+    // Assess
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    expect(report!.checks.filter((check) => check.result === 'fail')).toEqual([])
+    expect(report!.variant).toEqual({ duplicateCreateStatus: variant.duplicateCreateStatus, created: variant.created, missingDevicePropertyStatus: variant.missingDevicePropertyStatus })
+    expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'endpoint: answers', result: 'ok' }))
+    expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'probe: removed', result: 'ok' }))
+    expect(emulator.devices(USERNAME)).toEqual([])
+    if (variant.created === 'absent') expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'variant: reject policy', result: 'warn' }))
+  })
+
+  it('warns, and says what to delete, when no token may delete the probe', async () => {
+    // Act
+    const { code, report } = await doctor(ssmWith(tokenWithout('none')))
+
+    // Assess
+    expect(code).toBe(0)
+    expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'probe: removed', result: 'warn', fix: expect.stringContaining(report!.probeDevice) }))
+    expect(emulator.devices(USERNAME).map((device) => [device.device, device.enabled])).toEqual([[report!.probeDevice, false]])
+  })
+})
+
+describe('Command: doctor with a token that lacks one action', () => {
+  it.each(ACTIONS)('fails naming %s as the fix, and leaves no probe behind', async (removed) => {
+    // Act
+    const { code, report, stderr } = await doctor(ssmWith(tokenWithout(removed), { [CLEANUP_PARAM]: ADMIN_TOKEN }), '--cleanup-token-param', CLEANUP_PARAM)
+
+    // Assess
+    expect(code).toBe(1)
+    expect(stderr).toContain('[checks_failed]')
+    expect(report!.checks).toContainEqual(expect.objectContaining({ result: 'fail', fix: expect.stringContaining(`add ${removed} to the token`) }))
+    expect(emulator.devices(USERNAME)).toEqual([])
+  })
+})
+
+describe('Command: doctor, secrets and token', () => {
+  it('tells an invalid token (401) from a missing permission, and a missing fleet key from a bad one', async () => {
+    // Prepare
+    const ssm = ssmWith('not-a-token', { '/thinger-provisioner/local/fleet-key': 'c2hvcnQ=' })
+    ssm.parameters.delete('/thinger-provisioner/local/workshop/claim-secret')
+
+    // Act
+    const { code, report } = await doctor(ssm)
+
+    // Assess
+    expect(code).toBe(1)
+    const byCheck = Object.fromEntries(report!.checks.map((check) => [check.check, check]))
+    expect(byCheck['token: valid']).toMatchObject({ result: 'fail', detail: expect.stringContaining('401') })
+    expect(byCheck['ssm: fleet "default" key v1']).toMatchObject({ result: 'fail', detail: expect.stringContaining('not a base64 key') })
+    expect(byCheck['ssm: fleet "workshop" claim secret']).toMatchObject({ result: 'fail', fix: expect.stringContaining('put-parameter') })
+    expect(emulator.devices(USERNAME)).toEqual([])
+  })
+
+  it('fails naming a parameter the packaged template\'s role may not read', async () => {
+    // Act
+    const { code, report } = await doctor(ssmWith(tokenWithout('none')), '--template', templateReading(PARAMETERS.slice(1)))
+
+    // Assess
+    expect(code).toBe(1)
+    expect(report!.checks).toContainEqual(expect.objectContaining({ check: 'role: reads the parameters', result: 'fail', detail: expect.stringContaining(`may not read ${TOKEN_PARAM}`) }))
+  })
+
+  it('prints a table with the fix under each failure, and exits 2 for an unknown fleet', async () => {
+    // Act
+    const table = await run(['doctor', '--fleet', 'default'], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm: ssmWith(tokenWithout('ReadDeviceStatus')) })
+    const unknown = await run(['doctor', '--fleet', 'nope'], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm: ssmWith('x') })
+
+    // Assess
+    expect(table.code).toBe(1)
+    expect(table.stdout).toMatch(/token: ReadDeviceStatus +FAIL +refused \(403\)\n +fix: add ReadDeviceStatus to the token/)
+    expect(unknown.code).toBe(2)
+  })
+})
