@@ -11,6 +11,8 @@ import { signedBody } from '../support/device.js'
 import { apiEvent } from '../support/lambda.js'
 import { ssmHolding } from '../support/ssm.js'
 import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
+import { markDescription } from '../../lib/provisioning/fleet-mark.js'
+import { dashboardDescription } from '../../lib/provisioning/plan.js'
 
 const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string) => unknown }
 
@@ -78,12 +80,13 @@ async function runScenario(token: string): Promise<number[]> {
   const statuses = [await send({ device: 'ws_kit1', fleet: 'workshop', claim: LOCAL_WORKSHOP_CLAIM_SECRET })]
 
   // ws_kit2: a provisioning that made everything but its record, then lost its answer.
-  await admin('POST', `users/${USERNAME}/devices`, { device: 'ws_kit2', type: 'Generic', credentials: 'interrupted-1' })
+  // Created as the function creates it: marked with its fleet in the description.
+  await admin('POST', `users/${USERNAME}/devices`, { device: 'ws_kit2', type: 'Generic', credentials: 'interrupted-1', description: markDescription('Workshop kit', 'workshop') })
   await admin('POST', `v3/users/${USERNAME}/devices/ws_kit2/properties`, { property: 'firmware_channel', value: 'beta' })
   await admin('POST', `users/${USERNAME}/buckets`, {
     bucket: 'ws_kit2_data', name: 'x', enabled: true, config: { source: 'device', device: 'ws_kit2', resource: 'data', update: 'interval', interval: 60 },
   })
-  await admin('POST', `users/${USERNAME}/dashboards/workshop_template/clone`, { dashboard: 'ws_kit2_dash', name: 'x' })
+  await admin('POST', `users/${USERNAME}/dashboards/workshop_template/clone`, { dashboard: 'ws_kit2_dash', name: 'x', description: dashboardDescription('ws_kit2') })
   statuses.push(await send({ device: 'ws_kit2', fleet: 'workshop', claim: LOCAL_WORKSHOP_CLAIM_SECRET }))
 
   const now = Math.floor(Date.now() / 1000)
