@@ -48,7 +48,7 @@ export interface ProvisionDeps {
   fleet: Pick<Fleet, 'reprovision' | 'replayProtection'>
   plan: ProvisioningPlan
   /** How the device proved itself: a signed timestamp (and key version) or a claim secret. */
-  proof?: { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'claim' }
+  proof?: { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'x509'; timestamp: number } | { kind: 'claim' }
   newCredential?: () => string
   /** The time written into the provisioning record. */
   now?: () => number
@@ -85,9 +85,10 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   // re-provisioned device, or a new one whose clock runs ahead, needs its timestamp recorded.
   const proof = deps.proof
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
-  const clockAhead = proof?.kind === 'hmac' && proof.timestamp > nowSeconds + AHEAD_TOLERANCE_SECONDS
+  const signedAt = proof !== undefined && proof.kind !== 'claim' ? proof.timestamp : 0
+  const clockAhead = signedAt > nowSeconds + AHEAD_TOLERANCE_SECONDS
   if (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead))) {
-    const lastTimestamp = Math.max(proof?.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
+    const lastTimestamp = Math.max(signedAt, previousRecord?.lastTimestamp ?? 0)
     const record: ProvisioningRecord = {
       ...plan.record,
       provisionedAt: new Date((deps.now ?? Date.now)()).toISOString(),
@@ -105,7 +106,7 @@ export interface ProvisioningRecord {
   fleet: string
   meta: Record<string, string>
   provisionedAt: string
-  proof: 'hmac' | 'claim'
+  proof: 'hmac' | 'claim' | 'x509'
   keyVersion?: number
   lastTimestamp?: number
 }
@@ -157,7 +158,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   const stored = await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
   const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
   const proof = deps.proof
-  if (deps.fleet.replayProtection && proof?.kind === 'hmac') checkNotReplayed(proof.timestamp, existing, record, deps)
+  if (deps.fleet.replayProtection && proof !== undefined && proof.kind !== 'claim') checkNotReplayed(proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning may go on: one that never wrote its record,
     // and recent enough that the device has not been in use.
