@@ -2,7 +2,8 @@ import type { Command } from 'commander'
 import type { Config } from '../../lib/config.js'
 import type { Fleet } from '../../lib/fleets/fleet.js'
 import type { CliContext } from '../context.js'
-import { loadDenyList, saveDenyList, setDevicesRevoked, setKeyVersionsRetired } from '../deny-list.js'
+import { certificateDenyEntry } from '../certificate-entry.js'
+import { loadDenyList, saveDenyList, setCertificatesRevoked, setDevicesRevoked, setKeyVersionsRetired } from '../deny-list.js'
 import { CliError } from '../errors.js'
 import { collect, parseKeyVersion } from '../options.js'
 import { checkDeviceIds, findFleet, requireKeyedFleet, loadSettings } from '../settings.js'
@@ -11,6 +12,7 @@ import { connectThinger, thingerCall } from '../thinger.js'
 interface RevokeOptions {
   fleet?: string
   device: string[]
+  certificate: string[]
   keyVersion?: number
   delete?: boolean
   force?: boolean
@@ -29,6 +31,7 @@ export function registerRevoke(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to revoke (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to retire: every device flashed with it is refused', parseKeyVersion)
+    .option('--certificate <cert>', 'device certificate to refuse (403 certificate_revoked): a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
     .option('--delete', 'delete the device on Thinger.io instead of disabling it')
     .option('--force', 'retire a key version even when no other version of the fleet would remain')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
@@ -40,14 +43,17 @@ export function registerRevoke(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to accept again (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to accept again', parseKeyVersion)
+    .option('--certificate <cert>', 'device certificate to accept again: a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
     .action(async (options: RevokeOptions) => revoke(context, options, false))
 }
 
 async function revoke(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
   const command = revoked ? 'revoke' : 'unrevoke'
-  if ((options.device.length > 0) === (options.keyVersion !== undefined)) throw new CliError('usage', `${command} needs either --device or --key-version`)
-  if (options.delete && options.keyVersion !== undefined) throw new CliError('usage', '--delete applies to --device only')
+  const kinds = [options.device.length > 0, options.keyVersion !== undefined, options.certificate.length > 0].filter(Boolean).length
+  if (kinds !== 1) throw new CliError('usage', `${command} needs one of --device, --key-version or --certificate`)
+  if (options.delete && options.device.length === 0) throw new CliError('usage', '--delete applies to --device only')
+  if (options.certificate.length > 0) return revokeCertificates(context, options, revoked)
   const config = loadSettings(context.env, { thinger: options.device.length > 0 })
   const fleet = options.keyVersion === undefined ? findFleet(config, options.fleet) : requireKeyedFleet(findFleet(config, options.fleet))
   checkDeviceIds(options.device)
@@ -86,6 +92,27 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
         context.stdout.write(`${device}: enabled again on Thinger.io\n`)
       }
     }
+  }
+}
+
+async function revokeCertificates(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
+  const entries = options.certificate.map((value) => certificateDenyEntry(value))
+  const config = loadSettings(context.env, { thinger: false })
+  const fleet = findFleet(config, options.fleet)
+  if (!fleet.proof.includes('x509')) context.stderr.write(`note: fleet "${fleet.name}" does not accept certificates (proof: ${fleet.proof.join(', ')})\n`)
+  const ssm = context.ssm()
+  const read = await loadDenyList(ssm, fleet.denyListParam)
+  const edit = setCertificatesRevoked(read.list, entries.map((entry) => entry.entry), revoked)
+  if (edit.changed.length > 0) {
+    const warning = await saveDenyList(ssm, fleet.denyListParam, read, edit.list)
+    if (warning !== undefined) context.stderr.write(`warning: ${warning}\n`)
+  }
+  const delay = `within the function's SSM cache time (SSM_CACHE_SECONDS, ${config.ssmCacheSeconds} s in this environment)`
+  for (const { entry, source } of entries) {
+    const done = edit.changed.includes(entry)
+    const state = revoked ? (done ? 'added to' : 'already in') : done ? 'removed from' : 'not in'
+    const effect = revoked ? `; refused with 403 certificate_revoked ${delay}` : done ? `; accepted again ${delay}` : ''
+    context.stdout.write(`certificate ${entry}${source ? ` (${source})` : ''} of fleet "${fleet.name}": ${state} the deny list ${fleet.denyListParam}${effect}\n`)
   }
 }
 

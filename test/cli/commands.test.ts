@@ -338,8 +338,8 @@ describe('Command: revoke and unrevoke', () => {
   })
 
   it.each([
-    [['revoke'], 'revoke needs either --device or --key-version'],
-    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke needs either --device or --key-version'],
+    [['revoke'], 'revoke needs one of --device, --key-version or --certificate'],
+    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke needs one of --device, --key-version or --certificate'],
     [['revoke', '--key-version', '1', '--delete'], '--delete applies to --device only'],
     [['revoke', '--device', 'a b'], 'is not a Thinger.io device ID'],
   ])('exits 2 on %j', async (argv, message) => {
