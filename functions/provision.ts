@@ -159,7 +159,7 @@ function buildChain(options: ProvisionHandlerOptions) {
         checkClock(proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
         if (request.version === 2) {
           if (certificateKey.keyType !== 'ec-p256') throw new CertificateError('certificate_key_not_allowed', 'a sealed answer (protocol v2) needs a P-256 certificate key')
-          sealKey = deriveEcdhSealKey(certificateKey.publicKey, device, proof.timestamp)
+          sealKey = deriveEcdhSealKey(certificateKey.point, device, proof.timestamp)
         }
       } else if (proof.kind === 'hmac') {
         const keyParam = keyVersionParam(fleet.keyParam!, proof.keyVersion)

@@ -1,4 +1,4 @@
-import { createHmac, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createECDH, createHmac, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto'
 import { openSealed, type SealBinding, type SealKey, SealOpenError } from './seal.js'
 
 const ECDH_LABEL = 'thinger-provisioner seal v1\necdh'
@@ -13,12 +13,17 @@ const POINT_OFFSET = 2
  * HMAC-SHA256(ECDH shared x-coordinate, label, device, signed timestamp). The ephemeral public key
  * (uncompressed, 65 bytes) goes in the envelope after the mode byte, authenticated with it; only
  * the holder of the certificate's private key can compute the same key (docs/protocol.md).
- * `ephemeralPrivateKey` is for test vectors only.
+ * `devicePoint` is the certificate's public key as an X9.62 point (the bits of its
+ * SubjectPublicKeyInfo); node:crypto's ECDH class takes it as is, at half the cost of KeyObjects.
+ * `ephemeralScalar` (32 bytes) is for test vectors only.
+ * @throws Error when the point is not on P-256 (a verified certificate's key always is).
  */
-export function deriveEcdhSealKey(devicePublicKey: KeyObject, device: string, timestamp: number, ephemeralPrivateKey?: KeyObject): SealKey {
-  const ephemeral = ephemeralPrivateKey ?? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
-  const sharedSecret = diffieHellman({ privateKey: ephemeral, publicKey: devicePublicKey })
-  return { mode: 'ecdh', key: ecdhSealKey(sharedSecret, device, timestamp), modeHeader: toPoint(createPublicKey(ephemeral)) }
+export function deriveEcdhSealKey(devicePoint: Buffer, device: string, timestamp: number, ephemeralScalar?: Buffer): SealKey {
+  const ephemeral = createECDH('prime256v1')
+  if (ephemeralScalar === undefined) ephemeral.generateKeys()
+  else ephemeral.setPrivateKey(ephemeralScalar)
+  const sharedSecret = ephemeral.computeSecret(devicePoint)
+  return { mode: 'ecdh', key: ecdhSealKey(sharedSecret, device, timestamp), modeHeader: ephemeral.getPublicKey() }
 }
 
 /**
@@ -42,7 +47,8 @@ function ecdhSealKey(sharedSecret: Buffer, device: string, timestamp: number): B
   return createHmac('sha256', sharedSecret).update(`${ECDH_LABEL}\n${device}\n${timestamp}`, 'utf8').digest()
 }
 
-function toPoint(publicKey: KeyObject): Buffer {
+/** A P-256 public key as the uncompressed X9.62 point `0x04 ‖ x ‖ y`. */
+export function toPoint(publicKey: KeyObject): Buffer {
   const { x, y } = publicKey.export({ format: 'jwk' })
   return Buffer.concat([Buffer.from([0x04]), Buffer.from(x as string, 'base64url'), Buffer.from(y as string, 'base64url')])
 }

@@ -47,6 +47,8 @@ export interface ParsedCertificate {
   commonNames: string[]
   dnsNames: string[]
   signatureAlgorithm: string
+  /** The subjectPublicKey bits (for an EC key, its X9.62 point). */
+  publicKeyBits: Buffer
 }
 
 /** A fleet's trusted CA certificate, checked when the fleet's settings were read. */
@@ -55,6 +57,8 @@ export type TrustAnchor = ParsedCertificate
 /** The public key a device signs with, once its certificate is verified. */
 export interface VerifiedDeviceKey {
   publicKey: KeyObject
+  /** For P-256 keys: the X9.62 point, what ECDH sealing takes. */
+  point: Buffer
   keyType: 'ec-p256' | 'rsa'
   serial: string
   fingerprint: string
@@ -89,6 +93,8 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
   const serial = readUnsignedHex(fields[offset], 'serial number')
   const validity = readChildren(expectTag(fields[offset + 3], DER_TAG.sequence, 'validity').content)
   const subject = expectTag(fields[offset + 4], DER_TAG.sequence, 'subject')
+  const publicKeyInfo = readChildren(expectTag(fields[offset + 5], DER_TAG.sequence, 'subjectPublicKeyInfo').content)
+  const publicKeyBits = expectTag(publicKeyInfo[1], DER_TAG.bitString, 'subjectPublicKey').content
   const extensionsField = fields.slice(offset + 6).find((field) => field.tag === 0xa3)
   const extensions = readExtensions(extensionsField)
   const basicConstraints = extensions.get(OID.basicConstraints)
@@ -108,6 +114,7 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
     extKeyUsage: extKeyUsage === undefined ? undefined : readChildren(readWhole(extKeyUsage, DER_TAG.sequence)).map((oid) => oidToString(expectTag(oid, DER_TAG.oid, 'extended key usage').content)),
     commonNames: readCommonNames(subject),
     dnsNames: subjectAltName === undefined ? [] : readChildren(readWhole(subjectAltName, DER_TAG.sequence)).filter((name) => name.tag === 0x82).map((name) => name.content.toString('latin1')),
+    publicKeyBits: publicKeyBits.subarray(1),
     signatureAlgorithm: oidToString(expectTag(readChildren(expectTag(signatureAlgorithm, DER_TAG.sequence, 'signature algorithm').content)[0], DER_TAG.oid, 'signature algorithm').content),
   }
 }
@@ -219,7 +226,7 @@ export function verifyDeviceCertificate(
   if (!bound) {
     throw new CertificateError('certificate_device_mismatch', `the certificate is not this device’s (its ${options.deviceIdFrom === 'cn' ? 'subject common name' : 'DNS names'} must be the device ID)`)
   }
-  return { publicKey: leaf.cert.publicKey, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint }
+  return { publicKey: leaf.cert.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint }
 }
 
 /**

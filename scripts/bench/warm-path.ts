@@ -100,7 +100,8 @@ async function measureWarmPath(stack: BenchStack, options: WarmPathOptions): Pro
   }
 }
 
-async function runPhase(
+/** Runs `request` for each device, `concurrency` at a time; sequential phases also measure the handler's own work. */
+export async function runPhase(
   stack: BenchStack,
   name: string,
   devices: readonly string[],

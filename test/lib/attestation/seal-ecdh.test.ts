@@ -4,13 +4,13 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { signedMessage } from '../../../lib/attestation/keys.js'
 import { openSealed, sealAnswer, sealCredential, SealOpenError } from '../../../lib/attestation/seal.js'
-import { deriveEcdhSealKey, openEcdhSealed } from '../../../lib/attestation/seal-ecdh.js'
+import { deriveEcdhSealKey, openEcdhSealed, toPoint } from '../../../lib/attestation/seal-ecdh.js'
 import { parseTrustAnchors, verifyCertificateSignature, verifyDeviceCertificate } from '../../../lib/attestation/x509.js'
 import { newKeyPair } from '../../support/pki.js'
 import * as V from '../../support/x509-vector.js'
 
 const vectorDeviceKey = () => createPrivateKey(V.VECTOR_DEVICE_KEY_PEM)
-const vectorSealKey = () => deriveEcdhSealKey(createPublicKey(vectorDeviceKey()), V.VECTOR_DEVICE, V.VECTOR_TIMESTAMP, createPrivateKey(V.VECTOR_EPHEMERAL_KEY_PEM))
+const vectorSealKey = () => deriveEcdhSealKey(toPoint(createPublicKey(vectorDeviceKey())), V.VECTOR_DEVICE, V.VECTOR_TIMESTAMP, Buffer.from(V.VECTOR_EPHEMERAL_KEY_HEX, 'hex'))
 
 describe('The X.509 test vector of docs/protocol.md', () => {
   it('is the local stack’s CA, and its certificate and signature verify at the vector’s time', () => {
@@ -24,6 +24,7 @@ describe('The X.509 test vector of docs/protocol.md', () => {
     // Assess
     expect(new X509Certificate(readFileSync('local/x509/ca.pem')).fingerprint256).toBe(new X509Certificate(V.VECTOR_CA_PEM).fingerprint256)
     expect(key.serial).toBe('1001')
+    expect(key.point).toEqual(toPoint(createPublicKey(vectorDeviceKey())))
     expect(Buffer.from((vectorDeviceKey().export({ format: 'jwk' }) as { d: string }).d, 'base64url').toString('hex')).toBe(V.VECTOR_DEVICE_KEY_HEX)
     expect(Buffer.from((createPrivateKey(V.VECTOR_EPHEMERAL_KEY_PEM).export({ format: 'jwk' }) as { d: string }).d, 'base64url').toString('hex')).toBe(V.VECTOR_EPHEMERAL_KEY_HEX)
   })
@@ -48,8 +49,8 @@ describe('Function: deriveEcdhSealKey', () => {
     const answer = { username: 'acme', device: 'x5_a', credential: 'c'.repeat(24), host: 'h', created: true }
 
     // Act
-    const first = sealAnswer(answer, deriveEcdhSealKey(device.publicKey, 'x5_a', 100))
-    const second = sealAnswer(answer, deriveEcdhSealKey(device.publicKey, 'x5_a', 100))
+    const first = sealAnswer(answer, deriveEcdhSealKey(toPoint(device.publicKey), 'x5_a', 100))
+    const second = sealAnswer(answer, deriveEcdhSealKey(toPoint(device.publicKey), 'x5_a', 100))
 
     // Assess
     expect(first.sealed.slice(0, 90)).not.toBe(second.sealed.slice(0, 90))
