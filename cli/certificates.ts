@@ -42,8 +42,8 @@ export interface CertificateSigner {
 /** What a certificate says. Keys are SubjectPublicKeyInfo DER (`KeyObject.export({ type: 'spki', format: 'der' })`). */
 export interface CertificateTemplate {
   subject: { commonName: string; organization?: string }
-  /** The issuer's subject and key; absent: self-signed. */
-  issuer?: { subject: { commonName: string; organization?: string }; publicKey: Buffer }
+  /** The issuer's subject (or its exact Name, read from its certificate) and key; absent: self-signed. */
+  issuer?: { subject: { commonName: string; organization?: string } | Name; publicKey: Buffer }
   publicKey: Buffer
   notBefore: Date
   notAfter: Date
@@ -83,7 +83,7 @@ export async function buildCertificate(template: CertificateTemplate, signer: Ce
     version: Version.v3,
     serialNumber: serialBytes(template.serial),
     signature: signatureAlgorithm,
-    issuer: toName(issuer.subject),
+    issuer: issuer.subject instanceof Name ? issuer.subject : toName(issuer.subject),
     validity: new Validity({ notBefore: template.notBefore, notAfter: template.notAfter }),
     subject: toName(template.subject),
     subjectPublicKeyInfo: AsnConvert.parse(template.publicKey, SubjectPublicKeyInfo),
@@ -99,6 +99,12 @@ export async function buildCertificate(template: CertificateTemplate, signer: Ce
 export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
   const lines = der.toString('base64').match(/.{1,64}/g) ?? []
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`
+}
+
+/** The subject Name and SubjectPublicKeyInfo of a certificate (what issuing under it needs). */
+export function readIssuer(der: Buffer): { subject: Name; publicKey: Buffer } {
+  const { tbsCertificate } = AsnConvert.parse(der, Certificate)
+  return { subject: tbsCertificate.subject, publicKey: Buffer.from(AsnConvert.serialize(tbsCertificate.subjectPublicKeyInfo)) }
 }
 
 function extension(extnID: string, critical: boolean, value: unknown): Extension {

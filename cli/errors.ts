@@ -11,6 +11,7 @@ export type CliErrorCode =
   | 'aws_error'
   | 'thinger_error'
   | 'interrupted'
+  | 'invalid_certificate_request'
 
 /** Exit code of a usage or configuration error; every other failure exits 1. */
 export const EXIT_USAGE = 2
@@ -31,6 +32,7 @@ const EXIT_CODE_BY_CODE: Record<CliErrorCode, number> = {
   aws_error: EXIT_FAILURE,
   thinger_error: EXIT_FAILURE,
   interrupted: EXIT_INTERRUPTED,
+  invalid_certificate_request: EXIT_FAILURE,
 }
 
 /**

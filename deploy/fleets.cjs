@@ -34,7 +34,7 @@ function fleetsFilePath(env = process.env) {
 }
 
 /** Parses and validates a fleets file's text; returns the fleets with defaults applied. */
-function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJECT_DIR, file))) {
+function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJECT_DIR, file)), options = {}) {
   const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (document.errors.length > 0) throw new FleetsFileError(file, document.errors.map((e) => e.message.split('\n')[0]))
   const data = document.toJS()
@@ -43,19 +43,21 @@ function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJEC
   const caCertificates = {}
   for (const [name, fleet] of Object.entries(data.fleets)) {
     checkFleet(name, fleet, problems)
-    if (fleet.x509?.caFile !== undefined) caCertificates[name] = readCaFile(name, fleet.x509.caFile, baseDir, problems)
+    if (fleet.x509?.caFile !== undefined && !(options.allowMissingCaFile && !existsSync(resolve(baseDir, fleet.x509.caFile)))) {
+      caCertificates[name] = readCaFile(name, fleet.x509.caFile, baseDir, problems)
+    }
   }
   if (problems.length > 0) throw new FleetsFileError(file, problems)
   return normalize(data, caCertificates)
 }
 
 /** Reads the fleets file named by the environment; `null` when there is none. */
-function loadFleets(env = process.env) {
+function loadFleets(env = process.env, options = {}) {
   const path = fleetsFilePath(env)
   if (path === undefined) return null
   const shown = relative(PROJECT_DIR, path) || path
   if (!existsSync(path)) throw new FleetsFileError(shown, [`FLEETS_FILE names ${shown}, which does not exist`])
-  return parseFleets(readFileSync(path, 'utf8'), shown)
+  return parseFleets(readFileSync(path, 'utf8'), shown, dirname(path), options)
 }
 
 function describeSchemaError(error) {
@@ -148,7 +150,12 @@ function normalize(data, caCertificates) {
       keyVersions: fleet.keyParam ? [...(fleet.keyVersions ?? [1])].sort((a, b) => a - b) : undefined,
       claimParam: fleet.claimParam,
       ...(fleet.x509
-        ? { x509: { ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caCertificates: caCertificates[name] }), deviceId: fleet.x509.deviceId ?? 'cn' } }
+        ? {
+            x509: {
+              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates[name] }),
+              deviceId: fleet.x509.deviceId ?? 'cn',
+            },
+          }
         : {}),
       denyListParam: fleet.denyListParam ?? defaultDenyListParam(name, fleet),
       replayProtection: fleet.replayProtection ?? true,

@@ -5,6 +5,8 @@ export type Proof = 'hmac' | 'claim' | 'x509'
 
 /** How a fleet checks device certificates (the `x509` of a fleet in the fleets file). */
 export interface X509Settings {
+  /** The fleets file's `caFile`, as written there (relative to the fleets file): where `ca create` puts a new CA. */
+  caFile?: string
   /** The trusted CA certificates (PEM), compiled in at build from the fleets file's `caFile`. */
   caCertificates?: string
   /** Or an SSM String parameter holding them (PEM). */
