@@ -1,6 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,46 +9,27 @@ import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { parseCertificate, parseTrustAnchors, verifyDeviceCertificate } from '../../lib/attestation/x509.js'
 import { LOCAL_STAGE, LOCAL_THINGER_TOKEN, LOCAL_USERNAME, parameterNames } from '../../local/defaults.js'
 import { type LocalStack, startLocalStack } from '../../local/stack.js'
+import { type Moto, motoInstalled, reportMissingMoto, runCliProcess, startMoto } from '../support/moto.js'
 import { newKeyPair, signWithCertificateKey } from '../support/pki.js'
 import { freePort } from '../support/ports.js'
 
-const MOTO_READY_TIMEOUT_MS = 30_000
 const CACHE_WAIT_MS = 1500
 const FLEET = 'factory'
 const CA_PARAM = '/thinger-provisioner/x509-e2e/factory/ca'
-const motoInstalled = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' }).status === 0
-
-if (!motoInstalled) {
-  if (process.env.REQUIRE_MOTO === '1') throw new Error('moto is required (REQUIRE_MOTO=1) but `python3 -c "import moto.server"` fails')
-  console.warn('SKIPPED: the X.509 command line suite needs moto (python3 -m moto.server), which is not installed here')
-}
-
-interface CliRun {
-  code: number | null
-  stdout: string
-  stderr: string
-}
+reportMissingMoto('the X.509 command line suite')
 
 describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack: ca create, certs issue and sign, provisioning, revocation', () => {
   const suffix = randomBytes(3).toString('hex')
   const issued = Array.from({ length: 12 }, (_, index) => `kx_i${index}_${suffix}`)
   const requested = Array.from({ length: 4 }, (_, index) => `kx_s${index}_${suffix}`)
   const requestKeys = new Map<string, ReturnType<typeof newKeyPair>>()
-  let moto: ChildProcess
+  let moto: Moto | undefined
   let ssm: SSMClient
   let stack: LocalStack | undefined
   let env: NodeJS.ProcessEnv
   let dir: string
 
-  async function cli(...args: string[]): Promise<CliRun> {
-    const child = spawn(process.execPath, ['bin/thinger-provisioner.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const [code] = (await once(child, 'close')) as [number | null]
-    return { code, stdout, stderr }
-  }
+  const cli = (...args: string[]) => runCliProcess(env, args)
 
   async function provision(device: string, privateKeyPem: string | ReturnType<typeof newKeyPair>['privateKey'], certificatePem: string) {
     const privateKey = typeof privateKeyPem === 'string' ? createPrivateKey(privateKeyPem) : privateKeyPem
@@ -64,20 +43,11 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'x509-e2e-'))
-    const port = await freePort()
-    moto = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
-    const endpoint = `http://127.0.0.1:${port}`
-    ssm = new SSMClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'moto', secretAccessKey: 'moto' } })
-    const deadline = Date.now() + MOTO_READY_TIMEOUT_MS
-    for (;;) {
-      try {
-        await ssm.send(new PutParameterCommand({ Name: parameterNames(LOCAL_STAGE).thingerTokenParam, Value: LOCAL_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
-        break
-      } catch (error) {
-        if (Date.now() > deadline) throw error
-        await new Promise((resolve) => setTimeout(resolve, 200))
-      }
-    }
+    moto = await startMoto(async (endpoint) => {
+      ssm = new SSMClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'moto', secretAccessKey: 'moto' } })
+      await ssm.send(new PutParameterCommand({ Name: parameterNames(LOCAL_STAGE).thingerTokenParam, Value: LOCAL_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
+    })
+    const { endpoint } = moto
     env = {
       PATH: process.env.PATH,
       NODE_NO_WARNINGS: '1',
@@ -94,7 +64,7 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
 
   afterAll(async () => {
     await stack?.close()
-    moto?.kill('SIGTERM')
+    moto?.stop()
     if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
