@@ -10,6 +10,7 @@ import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { parseCertificate } from '../../lib/attestation/x509.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
+import { captureProcessOutput } from '../support/output.js'
 import { certificateBody, type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
 import { ssmHolding } from '../support/ssm.js'
 
@@ -62,14 +63,7 @@ afterAll(async () => {
 beforeEach(() => {
   emulator.reset()
   output = []
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output.push(String(chunk))
-    return true
-  })
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output.push(String(chunk))
-    return true
-  })
+  captureProcessOutput(output)
 })
 afterEach(() => {
   vi.restoreAllMocks()
