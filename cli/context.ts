@@ -1,5 +1,6 @@
 import type { ThingerClient, ThingerClientOptions } from '../lib/thinger/client.js'
 import type { ProgressStream } from './progress.js'
+import type { KmsPort } from './kms.js'
 import type { SsmPort } from './ssm.js'
 
 /** The Thinger.io calls the command line makes. */
@@ -13,6 +14,8 @@ export interface CliContext {
   /** Notices, warnings, errors and progress. */
   stderr: ProgressStream
   ssm: () => SsmPort
+  /** The fleet CAs' keys (`ca`, `certs`); absent: KMS through the AWS SDK. */
+  kms?: () => KmsPort
   thinger: (options: ThingerClientOptions) => CliThinger
   now: () => number
   /** Waits; `revoke --delete` waits out the function's cache with it. */

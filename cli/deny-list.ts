@@ -39,6 +39,18 @@ export function setDevicesRevoked(list: DenyList, devices: string[], revoked: bo
   return { list: { ...list, devices: [...current].sort() }, changed }
 }
 
+/** Adds certificate entries (`serial:<hex>`, `sha256:<hex>`) to the deny list (revoke) or removes them; the list stays sorted. */
+export function setCertificatesRevoked(list: DenyList, entries: string[], revoked: boolean): DenyListEdit<string> {
+  const current = new Set(list.certificates ?? [])
+  const changed = [...new Set(entries)].filter((entry) => current.has(entry) !== revoked)
+  for (const entry of changed) {
+    if (revoked) current.add(entry)
+    else current.delete(entry)
+  }
+  const { certificates: _previous, ...rest } = list
+  return { list: current.size > 0 ? { ...rest, certificates: [...current].sort() } : rest, changed }
+}
+
 /** Retires key versions (every device flashed with one is refused) or restores them; the list stays sorted. */
 export function setKeyVersionsRetired(list: DenyList, versions: number[], retired: boolean): DenyListEdit<number> {
   const current = new Set(list.retiredKeyVersions)
@@ -55,7 +67,7 @@ export function setKeyVersionsRetired(list: DenyList, versions: number[], retire
  * @throws CliError `deny_list_too_large` beyond what an Advanced parameter holds.
  */
 export function encodeDenyList(list: DenyList): { value: string; bytes: number; tier: 'Standard' | 'Advanced' } {
-  const value = JSON.stringify({ version: 1, devices: list.devices, retiredKeyVersions: list.retiredKeyVersions })
+  const value = JSON.stringify({ version: 1, devices: list.devices, retiredKeyVersions: list.retiredKeyVersions, ...(list.certificates?.length ? { certificates: list.certificates } : {}) })
   const bytes = Buffer.byteLength(value, 'utf8')
   if (bytes > ADVANCED_TIER_MAX_BYTES) {
     throw new CliError(
@@ -78,7 +90,7 @@ export async function loadDenyList(ssm: SsmPort, param: string): Promise<StoredD
   try {
     const list = parseDenyList(stored.value, param)
     return {
-      list: { version: 1, devices: [...list.devices], retiredKeyVersions: [...list.retiredKeyVersions] },
+      list: { version: 1, devices: [...list.devices], retiredKeyVersions: [...list.retiredKeyVersions], ...(list.certificates?.length ? { certificates: [...list.certificates] } : {}) },
       version: stored.version,
       ...(stored.lastModifiedMs === undefined ? {} : { lastModifiedMs: stored.lastModifiedMs }),
     }

@@ -12,6 +12,7 @@ export type CliErrorCode =
   | 'thinger_error'
   | 'interrupted'
   | 'checks_failed'
+  | 'invalid_certificate_request'
 
 /** Exit code of a usage or configuration error; every other failure exits 1. */
 export const EXIT_USAGE = 2
@@ -33,6 +34,7 @@ const EXIT_CODE_BY_CODE: Record<CliErrorCode, number> = {
   aws_error: EXIT_FAILURE,
   thinger_error: EXIT_FAILURE,
   interrupted: EXIT_INTERRUPTED,
+  invalid_certificate_request: EXIT_FAILURE,
 }
 
 /**

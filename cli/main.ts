@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module'
 import { Command, CommanderError } from 'commander'
 import { ThingerClient } from '../lib/thinger/client.js'
+import { registerCa } from './commands/ca.js'
+import { registerCerts } from './commands/certs.js'
 import { registerDoctor } from './commands/doctor.js'
 import { registerFleetKey } from './commands/fleet-key.js'
 import { registerKeys } from './commands/keys.js'
@@ -18,7 +20,8 @@ const SETTINGS_HELP = `
 Settings come from the environment, as for the deployed function: STAGE, FLEETS_FILE (or
 FLEET_KEY_PARAM, FLEET_KEY_VERSIONS, DENY_LIST_PARAM, DEVICE_ID_PATTERN without one),
 THINGER_API_URL, THINGER_USERNAME, THINGER_TOKEN_PARAM, SSM_CACHE_SECONDS; AWS credentials and
-AWS_REGION as for any AWS tool; AWS_ENDPOINT_URL_SSM for another SSM endpoint (moto, the local stack).
+AWS_REGION as for any AWS tool; AWS_ENDPOINT_URL_SSM for another SSM endpoint (moto, the local stack),
+AWS_ENDPOINT_URL_KMS for another KMS endpoint (moto).
 Exit codes: 0 done, 1 failed, 2 usage or configuration error, 130 interrupted.
 See docs/operations.md.`
 
@@ -53,6 +56,8 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerStatus(program, context)
   registerTokenPolicy(program, context)
   registerDoctor(program, context)
+  registerCa(program, context)
+  registerCerts(program, context)
   try {
     await program.parseAsync(withoutHelpAfterUnknownCommand(program, argv), { from: 'user' })
     return 0

@@ -10,7 +10,7 @@ const STAND_IN_USERNAME = 'not-used-by-this-command'
 const THINGER_DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
 
 const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as {
-  loadFleets: (env: NodeJS.ProcessEnv) => unknown
+  loadFleets: (env: NodeJS.ProcessEnv, options?: { allowMissingCaFile?: boolean }) => unknown
 }
 
 /**
@@ -18,10 +18,10 @@ const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as
  * function does.
  * @throws CliError `config` naming the setting or the fleets-file field that is wrong.
  */
-export function loadSettings(env: NodeJS.ProcessEnv, options: { thinger: boolean }): Config {
+export function loadSettings(env: NodeJS.ProcessEnv, options: { thinger: boolean; allowMissingCaFile?: boolean }): Config {
   const effective = options.thinger || env.THINGER_USERNAME ? env : { ...env, THINGER_USERNAME: STAND_IN_USERNAME }
   try {
-    return loadConfig(effective, loadFleets(effective))
+    return loadConfig(effective, loadFleets(effective, { allowMissingCaFile: options.allowMissingCaFile === true }))
   } catch (error) {
     if (error instanceof ConfigError) throw new CliError('config', error.detail ?? `setting ${error.setting} is invalid`)
     if (error instanceof Error && error.name === 'FleetsFileError') throw new CliError('config', error.message)

@@ -3,8 +3,9 @@
 // `osls offline` resolve the exports below from serverless.yml, so a wrong file fails there,
 // naming the fleet and the field, instead of at a device's first boot. The validated file is
 // compiled into the bundle (esbuild `define`); YAML and the schema validator never ship to Lambda.
+const { X509Certificate } = require('node:crypto')
 const { existsSync, readFileSync } = require('node:fs')
-const { join, relative, resolve } = require('node:path')
+const { dirname, join, relative, resolve } = require('node:path')
 const Ajv = require('ajv')
 // recheck rather than safe-regex2: it decides by automata theory (with an attack string to show)
 // where safe-regex2 only measures star height, which misses `(a|a)*b`, `(\w|\d)+$` and every
@@ -23,6 +24,7 @@ const ID_PLACEHOLDER = /^(device|fleet)$/
 const REDOS_TIMEOUT_MS = 10_000
 // What the function refuses in a meta value (lib/attestation/request.ts), for the defaults declared here.
 const UNPRINTABLE_META = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}<>]/u
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g
 
 const validate = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true }).compile(schema)
 
@@ -41,24 +43,30 @@ function fleetsFilePath(env = process.env) {
 }
 
 /** Parses and validates a fleets file's text; returns the fleets with defaults applied. */
-function parseFleets(text, file = 'fleets.yml') {
+function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJECT_DIR, file)), options = {}) {
   const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (document.errors.length > 0) throw new FleetsFileError(file, document.errors.map((e) => e.message.split('\n')[0]))
   const data = document.toJS()
   if (!validate(data)) throw new FleetsFileError(file, validate.errors.map(describeSchemaError).filter(Boolean))
   const problems = []
-  for (const [name, fleet] of Object.entries(data.fleets)) checkFleet(name, fleet, problems)
+  const caCertificates = {}
+  for (const [name, fleet] of Object.entries(data.fleets)) {
+    checkFleet(name, fleet, problems)
+    if (fleet.x509?.caFile !== undefined && !(options.allowMissingCaFile && !existsSync(resolve(baseDir, fleet.x509.caFile)))) {
+      caCertificates[name] = readCaFile(name, fleet.x509.caFile, baseDir, problems)
+    }
+  }
   if (problems.length > 0) throw new FleetsFileError(file, problems)
-  return normalize(data)
+  return normalize(data, caCertificates)
 }
 
 /** Reads the fleets file named by the environment; `null` when there is none. */
-function loadFleets(env = process.env) {
+function loadFleets(env = process.env, options = {}) {
   const path = fleetsFilePath(env)
   if (path === undefined) return null
   const shown = relative(PROJECT_DIR, path) || path
   if (!existsSync(path)) throw new FleetsFileError(shown, [`FLEETS_FILE names ${shown}, which does not exist`])
-  return parseFleets(readFileSync(path, 'utf8'), shown)
+  return parseFleets(readFileSync(path, 'utf8'), shown, dirname(path), options)
 }
 
 function describeSchemaError(error) {
@@ -74,11 +82,15 @@ function describeSchemaError(error) {
   if (error.keyword === 'enum') message = `must be one of ${error.params.allowedValues.join(', ')}`
   if (error.keyword === 'propertyNames') message = `has an invalid name "${error.params.propertyName}"`
   if (error.keyword === 'if') return null
+  if (error.keyword === 'oneOf' && parts[parts.length - 1] === 'x509') message = 'give exactly one of caFile and caParam'
   return `${where}: ${message}`
 }
 
 function checkFleet(name, fleet, problems) {
   const at = (field) => `fleet "${name}", field ${field}`
+  if (fleet.denyListParam === undefined && fleet.keyParam === undefined && fleet.claimParam === undefined && fleet.x509?.caParam === undefined) {
+    problems.push(`${at('denyListParam')}: required when the fleet names no SSM parameter to put it beside`)
+  }
   if (fleet.devicePattern !== undefined) checkPattern(fleet.devicePattern, at('devicePattern'), problems)
   const meta = fleet.meta ?? {}
   for (const [key, rule] of Object.entries(meta)) {
@@ -149,6 +161,29 @@ function checkEnvironmentPattern(env = process.env) {
   if (problems.length > 0) throw new SettingError(problems.join('\n'))
 }
 
+/**
+ * Reads a fleet's trusted CA certificates (PEM, relative to the fleets file) to compile them in:
+ * each must be a CA certificate node:crypto reads; the function checks the rest at start.
+ */
+function readCaFile(name, caFile, baseDir, problems) {
+  const at = `fleet "${name}", field x509.caFile`
+  const path = resolve(baseDir, caFile)
+  if (!existsSync(path)) {
+    problems.push(`${at}: ${caFile} does not exist`)
+    return undefined
+  }
+  const blocks = readFileSync(path, 'utf8').match(PEM_CERTIFICATE) ?? []
+  if (blocks.length === 0) problems.push(`${at}: ${caFile} holds no PEM certificate`)
+  for (const [index, block] of blocks.entries()) {
+    try {
+      if (!new X509Certificate(block).ca) problems.push(`${at}: certificate ${index + 1} of ${caFile} is not a CA certificate`)
+    } catch (error) {
+      problems.push(`${at}: certificate ${index + 1} of ${caFile} is not readable (${error.message})`)
+    }
+  }
+  return blocks.join('\n')
+}
+
 /** Where key version N of a fleet lives: version 1 at keyParam, later ones beside it. */
 function keyVersionParam(keyParam, version) {
   return version === 1 ? keyParam : `${keyParam}-v${version}`
@@ -156,11 +191,11 @@ function keyVersionParam(keyParam, version) {
 
 /** The default deny list of a fleet: beside its first secret, named after the fleet. */
 function defaultDenyListParam(name, fleet) {
-  const anchor = fleet.keyParam ?? fleet.claimParam
+  const anchor = fleet.keyParam ?? fleet.claimParam ?? fleet.x509?.caParam
   return `${anchor.slice(0, anchor.lastIndexOf('/'))}/${name}-deny-list`
 }
 
-function normalize(data) {
+function normalize(data, caCertificates) {
   const fleets = {}
   for (const [name, fleet] of Object.entries(data.fleets)) {
     fleets[name] = {
@@ -168,6 +203,14 @@ function normalize(data) {
       keyParam: fleet.keyParam,
       keyVersions: fleet.keyParam ? [...(fleet.keyVersions ?? [1])].sort((a, b) => a - b) : undefined,
       claimParam: fleet.claimParam,
+      ...(fleet.x509
+        ? {
+            x509: {
+              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates[name] }),
+              deviceId: fleet.x509.deviceId ?? 'cn',
+            },
+          }
+        : {}),
       denyListParam: fleet.denyListParam ?? defaultDenyListParam(name, fleet),
       replayProtection: fleet.replayProtection ?? true,
       devicePattern: fleet.devicePattern ?? THINGER_ID_RULE,
@@ -190,6 +233,7 @@ function parameterNames(fleets, tokenParam, envFleet) {
     names.add(fleet.thinger?.tokenParam ?? tokenParam)
     for (const version of fleet.keyVersions ?? []) names.add(keyVersionParam(fleet.keyParam, version))
     if (fleet.claimParam) names.add(fleet.claimParam)
+    if (fleet.x509?.caParam) names.add(fleet.x509.caParam)
     names.add(fleet.denyListParam)
   }
   return [...names]

@@ -7,13 +7,15 @@ import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import { clearCache } from '@middy/util'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
-import { checkClock, decodeClaimSecret, decodeFleetKey, deriveDeviceKey, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
+import { checkClock, decodeClaimSecret, decodeFleetKey, deriveDeviceKey, signedMessage, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, type SealKey, sealAnswer } from '../lib/attestation/seal.js'
+import { deriveEcdhSealKey } from '../lib/attestation/seal-ecdh.js'
+import { parseTrustAnchors, type TrustAnchor, type VerifiedDeviceKey, verifyCertificateSignature, verifyDeviceCertificate } from '../lib/attestation/x509.js'
 import { ssmClientClass } from '../lib/aws/ssm-client.js'
 import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig } from '../lib/config.js'
-import { ConfigError } from '../lib/errors.js'
-import { checkNotRevoked, EMPTY_DENY_LIST_JSON, parseDenyList } from '../lib/fleets/deny-list.js'
+import { CertificateError, ConfigError } from '../lib/errors.js'
+import { checkCertificateNotRevoked, checkNotRevoked, EMPTY_DENY_LIST_JSON, parseDenyList } from '../lib/fleets/deny-list.js'
 import { type Fleet, keyVersionParam, needsProvisioningRecord } from '../lib/fleets/fleet.js'
 import { planProvisioning, type ProvisioningPlan } from '../lib/provisioning/plan.js'
 import { provisionDevice } from '../lib/provisioning/provision.js'
@@ -88,6 +90,15 @@ function buildChain(options: ProvisionHandlerOptions) {
   const settings = config
   const { names, settingOf, optional } = parameters
   const knownShared = new Map<string, number>()
+  // Parsed trust anchors by their PEM text: parsed once per container, again only when SSM's value changes.
+  const trustAnchors = new Map<string, TrustAnchor[]>()
+  const anchorsOf = (pem: unknown, setting: string): TrustAnchor[] => {
+    const known = typeof pem === 'string' ? trustAnchors.get(pem) : undefined
+    if (known !== undefined) return known
+    const parsed = parseTrustAnchors(pem, setting)
+    trustAnchors.set(pem as string, parsed)
+    return parsed
+  }
   const ssmCacheKey = `thinger-provisioner-ssm-${++handlerCount}`
 
   return chain
@@ -139,7 +150,18 @@ function buildChain(options: ProvisionHandlerOptions) {
       const secret = (name: string) => context[`p${names.indexOf(name)}`]
       const { proof } = request
       let sealKey: SealKey | undefined
-      if (proof.kind === 'hmac') {
+      let certificateKey: VerifiedDeviceKey | undefined
+      if (proof.kind === 'x509') {
+        const x509 = fleet.x509!
+        const anchors = x509.caParam === undefined ? anchorsOf(x509.caCertificates, `fleets.${fleet.name}.x509.caFile`) : anchorsOf(secret(x509.caParam), settingOf(x509.caParam))
+        certificateKey = verifyDeviceCertificate(proof.certificate, proof.chain, anchors, { device, deviceIdFrom: x509.deviceId, nowSeconds: Math.floor(now() / 1000) })
+        verifyCertificateSignature(certificateKey, signedMessage(device, proof.timestamp, request.version ?? 1), proof.signature)
+        checkClock(proof.timestamp, Math.floor(now() / 1000), settings.clockSkewSeconds)
+        if (request.version === 2) {
+          if (certificateKey.keyType !== 'ec-p256') throw new CertificateError('certificate_key_not_allowed', 'a sealed answer (protocol v2) needs a P-256 certificate key')
+          sealKey = deriveEcdhSealKey(certificateKey.point, device, proof.timestamp)
+        }
+      } else if (proof.kind === 'hmac') {
         const keyParam = keyVersionParam(fleet.keyParam!, proof.keyVersion)
         const fleetKey = decodeFleetKey(secret(keyParam), settingOf(keyParam))
         verifySignature(fleetKey, device, proof.timestamp, proof.signature, request.version ?? 1)
@@ -153,8 +175,11 @@ function buildChain(options: ProvisionHandlerOptions) {
       }
       // After the proof, so that only the device itself learns that it was revoked. A device ID
       // revoked in any fleet stays refused whichever fleet asks (device IDs are one space on
-      // Thinger.io); key versions are the fleet's own. Every deny list came in the one batch.
-      checkNotRevoked(parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam)), device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
+      // Thinger.io); key versions and certificates are the fleet's own (a serial means something
+      // only beside the CAs the fleet trusts). Every deny list came in the one batch.
+      const denyList = parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam))
+      checkNotRevoked(denyList, device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
+      if (certificateKey !== undefined) checkCertificateNotRevoked(denyList, certificateKey)
       for (const other of settings.fleets.values()) {
         if (other !== fleet) checkNotRevoked(parseDenyList(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
       }
@@ -179,7 +204,7 @@ function buildChain(options: ProvisionHandlerOptions) {
         host: target.deviceHost,
         fleet,
         plan,
-        proof: proof.kind === 'hmac' ? { kind: 'hmac', timestamp: proof.timestamp, keyVersion: proof.keyVersion } : { kind: 'claim' },
+        proof: proof.kind === 'hmac' ? { kind: 'hmac', timestamp: proof.timestamp, keyVersion: proof.keyVersion } : proof.kind === 'x509' ? { kind: 'x509', timestamp: proof.timestamp } : { kind: 'claim' },
         now,
         // A device without a fleet mark is adopted only by the one fleet that admits its ID.
         adoptUnmarked: [...settings.fleets.values()].filter((candidate) => candidate.devicePattern.test(device)).length === 1,
@@ -189,7 +214,7 @@ function buildChain(options: ProvisionHandlerOptions) {
       return {
         statusCode: result.created ? 201 : 200,
         body: sealKey === undefined ? { ...result } : { ...sealAnswer(result, sealKey) },
-        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, created: result.created, thingerCalls: calls.length },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, created: result.created, thingerCalls: calls.length, ...(certificateKey ? { certificate: certificateKey.fingerprint } : {}) },
       }
     })
 }
@@ -212,6 +237,7 @@ function parametersOf(config: Config): { names: string[]; settingOf: SettingOfPa
       add(keyVersionParam(fleet.keyParam!, version), version === 1 ? setting : `${setting} (key version ${version})`)
     }
     if (fleet.claimParam) add(fleet.claimParam, `fleets.${fleet.name}.claimParam`)
+    if (fleet.x509?.caParam) add(fleet.x509.caParam, `fleets.${fleet.name}.x509.caParam`)
     add(fleet.denyListParam, fromFile ? `fleets.${fleet.name}.denyListParam` : 'DENY_LIST_PARAM')
     optional[fleet.denyListParam] = EMPTY_DENY_LIST_JSON
   }

@@ -13,6 +13,16 @@ const STATUS_BY_CODE = {
   key_revoked: 403,
   device_revoked: 403,
   replayed: 401,
+  certificate_malformed: 400,
+  certificate_untrusted: 403,
+  certificate_expired: 403,
+  certificate_not_yet_valid: 403,
+  certificate_not_leaf: 403,
+  certificate_key_usage: 403,
+  certificate_key_not_allowed: 403,
+  certificate_device_mismatch: 403,
+  certificate_chain_too_long: 403,
+  certificate_revoked: 403,
   already_provisioned: 409,
   device_disabled: 403,
   device_conflict: 409,
@@ -91,6 +101,26 @@ export class AttestationError extends ProvisionerError {
   ) {
     super(code, message)
     this.serverTime = options.serverTime
+  }
+}
+
+/** A device certificate failed one of the X.509 checks (docs/protocol.md); every such refusal comes before any Thinger.io call. */
+export class CertificateError extends ProvisionerError {
+  constructor(
+    code:
+      | 'certificate_malformed'
+      | 'certificate_untrusted'
+      | 'certificate_expired'
+      | 'certificate_not_yet_valid'
+      | 'certificate_not_leaf'
+      | 'certificate_key_usage'
+      | 'certificate_key_not_allowed'
+      | 'certificate_device_mismatch'
+      | 'certificate_chain_too_long'
+      | 'certificate_revoked',
+    message: string,
+  ) {
+    super(code, message)
   }
 }
 

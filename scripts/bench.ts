@@ -12,6 +12,7 @@ import { print, progress } from './bench/output.js'
 import { type BenchResults, checkTargets, formatReport } from './bench/report.js'
 import { type BenchStack, startBenchStack } from './bench/stack.js'
 import { runWarmPath } from './bench/warm-path.js'
+import { runX509Path, x509BenchFleets } from './bench/x509-path.js'
 
 const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
 const DEFAULT_JSON_PATH = 'reports/bench.json'
@@ -101,7 +102,7 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
     progress('bundling functions/provision.ts as serverless.yml does')
     const code = describeCode()
     const bundle = await buildHandlerBundle(PROJECT_DIR, workDir)
-    const sdkBundled = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'sdk-bundled'), 'bundled')
+    const sdkBundled = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'sdk-bundled'), { sdk: 'bundled' })
     const stack = await startBenchStack()
     try {
       // Before any import of the bundle: the handler reads its settings when it is loaded.
@@ -146,7 +147,7 @@ async function measureSections(
   workDir: string,
   options: BenchOptions,
   sectionMs: Record<string, number>,
-): Promise<Pick<BenchResults, 'coldStart' | 'warmPath' | 'baseline' | 'storm'>> {
+): Promise<Pick<BenchResults, 'coldStart' | 'warmPath' | 'x509Path' | 'baseline' | 'storm'>> {
   const timed = async <T>(section: string, measure: () => Promise<T>): Promise<T> => {
     const sectionStarted = performance.now()
     try {
@@ -174,6 +175,11 @@ async function measureSections(
     concurrency: options.warmConcurrency,
     thingerLatencyMs: options.latencyMs,
   }))
+  progress(`X.509 path: ${options.n} new devices with a certificate, sealed answers`)
+  const x509Path = await timed('X.509 path', async () => {
+    const x509Bundle = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'x509'), { fleets: x509BenchFleets(PROJECT_DIR, stack.env.FLEET_KEY_PARAM as string) })
+    return runX509Path(stack, { projectDir: PROJECT_DIR, bundlePath: x509Bundle.path, devices: options.n, thingerLatencyMs: options.latencyMs })
+  })
   progress(`baseline: ${options.n} new devices the forum sketch's way`)
   const baseline = await timed('baseline', () => runForumBaseline(stack, { devices: options.n, thingerLatencyMs: options.latencyMs }))
   progress(`boot storm: ${options.storm} devices, concurrency ${options.concurrency}, device waits x ${options.timeScale}`)
@@ -186,7 +192,7 @@ async function measureSections(
     maxAttempts: options.maxAttempts,
     faults: FAULT_SHARES,
   }))
-  return { coldStart, warmPath, baseline, storm }
+  return { coldStart, warmPath, x509Path, baseline, storm }
 }
 
 async function main(): Promise<number> {

@@ -2,7 +2,8 @@ import type { Command } from 'commander'
 import type { Config } from '../../lib/config.js'
 import type { Fleet } from '../../lib/fleets/fleet.js'
 import type { CliContext } from '../context.js'
-import { loadDenyList, saveDenyList, setDevicesRevoked, setKeyVersionsRetired } from '../deny-list.js'
+import { certificateDenyEntry } from '../certificate-entry.js'
+import { loadDenyList, saveDenyList, setCertificatesRevoked, setDevicesRevoked, setKeyVersionsRetired } from '../deny-list.js'
 import { CliError } from '../errors.js'
 import { collect, parseKeyVersion } from '../options.js'
 import { checkDeviceIds, findFleet, requireKeyedFleet, loadSettings } from '../settings.js'
@@ -15,6 +16,7 @@ const DELETE_MARGIN_SECONDS = 10
 interface RevokeOptions {
   fleet?: string
   device: string[]
+  certificate: string[]
   keyVersion?: number
   delete?: boolean
   force?: boolean
@@ -25,34 +27,39 @@ interface RevokeOptions {
 export function registerRevoke(program: Command, context: CliContext): void {
   program
     .command('revoke')
-    .summary('refuse a device, or every device of a key version')
+    .summary('refuse a device, every device of a key version, or a device certificate')
     .description(
-      'refuse a device (403 device_revoked; its Thinger.io device is disabled, or deleted with --delete) or every device ' +
-        'of a key version (403 key_revoked), through the fleet\'s deny list in SSM; takes effect within the function\'s SSM_CACHE_SECONDS',
+      'refuse a device (403 device_revoked; its Thinger.io device is disabled, or deleted with --delete), every device ' +
+        'of a key version (403 key_revoked), or a device certificate (403 certificate_revoked), through the fleet\'s deny list ' +
+        'in SSM; takes effect within the function\'s SSM_CACHE_SECONDS',
     )
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to revoke (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to retire: every device flashed with it is refused', parseKeyVersion)
+    .option('--certificate <cert>', 'device certificate to refuse (403 certificate_revoked): a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
     .option('--delete', 'delete the device on Thinger.io: disabled at once, deleted once every function has the new deny list (SSM_CACHE_SECONDS + 10 s)')
     .option('--force', 'retire a key version even when no other version of the fleet would remain')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
     .action(async (options: RevokeOptions) => revoke(context, options, true))
   program
     .command('unrevoke')
-    .summary('accept a revoked device or key version again')
-    .description('undo revoke: remove devices from the deny list and re-enable them on Thinger.io, or restore a retired key version')
+    .summary('accept a revoked device, key version or certificate again')
+    .description('undo revoke: remove devices from the deny list and re-enable them on Thinger.io, restore a retired key version, or accept a certificate again')
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to accept again (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to accept again', parseKeyVersion)
+    .option('--certificate <cert>', 'device certificate to accept again: a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
     .action(async (options: RevokeOptions) => revoke(context, options, false))
 }
 
 async function revoke(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
   const command = revoked ? 'revoke' : 'unrevoke'
-  if (options.device.length > 0 && options.keyVersion !== undefined) throw new CliError('usage', `${command} takes --device or --key-version, not both: run it once for each`)
-  if (options.device.length === 0 && options.keyVersion === undefined) throw new CliError('usage', `${command} needs either --device or --key-version`)
-  if (options.delete && options.keyVersion !== undefined) throw new CliError('usage', '--delete applies to --device only')
+  const kinds = [options.device.length > 0, options.keyVersion !== undefined, options.certificate.length > 0].filter(Boolean).length
+  if (kinds > 1) throw new CliError('usage', `${command} takes one of --device, --key-version or --certificate, not several: run it once for each`)
+  if (kinds === 0) throw new CliError('usage', `${command} needs one of --device, --key-version or --certificate`)
+  if (options.delete && options.device.length === 0) throw new CliError('usage', '--delete applies to --device only')
+  if (options.certificate.length > 0) return revokeCertificates(context, options, revoked)
   const config = loadSettings(context.env, { thinger: options.device.length > 0 })
   const fleet = options.keyVersion === undefined ? findFleet(config, options.fleet) : requireKeyedFleet(findFleet(config, options.fleet))
   checkDeviceIds(options.device)
@@ -114,6 +121,27 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
         context.stdout.write(`${device}: enabled again on Thinger.io\n`)
       }
     }
+  }
+}
+
+async function revokeCertificates(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
+  const entries = options.certificate.map((value) => certificateDenyEntry(value))
+  const config = loadSettings(context.env, { thinger: false })
+  const fleet = findFleet(config, options.fleet)
+  if (!fleet.proof.includes('x509')) context.stderr.write(`note: fleet "${fleet.name}" does not accept certificates (proof: ${fleet.proof.join(', ')})\n`)
+  const ssm = context.ssm()
+  const read = await loadDenyList(ssm, fleet.denyListParam)
+  const edit = setCertificatesRevoked(read.list, entries.map((entry) => entry.entry), revoked)
+  if (edit.changed.length > 0) {
+    const warning = await saveDenyList(ssm, fleet.denyListParam, read, edit.list)
+    if (warning !== undefined) context.stderr.write(`warning: ${warning}\n`)
+  }
+  const delay = `within the function's SSM cache time (SSM_CACHE_SECONDS, ${config.ssmCacheSeconds} s in this environment)`
+  for (const { entry, source } of entries) {
+    const done = edit.changed.includes(entry)
+    const state = revoked ? (done ? 'added to' : 'already in') : done ? 'removed from' : 'not in'
+    const effect = revoked ? `; refused with 403 certificate_revoked ${delay}` : done ? `; accepted again ${delay}` : ''
+    context.stdout.write(`certificate ${entry}${source ? ` (${source})` : ''} of fleet "${fleet.name}": ${state} the deny list ${fleet.denyListParam}${effect}\n`)
   }
 }
 

@@ -13,7 +13,13 @@ const MAX_META_VALUE_CHARS = 64
 // line and paragraph separators, and the angle brackets of markup: meta is printed and shown.
 const UNPRINTABLE_META = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}<>]/u
 const MAX_KEY_VERSION = 999
-const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta', 'version'])
+const ALLOWED_FIELDS = new Set(['device', 'timestamp', 'signature', 'keyVersion', 'claim', 'fleet', 'meta', 'version', 'certificate', 'chain'])
+// Canonical standard base64 (padding included) of a certificate or a certificate key's signature.
+const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+// An RSA-4096 signature is 512 bytes, 684 characters of base64.
+const MAX_CERTIFICATE_SIGNATURE_CHARS = 684
+// The body limit (4096 bytes) bounds certificates; this only bounds what the parser looks at.
+const MAX_CHAIN_ENTRIES = 4
 
 /** A provisioning request (device protocol version 1, or 2 for a sealed answer), shape-checked. */
 export interface ProvisionRequest {
@@ -22,7 +28,10 @@ export interface ProvisionRequest {
   /** 2: the answer's credential is sealed to the device (docs/protocol.md), and device keys sign "v2"; absent: version 1. */
   version?: 2
   meta: Record<string, string>
-  proof: { kind: 'hmac'; timestamp: number; signature: string; keyVersion: number } | { kind: 'claim'; claim: string }
+  proof:
+    | { kind: 'hmac'; timestamp: number; signature: string; keyVersion: number }
+    | { kind: 'claim'; claim: string }
+    | { kind: 'x509'; timestamp: number; signature: string; certificate: Buffer; chain: Buffer[] }
 }
 
 /**
@@ -38,7 +47,7 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   for (const field of Object.keys(record)) {
     if (!ALLOWED_FIELDS.has(field)) throw new ValidationError(`unknown field "${field.slice(0, 32)}"`)
   }
-  const { device, timestamp, signature, keyVersion, claim, fleet, meta, version } = record
+  const { device, timestamp, signature, keyVersion, claim, fleet, meta, version, certificate, chain } = record
   if (typeof device !== 'string') throw new ValidationError('"device" must be a string')
   if (!THINGER_DEVICE_ID_PATTERN.test(device)) {
     throw new ValidationError('"device" must match ^[A-Za-z0-9_-]{1,32}$')
@@ -48,8 +57,9 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
   }
   if (version !== undefined && version !== 1 && version !== 2) throw new ValidationError('"version" must be 1 or 2')
   const request = { device, fleet: (fleet as string | undefined) ?? DEFAULT_FLEET, ...(version === 2 ? { version: 2 as const } : {}), meta: parseMeta(meta) }
+  if (certificate === undefined && chain !== undefined) throw new ValidationError('"chain" comes only with "certificate"')
   if (claim !== undefined) {
-    if (timestamp !== undefined || signature !== undefined || keyVersion !== undefined) {
+    if (timestamp !== undefined || signature !== undefined || keyVersion !== undefined || certificate !== undefined) {
       throw new ValidationError('send either "claim" or "timestamp", "signature" (and "keyVersion"), not both')
     }
     if (typeof claim !== 'string' || claim.length === 0 || claim.length > MAX_CLAIM_CHARS) {
@@ -61,6 +71,13 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
     throw new ValidationError('"timestamp" must be a non-negative integer (Unix seconds)')
   }
   if (typeof signature !== 'string') throw new ValidationError('"signature" must be a string')
+  if (certificate !== undefined) {
+    if (keyVersion !== undefined) throw new ValidationError('"keyVersion" does not come with "certificate"')
+    if (signature.length > MAX_CERTIFICATE_SIGNATURE_CHARS || !BASE64_PATTERN.test(signature) || signature === '') {
+      throw new ValidationError(`"signature" must be standard base64 of at most ${MAX_CERTIFICATE_SIGNATURE_CHARS} characters`)
+    }
+    return { ...request, proof: { kind: 'x509', timestamp, signature, certificate: readBase64Der(certificate, '"certificate"'), chain: parseChain(chain) } }
+  }
   if (!SIGNATURE_PATTERN.test(signature)) {
     throw new ValidationError('"signature" must be the base64 of 32 bytes')
   }
@@ -68,6 +85,17 @@ export function parseProvisionRequest(body: unknown): ProvisionRequest {
     throw new ValidationError(`"keyVersion" must be an integer from 1 to ${MAX_KEY_VERSION}`)
   }
   return { ...request, proof: { kind: 'hmac', timestamp, signature, keyVersion: (keyVersion as number | undefined) ?? 1 } }
+}
+
+function parseChain(chain: unknown): Buffer[] {
+  if (chain === undefined) return []
+  if (!Array.isArray(chain) || chain.length > MAX_CHAIN_ENTRIES) throw new ValidationError(`"chain" must be an array of at most ${MAX_CHAIN_ENTRIES} certificates`)
+  return chain.map((entry, index) => readBase64Der(entry, `"chain[${index}]"`))
+}
+
+function readBase64Der(value: unknown, field: string): Buffer {
+  if (typeof value !== 'string' || value === '' || !BASE64_PATTERN.test(value)) throw new ValidationError(`${field} must be a DER certificate in standard base64`)
+  return Buffer.from(value, 'base64')
 }
 
 function parseMeta(meta: unknown): Record<string, string> {
@@ -100,7 +128,7 @@ export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<stri
   const fleet = fleets.get(request.fleet)
   if (fleet === undefined) throw new AttestationError('unknown_fleet', 'this service has no such fleet')
   if (!fleet.proof.includes(request.proof.kind as Proof)) {
-    throw new AttestationError('proof_not_accepted', `this fleet does not accept ${request.proof.kind === 'claim' ? 'claim secrets' : 'device keys'}`)
+    throw new AttestationError('proof_not_accepted', `this fleet does not accept ${{ claim: 'claim secrets', hmac: 'device keys', x509: 'certificates' }[request.proof.kind]}`)
   }
   if (fleet.sealing === 'required' && request.version !== 2) {
     throw new AttestationError('sealing_required', 'this fleet answers only protocol v2 requests, whose credential is sealed')

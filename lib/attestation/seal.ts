@@ -14,7 +14,7 @@ const MAX_PLAINTEXT_BYTES = 255
  * `claim` derive the key from a secret the device holds; later modes (an ECDH P-256 mode for
  * X.509 devices) add their own header after this byte, and nothing else of the format changes.
  */
-export const SEAL_MODES = { hmac: 1, claim: 2 } as const
+export const SEAL_MODES = { hmac: 1, claim: 2, ecdh: 3 } as const
 export type SealMode = keyof typeof SEAL_MODES
 
 /** What a sealed credential is bound to besides its key: a machine in the middle cannot swap them. */
@@ -28,6 +28,8 @@ export interface SealBinding {
 export interface SealKey {
   mode: SealMode
   key: Buffer
+  /** The mode's own header, written after the mode byte and authenticated with it (ECDH: the service's ephemeral public key). */
+  modeHeader?: Buffer
 }
 
 /** Raised by {@link openSealed} when an envelope is malformed, of another mode, or does not authenticate. */
@@ -64,7 +66,7 @@ export function sealCredential(credential: string, sealKey: SealKey, binding: Se
   const plaintext = Buffer.from(credential, 'utf8')
   if (plaintext.length === 0 || plaintext.length > MAX_PLAINTEXT_BYTES) throw new RangeError('a credential is 1 to 255 bytes')
   if (nonce.length !== NONCE_BYTES || sealKey.key.length !== KEY_BYTES) throw new RangeError('a seal needs a 32-byte key and a 12-byte nonce')
-  const header = Buffer.from([ENVELOPE_FORMAT, SEAL_MODES[sealKey.mode]])
+  const header = Buffer.concat([Buffer.from([ENVELOPE_FORMAT, SEAL_MODES[sealKey.mode]]), sealKey.modeHeader ?? Buffer.alloc(0)])
   const cipher = createCipheriv('aes-256-gcm', sealKey.key, nonce, { authTagLength: TAG_BYTES })
   cipher.setAAD(associatedData(header, binding))
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
@@ -78,15 +80,16 @@ export function sealCredential(credential: string, sealKey: SealKey, binding: Se
  */
 export function openSealed(sealed: string, sealKey: SealKey, binding: SealBinding): string {
   const envelope = Buffer.from(sealed, 'base64')
-  if (envelope.toString('base64') !== sealed || envelope.length < HEADER_BYTES + NONCE_BYTES + 1 + TAG_BYTES) {
+  const headerBytes = HEADER_BYTES + (sealKey.modeHeader?.length ?? 0)
+  if (envelope.toString('base64') !== sealed || envelope.length < headerBytes + NONCE_BYTES + 1 + TAG_BYTES) {
     throw new SealOpenError('the sealed credential is not a well-formed envelope')
   }
   if (envelope[0] !== ENVELOPE_FORMAT || envelope[1] !== SEAL_MODES[sealKey.mode]) {
     throw new SealOpenError('the sealed credential has another format or mode')
   }
-  const header = envelope.subarray(0, HEADER_BYTES)
-  const nonce = envelope.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES)
-  const ciphertext = envelope.subarray(HEADER_BYTES + NONCE_BYTES, envelope.length - TAG_BYTES)
+  const header = envelope.subarray(0, headerBytes)
+  const nonce = envelope.subarray(headerBytes, headerBytes + NONCE_BYTES)
+  const ciphertext = envelope.subarray(headerBytes + NONCE_BYTES, envelope.length - TAG_BYTES)
   const decipher = createDecipheriv('aes-256-gcm', sealKey.key, nonce, { authTagLength: TAG_BYTES })
   decipher.setAAD(associatedData(header, binding))
   decipher.setAuthTag(envelope.subarray(envelope.length - TAG_BYTES))

@@ -1,5 +1,7 @@
-import { AttestationError, ConfigError } from '../errors.js'
+import { AttestationError, CertificateError, ConfigError } from '../errors.js'
 import type { DenyList } from './fleet.js'
+
+const CERTIFICATE_ENTRY = /^(serial:[0-9a-f]{1,40}|sha256:[0-9a-f]{64})$/
 
 /** What a missing deny-list parameter stands for: nothing revoked. */
 export const EMPTY_DENY_LIST_JSON = JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [] } satisfies DenyList)
@@ -26,9 +28,10 @@ export function parseDenyList(value: unknown, setting: string): DenyList {
     !Array.isArray(candidate.devices) ||
     !candidate.devices.every((d) => typeof d === 'string') ||
     !Array.isArray(candidate.retiredKeyVersions) ||
-    !candidate.retiredKeyVersions.every((v) => Number.isInteger(v))
+    !candidate.retiredKeyVersions.every((v) => Number.isInteger(v)) ||
+    (candidate.certificates !== undefined && (!Array.isArray(candidate.certificates) || !candidate.certificates.every((c) => typeof c === 'string' && CERTIFICATE_ENTRY.test(c))))
   ) {
-    throw new ConfigError(setting, 'the deny list must be {"version":1,"devices":[...],"retiredKeyVersions":[...]}')
+    throw new ConfigError(setting, 'the deny list must be {"version":1,"devices":[...],"retiredKeyVersions":[...]} with optional "certificates":["serial:<hex>"|"sha256:<hex>",...]')
   }
   return candidate as DenyList
 }
@@ -41,5 +44,17 @@ export function checkNotRevoked(list: DenyList, device: string, keyVersion: numb
   if (list.devices.includes(device)) throw new AttestationError('device_revoked', 'this device has been revoked')
   if (keyVersion !== undefined && list.retiredKeyVersions.includes(keyVersion)) {
     throw new AttestationError('key_revoked', 'the key version of this device has been retired')
+  }
+}
+
+/**
+ * Refuses a revoked device certificate, named in the deny list by its serial or its SHA-256
+ * fingerprint (`serial:<hex>`, `sha256:<hex>`).
+ * @throws CertificateError `certificate_revoked`.
+ */
+export function checkCertificateNotRevoked(list: DenyList, certificate: { serial: string; fingerprint: string }): void {
+  const revoked = list.certificates ?? []
+  if (revoked.includes(`serial:${certificate.serial}`) || revoked.includes(`sha256:${certificate.fingerprint}`)) {
+    throw new CertificateError('certificate_revoked', 'this certificate has been revoked')
   }
 }

@@ -1,5 +1,19 @@
+import type { DeviceIdSource } from '../attestation/x509.js'
+
 /** How a device proves it may join a fleet. */
-export type Proof = 'hmac' | 'claim'
+export type Proof = 'hmac' | 'claim' | 'x509'
+
+/** How a fleet checks device certificates (the `x509` of a fleet in the fleets file). */
+export interface X509Settings {
+  /** The fleets file's `caFile`, as written there (relative to the fleets file): where `ca create` puts a new CA. */
+  caFile?: string
+  /** The trusted CA certificates (PEM), compiled in at build from the fleets file's `caFile`. */
+  caCertificates?: string
+  /** Or an SSM String parameter holding them (PEM). */
+  caParam?: string
+  /** Where the device ID is in the certificate: the subject's common name, or a DNS name among the SANs. */
+  deviceId: DeviceIdSource
+}
 
 /** What a new device of a fleet becomes on Thinger.io (the `profile` of a fleet in the fleets file). */
 export interface Profile {
@@ -23,6 +37,8 @@ export interface FleetDefinition {
   /** Key versions devices may sign with (a retired one is listed in the deny list instead). */
   keyVersions?: number[]
   claimParam?: string
+  /** Present when `proof` has `x509`. */
+  x509?: X509Settings
   /** SSM String parameter holding the fleet's deny list (JSON, see {@link DenyList}); missing means empty. */
   denyListParam: string
   /** Refuse a request whose timestamp is not newer than the last one accepted for the device. */
@@ -95,4 +111,6 @@ export interface DenyList {
   version: 1
   devices: string[]
   retiredKeyVersions: number[]
+  /** Revoked device certificates: `serial:<hex>` or `sha256:<fingerprint hex>`, lowercase (absent: none). */
+  certificates?: string[]
 }

@@ -42,14 +42,18 @@ export type ThingerPort = Pick<
   | 'setDeviceProjects'
 >
 
+/** How a device proved itself. */
+export type Proof = { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'x509'; timestamp: number } | { kind: 'claim' }
+type SignedProof = Exclude<Proof, { kind: 'claim' }>
+
 export interface ProvisionDeps {
   thinger: ThingerPort
   username: string
   host: string
   fleet: Pick<Fleet, 'reprovision' | 'replayProtection'>
   plan: ProvisioningPlan
-  /** How the device proved itself: a signed timestamp (and key version) or a claim secret. */
-  proof?: { kind: 'hmac'; timestamp: number; keyVersion: number } | { kind: 'claim' }
+  /** How the device proved itself: a signed timestamp (with the key version, or by its certificate's key) or a claim secret. */
+  proof?: Proof
   newCredential?: () => string
   /** The time written into the provisioning record. */
   now?: () => number
@@ -91,7 +95,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
   // re-provisioned device, or a new one whose clock runs ahead, needs its timestamp recorded.
   const proof = deps.proof
   const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000)
-  const clockAhead = proof?.kind === 'hmac' && proof.timestamp > nowSeconds + AHEAD_TOLERANCE_SECONDS
+  const clockAhead = signedTimestamp(proof) > nowSeconds + AHEAD_TOLERANCE_SECONDS
   if (!recorded && (plan.recordNewDevices || (deps.fleet.replayProtection && (!created || clockAhead)))) {
     await writeRecord(device, deps, previousRecord, true, previousRecord !== undefined || recordExists === true)
   }
@@ -104,7 +108,7 @@ export async function provisionDevice(device: string, deps: ProvisionDeps): Prom
  */
 async function writeRecord(device: string, deps: ProvisionDeps, previousRecord: Partial<ProvisioningRecord> | undefined, finished: boolean, exists: boolean): Promise<void> {
   const proof = deps.proof
-  const lastTimestamp = Math.max(proof?.kind === 'hmac' ? proof.timestamp : 0, previousRecord?.lastTimestamp ?? 0)
+  const lastTimestamp = Math.max(signedTimestamp(proof), previousRecord?.lastTimestamp ?? 0)
   const record: Omit<ProvisioningRecord, 'provisionedAt'> & { provisionedAt?: string } = {
     ...deps.plan.record,
     ...(finished ? { provisionedAt: new Date((deps.now ?? Date.now)()).toISOString() } : {}),
@@ -121,7 +125,7 @@ export interface ProvisioningRecord {
   meta: Record<string, string>
   /** Absent while a provisioning under `reject` is under way (see writeRecord). */
   provisionedAt: string
-  proof: 'hmac' | 'claim'
+  proof: 'hmac' | 'claim' | 'x509'
   keyVersion?: number
   lastTimestamp?: number
 }
@@ -149,7 +153,7 @@ async function ensureDevice(
       // The accepted timestamp is recorded before the credential changes: a request that got this
       // far is never accepted again, even when a later step fails and the device saw only an error.
       // Under `reject` the record stays unfinished (no provisionedAt) until the last step.
-      const recordFirst = deps.fleet.replayProtection && deps.proof?.kind === 'hmac'
+      const recordFirst = deps.fleet.replayProtection && isSigned(deps.proof)
       const finished = deps.fleet.reprovision !== 'reject'
       if (recordFirst) await writeRecord(device, deps, previousRecord, finished, previousRecord !== undefined)
       if (await call(() => thinger.updateDevice(device, { ...fieldsToUpdate(existing, plan), credentials: credential }))) {
@@ -197,7 +201,7 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
     )
   }
   const proof = deps.proof
-  if (deps.fleet.replayProtection && proof?.kind === 'hmac') await checkNotReplayed(device, proof.timestamp, existing, record, deps)
+  if (deps.fleet.replayProtection && isSigned(proof)) await checkNotReplayed(device, proof.timestamp, existing, record, deps)
   if (deps.fleet.reprovision === 'reject') {
     // Under `reject` only an interrupted provisioning of this fleet may go on: a device this fleet
     // created, whose record was never finished, recent enough that it has not been in use.
@@ -252,6 +256,16 @@ async function checkNotReplayed(device: string, timestamp: number, existing: Thi
   const error = new AttestationError('replayed', message)
   error.retryAfterSeconds = floor - nowSeconds + 1
   throw error
+}
+
+/** Whether the device signed a timestamp (device key or certificate key): such requests follow the replay rules. */
+function isSigned(proof: Proof | undefined): proof is SignedProof {
+  return proof !== undefined && proof.kind !== 'claim'
+}
+
+/** The timestamp a device signed, 0 for a claim. */
+function signedTimestamp(proof: Proof | undefined): number {
+  return isSigned(proof) ? proof.timestamp : 0
 }
 
 function fieldsToUpdate(existing: ThingerDevice, plan: ProvisioningPlan): UpdateDeviceBody {

@@ -36,13 +36,20 @@ export interface HandlerBundle {
  * Bundles `functions/provision.ts` into `outDir` with the deployment's esbuild options. `outDir`
  * must be inside the project, so the AWS SDK left external resolves from its node_modules.
  * `sdk: 'bundled'` builds the alternative the cold-start section compares: the SSM client inside
- * the bundle (tree-shaken, minified) instead of the runtime's copy.
+ * the bundle (tree-shaken, minified) instead of the runtime's copy. `fleets` compiles a fleets
+ * definition in instead of none.
  */
-export async function buildHandlerBundle(projectDir: string, outDir: string, sdk: 'external' | 'bundled' = 'external'): Promise<HandlerBundle> {
+export async function buildHandlerBundle(
+  projectDir: string,
+  outDir: string,
+  options: { sdk?: 'external' | 'bundled'; fleets?: unknown } = {},
+): Promise<HandlerBundle> {
   mkdirSync(outDir, { recursive: true })
   const result = await build({
     ...DEPLOYED_BUILD_OPTIONS,
-    ...(sdk === 'bundled' ? { external: [] } : {}),
+    ...(options.sdk === 'bundled' ? { external: [] } : {}),
+    // A validated fleets file compiled in, as serverless.yml does (the X.509 section needs one).
+    ...(options.fleets === undefined ? {} : { define: { 'process.env.THINGER_PROVISIONER_FLEETS': JSON.stringify(options.fleets) } }),
     absWorkingDir: projectDir,
     entryPoints: [HANDLER_ENTRY],
     outdir: relative(projectDir, outDir),

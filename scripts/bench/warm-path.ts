@@ -126,7 +126,8 @@ function measureSealingCrypto(fleetKey: Buffer, answers: number): WarmPathResult
   return { answers, p50Us: summary.p50Ms * 1000, p99Us: summary.p99Ms * 1000 }
 }
 
-async function runPhase(
+/** Runs `request` for each device, `concurrency` at a time; sequential phases also measure the handler's own work. */
+export async function runPhase(
   stack: BenchStack,
   name: string,
   devices: readonly string[],

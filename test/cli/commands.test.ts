@@ -343,9 +343,9 @@ describe('Command: revoke and unrevoke', () => {
   })
 
   it.each([
-    [['revoke'], 'revoke needs either --device or --key-version'],
-    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke takes --device or --key-version, not both'],
-    [['unrevoke', '--device', 'a', '--key-version', '1'], 'unrevoke takes --device or --key-version, not both'],
+    [['revoke'], 'revoke needs one of --device, --key-version or --certificate'],
+    [['revoke', '--device', 'a', '--key-version', '1'], 'revoke takes one of --device, --key-version or --certificate, not several'],
+    [['unrevoke', '--device', 'a', '--key-version', '1'], 'unrevoke takes one of --device, --key-version or --certificate, not several'],
     [['revoke', '--key-version', '1', '--delete'], '--delete applies to --device only'],
     [['revoke', '--device', 'a b'], 'is not a Thinger.io device ID'],
   ])('exits 2 on %j', async (argv, message) => {

@@ -143,12 +143,15 @@ describe('Deployment: osls package', () => {
     expect(names.sort()).toEqual([
       '/acme/thinger-token',
       '/thinger-provisioner/local/default-deny-list',
+      '/thinger-provisioner/local/factory-deny-list',
       '/thinger-provisioner/local/fleet-key',
       '/thinger-provisioner/local/workshop/claim-secret',
       '/thinger-provisioner/local/workshop/fleet-key',
       '/thinger-provisioner/local/workshop/workshop-deny-list',
     ])
     expect(bundle).toContain('workshop_template')
+    // The factory fleet's CA (local/x509/ca.pem) is compiled in: the function reads no file at run time.
+    expect(bundle).toContain('MIIB8TCCAZegAwIBAgIBATAKBggqhkjOPQQDAjBO')
   }, 120_000)
 
   async function failureOf(env: Record<string, string>): Promise<{ code: number; output: string }> {

@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,27 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeFleetKey, deriveDeviceKey } from '../../lib/attestation/keys.js'
 import { LOCAL_ADMIN_THINGER_TOKEN, LOCAL_STAGE, LOCAL_THINGER_TOKEN, LOCAL_USERNAME, parameterNames } from '../../local/defaults.js'
 import { type LocalStack, startLocalStack } from '../../local/stack.js'
+import { type CliRun, type Moto, motoInstalled, reportMissingMoto, runCliProcess, startMoto } from '../support/moto.js'
 import { freePort } from '../support/ports.js'
 
-const MOTO_READY_TIMEOUT_MS = 30_000
 // The function caches SSM values for SSM_CACHE_SECONDS=1: a change is seen after this wait.
 const CACHE_WAIT_MS = 1500
 const FLEETS_FILE = 'test/e2e/fixtures/cli-fleets.yml'
 const FLEET = 'factory'
 const KEY_PARAM = '/thinger-provisioner/cli-e2e/factory/fleet-key'
 const DENY_LIST_PARAM = '/thinger-provisioner/cli-e2e/factory/deny-list'
-const motoInstalled = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' }).status === 0
-
-if (!motoInstalled) {
-  if (process.env.REQUIRE_MOTO === '1') throw new Error('moto is required (REQUIRE_MOTO=1) but `python3 -c "import moto.server"` fails')
-  console.warn('SKIPPED: the command line suite needs moto (python3 -m moto.server), which is not installed here')
-}
-
-interface CliRun {
-  code: number | null
-  stdout: string
-  stderr: string
-}
+reportMissingMoto('the command line suite')
 
 interface Answer {
   status: number
@@ -46,7 +33,7 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
   const ADMIN_TOKEN_PARAM = `/thinger-provisioner/${LOCAL_STAGE}/operator-token`
   const cliOutput: string[] = []
   const keysOf = new Map<string, string>()
-  let moto: ChildProcess
+  let moto: Moto | undefined
   let ssm: SSMClient
   let stack: LocalStack
   let env: NodeJS.ProcessEnv
@@ -56,14 +43,9 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
 
   /** Runs `node bin/thinger-provisioner.mjs …` in a child process, as an operator would. */
   async function cli(...args: string[]): Promise<CliRun> {
-    const child = spawn(process.execPath, ['bin/thinger-provisioner.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const [code] = (await once(child, 'close')) as [number | null]
-    cliOutput.push(stdout, stderr)
-    return { code, stdout, stderr }
+    const run = await runCliProcess(env, args)
+    cliOutput.push(run.stdout, run.stderr)
+    return run
   }
 
   /**
@@ -105,21 +87,12 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cli-e2e-'))
-    const port = await freePort()
-    moto = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
-    const endpoint = `http://127.0.0.1:${port}`
-    ssm = new SSMClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'moto', secretAccessKey: 'moto' } })
-    const deadline = Date.now() + MOTO_READY_TIMEOUT_MS
-    for (;;) {
-      try {
-        await ssm.send(new PutParameterCommand({ Name: thingerTokenParam, Value: LOCAL_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
-        await ssm.send(new PutParameterCommand({ Name: ADMIN_TOKEN_PARAM, Value: LOCAL_ADMIN_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
-        break
-      } catch (error) {
-        if (Date.now() > deadline) throw error
-        await new Promise((resolve) => setTimeout(resolve, 200))
-      }
-    }
+    moto = await startMoto(async (endpoint) => {
+      ssm = new SSMClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'moto', secretAccessKey: 'moto' } })
+      await ssm.send(new PutParameterCommand({ Name: thingerTokenParam, Value: LOCAL_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
+      await ssm.send(new PutParameterCommand({ Name: ADMIN_TOKEN_PARAM, Value: LOCAL_ADMIN_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
+    })
+    const { endpoint } = moto
     env = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -137,7 +110,7 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
 
   afterAll(async () => {
     await stack?.close()
-    moto?.kill('SIGTERM')
+    moto?.stop()
     if (dir) rmSync(dir, { recursive: true, force: true })
   })
 

@@ -7,6 +7,7 @@ import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey, SealOpenError } from '../../lib/attestation/seal.js'
 import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
+import { captureProcessOutput } from '../support/output.js'
 import { answerFrom, ssmHolding } from '../support/ssm.js'
 
 const USERNAME = 'acme'
@@ -29,14 +30,7 @@ afterAll(async () => {
 beforeEach(() => {
   emulator.reset()
   output = []
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output.push(String(chunk))
-    return true
-  })
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output.push(String(chunk))
-    return true
-  })
+  captureProcessOutput(output)
 })
 afterEach(() => {
   vi.restoreAllMocks()

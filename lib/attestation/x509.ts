@@ -1,0 +1,285 @@
+import { createHash, type KeyObject, verify as verifySignatureBytes, X509Certificate, constants as cryptoConstants } from 'node:crypto'
+import { AttestationError, CertificateError, ConfigError } from '../errors.js'
+import { DER_TAG, DerError, type DerElement, expectTag, oidToString, readChildren, readTime, readUnsignedHex, readWhole } from './der.js'
+
+// At most one intermediate between the device certificate and a trusted CA (docs/protocol.md).
+const MAX_INTERMEDIATES = 1
+const MIN_RSA_BITS = 2048
+const MAX_RSA_BITS = 4096
+const P256_SIGNATURE_BYTES = 64
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g
+const OID = {
+  commonName: '2.5.4.3',
+  subjectKeyIdentifier: '2.5.29.14',
+  keyUsage: '2.5.29.15',
+  subjectAltName: '2.5.29.17',
+  basicConstraints: '2.5.29.19',
+  certificatePolicies: '2.5.29.32',
+  authorityKeyIdentifier: '2.5.29.35',
+  extKeyUsage: '2.5.29.37',
+  anyExtendedKeyUsage: '2.5.29.37.0',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+} as const
+// Critical extensions this service understands (RFC 5280 6.1.4: refuse a certificate with any other).
+const UNDERSTOOD_CRITICAL = new Set<string>([OID.subjectKeyIdentifier, OID.keyUsage, OID.subjectAltName, OID.basicConstraints, OID.certificatePolicies, OID.authorityKeyIdentifier, OID.extKeyUsage])
+// ecdsa-with-SHA256/384/512 and sha256/384/512WithRSAEncryption: nothing with SHA-1 or MD5.
+const ALLOWED_SIGNATURE_ALGORITHMS = new Set(['1.2.840.10045.4.3.2', '1.2.840.10045.4.3.3', '1.2.840.10045.4.3.4', '1.2.840.113549.1.1.11', '1.2.840.113549.1.1.12', '1.2.840.113549.1.1.13'])
+const KEY_USAGE_BIT = { digitalSignature: 0, keyCertSign: 5 } as const
+
+/** How a fleet binds a device ID to its certificate: the subject's common name, or a DNS name among the SANs. */
+export type DeviceIdSource = 'cn' | 'dns'
+
+/** The fields of a certificate the checks read; `cert` is node:crypto's view (signatures, public key). */
+export interface ParsedCertificate {
+  der: Buffer
+  cert: X509Certificate
+  /** Lowercase hex, without leading zero bytes. */
+  serial: string
+  /** SHA-256 of the DER, lowercase hex. */
+  fingerprint: string
+  notBefore: number
+  notAfter: number
+  isCa: boolean
+  pathLength: number | undefined
+  /** The key usage bit string, absent when the certificate has no such extension. */
+  keyUsage: Buffer | undefined
+  extKeyUsage: string[] | undefined
+  commonNames: string[]
+  dnsNames: string[]
+  signatureAlgorithm: string
+  /** The subjectPublicKey bits (for an EC key, its X9.62 point). */
+  publicKeyBits: Buffer
+}
+
+/** A fleet's trusted CA certificate, checked when the fleet's settings were read. */
+export type TrustAnchor = ParsedCertificate
+
+/** The public key a device signs with, once its certificate is verified. */
+export interface VerifiedDeviceKey {
+  publicKey: KeyObject
+  /** For P-256 keys: the X9.62 point, what ECDH sealing takes. */
+  point: Buffer
+  keyType: 'ec-p256' | 'rsa'
+  serial: string
+  fingerprint: string
+}
+
+/**
+ * Parses one DER certificate strictly: node:crypto must read it and agree on its length, and the
+ * fields it does not expose are read from the DER.
+ * @throws CertificateError `certificate_malformed`.
+ */
+export function parseCertificate(der: Buffer, what = 'the certificate'): ParsedCertificate {
+  let cert: X509Certificate
+  try {
+    cert = new X509Certificate(der)
+  } catch {
+    throw new CertificateError('certificate_malformed', `${what} is not a DER X.509 certificate`)
+  }
+  if (!cert.raw.equals(der)) throw new CertificateError('certificate_malformed', `${what} has bytes after its end`)
+  try {
+    return { der, cert, fingerprint: createHash('sha256').update(der).digest('hex'), ...readFields(der) }
+  } catch (error) {
+    if (error instanceof DerError) throw new CertificateError('certificate_malformed', `${what} is malformed: ${error.message}`)
+    throw error
+  }
+}
+
+function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fingerprint'> {
+  const [tbs, signatureAlgorithm] = readChildren(readWhole(der, DER_TAG.sequence))
+  const fields = readChildren(expectTag(tbs, DER_TAG.sequence, 'tbsCertificate').content)
+  // The version is an explicit [0] before the serial; v1 certificates omit it.
+  const offset = fields[0]?.tag === 0xa0 ? 1 : 0
+  const serial = readUnsignedHex(fields[offset], 'serial number')
+  const validity = readChildren(expectTag(fields[offset + 3], DER_TAG.sequence, 'validity').content)
+  const subject = expectTag(fields[offset + 4], DER_TAG.sequence, 'subject')
+  const publicKeyInfo = readChildren(expectTag(fields[offset + 5], DER_TAG.sequence, 'subjectPublicKeyInfo').content)
+  const publicKeyBits = expectTag(publicKeyInfo[1], DER_TAG.bitString, 'subjectPublicKey').content
+  const extensionsField = fields.slice(offset + 6).find((field) => field.tag === 0xa3)
+  const extensions = readExtensions(extensionsField)
+  const basicConstraints = extensions.get(OID.basicConstraints)
+  const constraints = basicConstraints === undefined ? [] : readChildren(readWhole(basicConstraints, DER_TAG.sequence))
+  const isCa = constraints[0]?.tag === DER_TAG.boolean && constraints[0].content[0] === 0xff
+  const pathLengthField = constraints.find((element) => element.tag === DER_TAG.integer)
+  const keyUsage = extensions.get(OID.keyUsage)
+  const extKeyUsage = extensions.get(OID.extKeyUsage)
+  const subjectAltName = extensions.get(OID.subjectAltName)
+  return {
+    serial,
+    notBefore: readTime(validity[0]),
+    notAfter: readTime(validity[1]),
+    isCa,
+    pathLength: pathLengthField === undefined ? undefined : readPathLength(pathLengthField),
+    keyUsage: keyUsage === undefined ? undefined : readWhole(keyUsage, DER_TAG.bitString),
+    extKeyUsage: extKeyUsage === undefined ? undefined : readChildren(readWhole(extKeyUsage, DER_TAG.sequence)).map((oid) => oidToString(expectTag(oid, DER_TAG.oid, 'extended key usage').content)),
+    commonNames: readCommonNames(subject),
+    dnsNames: subjectAltName === undefined ? [] : readChildren(readWhole(subjectAltName, DER_TAG.sequence)).filter((name) => name.tag === 0x82).map((name) => name.content.toString('latin1')),
+    publicKeyBits: publicKeyBits.subarray(1),
+    signatureAlgorithm: oidToString(expectTag(readChildren(expectTag(signatureAlgorithm, DER_TAG.sequence, 'signature algorithm').content)[0], DER_TAG.oid, 'signature algorithm').content),
+  }
+}
+
+function readPathLength(field: DerElement): number {
+  if (((field.content[0] ?? 0) & 0x80) !== 0) throw new DerError('negative path length')
+  const hex = readUnsignedHex(field, 'path length')
+  return hex.length > 8 ? Number.MAX_SAFE_INTEGER : Number.parseInt(hex, 16)
+}
+
+function readExtensions(field: DerElement | undefined): Map<string, Buffer> {
+  const extensions = new Map<string, Buffer>()
+  if (field === undefined) return extensions
+  for (const extension of readChildren(readWhole(field.content, DER_TAG.sequence))) {
+    const parts = readChildren(expectTag(extension, DER_TAG.sequence, 'extension').content)
+    const oid = oidToString(expectTag(parts[0], DER_TAG.oid, 'extension id').content)
+    const critical = parts.length === 3 && parts[1]?.tag === DER_TAG.boolean && parts[1].content[0] === 0xff
+    const value = expectTag(parts[parts.length - 1], DER_TAG.octetString, 'extension value').content
+    if (extensions.has(oid)) throw new DerError(`extension ${oid} appears twice`)
+    if (critical && !UNDERSTOOD_CRITICAL.has(oid)) throw new DerError(`critical extension ${oid} is not understood`)
+    extensions.set(oid, value)
+  }
+  return extensions
+}
+
+function readCommonNames(subject: DerElement): string[] {
+  const names: string[] = []
+  for (const relativeName of readChildren(subject.content)) {
+    for (const attribute of readChildren(expectTag(relativeName, DER_TAG.set, 'subject').content)) {
+      const [type, value] = readChildren(expectTag(attribute, DER_TAG.sequence, 'subject attribute').content)
+      if (oidToString(expectTag(type, DER_TAG.oid, 'attribute type').content) !== OID.commonName || value === undefined) continue
+      if (value.tag !== DER_TAG.utf8String && value.tag !== DER_TAG.printableString && value.tag !== DER_TAG.ia5String) throw new DerError('common name of an unexpected string type')
+      names.push(value.content.toString(value.tag === DER_TAG.utf8String ? 'utf8' : 'latin1'))
+    }
+  }
+  return names
+}
+
+/**
+ * Reads a fleet's trusted CA certificates (PEM, one or more): each must be a CA allowed to sign
+ * certificates, with a key this service accepts.
+ * @throws ConfigError naming the setting; a certificate is public, so the reason may quote it.
+ */
+export function parseTrustAnchors(pem: unknown, setting: string): TrustAnchor[] {
+  if (typeof pem !== 'string') throw new ConfigError(setting, 'the CA certificates are not PEM text')
+  const anchors: TrustAnchor[] = []
+  for (const [, body] of pem.matchAll(PEM_BLOCK)) {
+    let anchor: ParsedCertificate
+    try {
+      anchor = parseCertificate(Buffer.from((body as string).replace(/\s+/g, ''), 'base64'))
+    } catch (error) {
+      throw new ConfigError(setting, `CA certificate ${anchors.length + 1}: ${(error as Error).message}`)
+    }
+    if (!anchor.isCa || !hasKeyUsage(anchor, KEY_USAGE_BIT.keyCertSign)) throw new ConfigError(setting, `CA certificate ${anchors.length + 1} is not a CA that may sign certificates`)
+    if (keyKind(anchor.cert.publicKey) === undefined) throw new ConfigError(setting, `CA certificate ${anchors.length + 1} has a key this service does not accept`)
+    anchors.push(anchor)
+  }
+  if (anchors.length === 0) throw new ConfigError(setting, 'holds no PEM certificate')
+  return anchors
+}
+
+/**
+ * Verifies a device certificate (and at most one intermediate) for `device`, at `nowSeconds`:
+ * a chain to a trusted CA within every path length, each certificate in its validity, a leaf
+ * that is not a CA and may sign, a key this service accepts, and the device ID bound to it.
+ * Certificates are public, so the checks run before the device's signature is looked at.
+ * @throws CertificateError with a code per failed check (docs/protocol.md).
+ */
+export function verifyDeviceCertificate(
+  certificate: Buffer,
+  chain: readonly Buffer[],
+  anchors: readonly TrustAnchor[],
+  options: { device: string; deviceIdFrom: DeviceIdSource; nowSeconds: number },
+): VerifiedDeviceKey {
+  if (chain.length > MAX_INTERMEDIATES) throw new CertificateError('certificate_chain_too_long', `send at most ${MAX_INTERMEDIATES} intermediate certificate`)
+  const leaf = parseCertificate(certificate)
+  const sent = chain.map((der, index) => parseCertificate(der, `intermediate certificate ${index + 1}`))
+  // A device that sends the trusted CA itself as its intermediate needs no such intermediate.
+  const intermediates = sent.filter((candidate) => !anchors.some((anchor) => anchor.fingerprint === candidate.fingerprint))
+  const path = [leaf, ...intermediates]
+  const top = path[path.length - 1] as ParsedCertificate
+  const anchor = anchors.find((candidate) => isIssuedBy(top, candidate))
+  if (anchor === undefined) throw new CertificateError('certificate_untrusted', 'the certificate does not chain to a CA this fleet trusts')
+  if (anchor.pathLength !== undefined && intermediates.length > anchor.pathLength) {
+    throw new CertificateError('certificate_chain_too_long', 'the chain is longer than the trusted CA allows')
+  }
+  for (const intermediate of intermediates) {
+    if (!intermediate.isCa) throw new CertificateError('certificate_untrusted', 'the intermediate certificate is not a CA')
+    if (!hasKeyUsage(intermediate, KEY_USAGE_BIT.keyCertSign)) throw new CertificateError('certificate_key_usage', 'the intermediate certificate may not sign certificates')
+    // Checked before its key verifies anything, so a hostile key costs nothing.
+    if (keyKind(intermediate.cert.publicKey) === undefined) throw new CertificateError('certificate_key_not_allowed', 'the intermediate certificate has a key this service does not accept')
+  }
+  if (intermediates.length > 0 && !isIssuedBy(leaf, intermediates[0] as ParsedCertificate)) {
+    throw new CertificateError('certificate_untrusted', 'the certificate was not issued by the intermediate sent with it')
+  }
+  for (const certificateInPath of [anchor, ...intermediates, leaf]) {
+    const what = certificateInPath === leaf ? 'the certificate' : certificateInPath === anchor ? 'the trusted CA certificate' : 'the intermediate certificate'
+    if (options.nowSeconds < certificateInPath.notBefore) throw new CertificateError('certificate_not_yet_valid', `${what} is not valid yet at the service's clock`)
+    if (options.nowSeconds > certificateInPath.notAfter) throw new CertificateError('certificate_expired', `${what} has expired`)
+  }
+  if (leaf.isCa) throw new CertificateError('certificate_not_leaf', 'a CA certificate cannot identify a device')
+  if (!hasKeyUsage(leaf, KEY_USAGE_BIT.digitalSignature)) throw new CertificateError('certificate_key_usage', 'the certificate’s key usage does not allow signatures')
+  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(OID.clientAuth) && !leaf.extKeyUsage.includes(OID.anyExtendedKeyUsage)) {
+    throw new CertificateError('certificate_key_usage', 'the certificate’s extended key usage does not allow client authentication')
+  }
+  const keyType = keyKind(leaf.cert.publicKey)
+  if (keyType !== 'ec-p256' && keyType !== 'rsa') throw new CertificateError('certificate_key_not_allowed', `the certificate’s key must be ECDSA P-256 or RSA of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`)
+  const bound = options.deviceIdFrom === 'cn' ? leaf.commonNames.length === 1 && leaf.commonNames[0] === options.device : leaf.dnsNames.includes(options.device)
+  if (!bound) {
+    throw new CertificateError('certificate_device_mismatch', `the certificate is not this device’s (its ${options.deviceIdFrom === 'cn' ? 'subject common name' : 'DNS names'} must be the device ID)`)
+  }
+  return { publicKey: leaf.cert.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint }
+}
+
+/**
+ * Checks a device's signature over the signed message with its certificate's key: ECDSA P-256
+ * with SHA-256 as the 64 bytes r‖s, or RSASSA-PKCS1-v1_5 with SHA-256 (docs/protocol.md).
+ * @throws AttestationError `invalid_signature`.
+ */
+export function verifyCertificateSignature(key: VerifiedDeviceKey, message: string, signature: string): void {
+  const given = Buffer.from(signature, 'base64')
+  const expectedBytes = key.keyType === 'ec-p256' ? P256_SIGNATURE_BYTES : Math.ceil((key.publicKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8)
+  const valid =
+    given.length === expectedBytes &&
+    given.toString('base64') === signature &&
+    verifySignatureBytes(
+      'sha256',
+      Buffer.from(message, 'utf8'),
+      key.keyType === 'ec-p256' ? { key: key.publicKey, dsaEncoding: 'ieee-p1363' } : { key: key.publicKey, padding: cryptoConstants.RSA_PKCS1_PADDING },
+      given,
+    )
+  if (!valid) throw new AttestationError('invalid_signature', 'the signature does not match the certificate’s key')
+}
+
+/** The deny-list entries that name a certificate: `serial:<hex>` and `sha256:<hex>` (lowercase, no colons). */
+export function certificateDenyEntries(key: Pick<VerifiedDeviceKey, 'serial' | 'fingerprint'>): string[] {
+  return [`serial:${key.serial}`, `sha256:${key.fingerprint}`]
+}
+
+function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
+  if (!ALLOWED_SIGNATURE_ALGORITHMS.has(child.signatureAlgorithm)) return false
+  try {
+    return child.cert.checkIssued(issuer.cert) && child.cert.verify(issuer.cert.publicKey)
+  } catch {
+    return false
+  }
+}
+
+function hasKeyUsage(certificate: ParsedCertificate, bit: number): boolean {
+  // No key usage extension: RFC 5280 leaves the key unrestricted.
+  if (certificate.keyUsage === undefined) return true
+  const byte = certificate.keyUsage[1 + (bit >> 3)]
+  return byte !== undefined && (byte & (0x80 >> (bit & 7))) !== 0
+}
+
+/** The keys this service accepts: P-256 and RSA for devices, P-384 too for CAs. */
+function keyKind(key: KeyObject): 'ec-p256' | 'ec-p384' | 'rsa' | undefined {
+  const details = key.asymmetricKeyDetails
+  if (key.asymmetricKeyType === 'ec') {
+    if (details?.namedCurve === 'prime256v1') return 'ec-p256'
+    return details?.namedCurve === 'secp384r1' ? 'ec-p384' : undefined
+  }
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = details?.modulusLength ?? 0
+    return bits >= MIN_RSA_BITS && bits <= MAX_RSA_BITS ? 'rsa' : undefined
+  }
+  return undefined
+}

@@ -1,0 +1,86 @@
+import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
+import { buildCertificate, CLIENT_AUTH, type CertificateTemplate, toPem } from '../../cli/certificates.js'
+import { signedMessage } from '../../lib/attestation/keys.js'
+
+const HOUR_MS = 3600_000
+
+/** A key pair and the certificate made for it, as a test CA or device holds them. */
+export interface Issued {
+  privateKey: KeyObject
+  publicKey: KeyObject
+  der: Buffer
+  pem: string
+  subject: { commonName: string; organization?: string }
+}
+
+type KeySpec = { type: 'ec'; curve: 'prime256v1' | 'secp384r1' | 'secp256k1' } | { type: 'rsa'; bits: number } | { type: 'ed25519' }
+
+/** A fresh key pair: P-256 unless told otherwise. */
+export function newKeyPair(spec: KeySpec = { type: 'ec', curve: 'prime256v1' }): { privateKey: KeyObject; publicKey: KeyObject } {
+  if (spec.type === 'ec') return generateKeyPairSync('ec', { namedCurve: spec.curve })
+  if (spec.type === 'rsa') return generateKeyPairSync('rsa', { modulusLength: spec.bits })
+  return generateKeyPairSync('ed25519')
+}
+
+const spki = (key: KeyObject): Buffer => key.export({ type: 'spki', format: 'der' }) as Buffer
+
+/** A signer over a key in memory, as the CLI's local signing and the tests use. */
+export function memorySigner(privateKey: KeyObject) {
+  return { algorithm: privateKey.asymmetricKeyType === 'rsa' ? ('rsa-sha256' as const) : ('ecdsa-sha256' as const), sign: async (tbs: Buffer) => sign('sha256', tbs, privateKey) }
+}
+
+/** A self-signed CA, valid from an hour ago for a day unless the overrides say otherwise. */
+export async function newCa(overrides: Partial<CertificateTemplate> & { keys?: { privateKey: KeyObject; publicKey: KeyObject } } = {}): Promise<Issued> {
+  const { keys = newKeyPair(), ...template } = overrides
+  const subject = template.subject ?? { commonName: `Test CA ${Math.random().toString(36).slice(2, 8)}`, organization: 'thinger-provisioner tests' }
+  const der = await buildCertificate(
+    { subject, publicKey: spki(keys.publicKey), notBefore: new Date(Date.now() - HOUR_MS), notAfter: new Date(Date.now() + 24 * HOUR_MS), ca: true, keyUsage: ['keyCertSign', 'cRLSign'], ...template },
+    memorySigner(keys.privateKey),
+  )
+  return { ...keys, der, pem: toPem(der), subject }
+}
+
+/** A certificate issued by `issuer`: a device certificate for `commonName` unless the overrides say otherwise. */
+export async function issue(
+  issuer: Issued,
+  commonName: string,
+  overrides: Partial<CertificateTemplate> & { keys?: { privateKey: KeyObject; publicKey: KeyObject } } = {},
+): Promise<Issued> {
+  const { keys = newKeyPair(), ...template } = overrides
+  const subject = template.subject ?? { commonName }
+  const der = await buildCertificate(
+    {
+      subject,
+      issuer: { subject: issuer.subject, publicKey: spki(issuer.publicKey) },
+      publicKey: spki(keys.publicKey),
+      notBefore: new Date(Date.now() - HOUR_MS),
+      notAfter: new Date(Date.now() + 24 * HOUR_MS),
+      ca: false,
+      keyUsage: ['digitalSignature', 'keyAgreement'],
+      extKeyUsage: [CLIENT_AUTH],
+      ...template,
+    },
+    memorySigner(issuer.privateKey),
+  )
+  return { ...keys, der, pem: toPem(der), subject }
+}
+
+/** The signature a device with a certificate key sends (docs/protocol.md): P-256 as r‖s, RSA as PKCS#1 v1.5. */
+export function signWithCertificateKey(privateKey: KeyObject, device: string, timestamp: number, version: 1 | 2 = 1): string {
+  const message = Buffer.from(signedMessage(device, timestamp, version), 'utf8')
+  return sign('sha256', message, privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey).toString('base64')
+}
+
+/** The JSON body of a certificate request. */
+export function certificateBody(device: Issued & { device: string }, options: { timestamp?: number; version?: 2; fleet?: string; chain?: Buffer[] } = {}): Record<string, unknown> & { device: string; timestamp: number } {
+  const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000)
+  return {
+    device: device.device,
+    ...(options.fleet ? { fleet: options.fleet } : {}),
+    ...(options.version ? { version: options.version } : {}),
+    timestamp,
+    certificate: device.der.toString('base64'),
+    ...(options.chain ? { chain: options.chain.map((der) => der.toString('base64')) } : {}),
+    signature: signWithCertificateKey(device.privateKey, device.device, timestamp, options.version ?? 1),
+  }
+}
