@@ -14,11 +14,11 @@ import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
 import { markDescription } from '../../lib/provisioning/fleet-mark.js'
 import { dashboardDescription } from '../../lib/provisioning/plan.js'
 
-const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string) => unknown }
+const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string, file: string) => unknown }
 
 const USERNAME = 'acme'
 const ADMIN_TOKEN = 'policy-test-admin-token'
-const FLEETS = parseFleets(readFileSync(LOCAL_FLEETS_FILE, 'utf8'))
+const FLEETS = parseFleets(readFileSync(LOCAL_FLEETS_FILE, 'utf8'), LOCAL_FLEETS_FILE)
 const ENV = { THINGER_USERNAME: USERNAME }
 // What `thinger-provisioner token-policy` prints for the local fleets file.
 const POLICY = tokenPolicy(requiredActionsOf(loadConfig(ENV, FLEETS).fleets.values()).map(({ action }) => action))
