@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { decodeFleetKey } from '../../lib/attestation/keys.js'
+import { parseTrustAnchors } from '../../lib/attestation/x509.js'
+import { ConfigError } from '../../lib/errors.js'
 import { type Fleet, keyVersionParam } from '../../lib/fleets/fleet.js'
 import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
 import type { ThingerAction } from '../../lib/thinger/actions.js'
@@ -121,6 +123,7 @@ function parametersOf(fleets: Fleet[]): string[] {
     names.add(fleet.thinger.tokenParam)
     if (fleet.keyParam !== undefined) for (const version of fleet.keyVersions ?? [1]) names.add(keyVersionParam(fleet.keyParam, version))
     if (fleet.claimParam !== undefined) names.add(fleet.claimParam)
+    if (fleet.x509?.caParam !== undefined) names.add(fleet.x509.caParam)
     names.add(fleet.denyListParam)
   }
   return [...names]
@@ -191,9 +194,24 @@ async function checkFleetSecrets(ssm: ReturnType<CliContext['ssm']>, fleets: Fle
       if (value === undefined) add(`ssm: fleet "${fleet.name}" claim secret`, 'fail', `${fleet.claimParam} does not exist or is empty`, `aws ssm put-parameter --name ${fleet.claimParam} --type SecureString --value file://claim.txt`)
       else add(`ssm: fleet "${fleet.name}" claim secret`, 'ok', fleet.claimParam)
     }
+    const caParam = fleet.x509?.caParam
+    if (caParam !== undefined && fleet.proof.includes('x509')) {
+      const value = await readSecret(ssm, caParam)
+      const what = `ssm: fleet "${fleet.name}" CA certificates`
+      const fix = `thinger-provisioner ca create --fleet ${fleet.name} (docs/x509.md)`
+      if (value === undefined) add(what, 'fail', `${caParam} does not exist or is empty`, fix)
+      else {
+        try {
+          add(what, 'ok', `${caParam}: ${parseTrustAnchors(value, caParam).length} CA certificate(s)`)
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error
+          add(what, 'fail', error.detail ?? `${caParam} holds no readable CA certificate`, `store the fleet's CA certificates (PEM) there, or ${fix} after deleting it`)
+        }
+      }
+    }
     try {
       const { list } = await loadDenyList(ssm, fleet.denyListParam)
-      add(`ssm: fleet "${fleet.name}" deny list`, 'ok', `${fleet.denyListParam}: ${list.devices.length} device(s), ${list.retiredKeyVersions.length} retired version(s)`)
+      add(`ssm: fleet "${fleet.name}" deny list`, 'ok', `${fleet.denyListParam}: ${list.devices.length} device(s), ${list.retiredKeyVersions.length} retired version(s)${list.certificates?.length ? `, ${list.certificates.length} certificate(s)` : ''}`)
     } catch (error) {
       if (!(error instanceof CliError)) throw error
       add(`ssm: fleet "${fleet.name}" deny list`, 'fail', error.message, `fix it with thinger-provisioner revoke/unrevoke --fleet ${fleet.name}, or delete ${fleet.denyListParam}`)

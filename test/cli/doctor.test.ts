@@ -8,7 +8,7 @@ import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../.
 import type { DoctorReport } from '../../cli/commands/doctor.js'
 import { createRequire } from 'node:module'
 import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MemorySsm, run } from './fakes.js'
@@ -71,6 +71,7 @@ const PARAMETERS = [
   '/thinger-provisioner/local/workshop/fleet-key',
   '/thinger-provisioner/local/workshop/claim-secret',
   '/thinger-provisioner/local/workshop/workshop-deny-list',
+  '/thinger-provisioner/local/factory-deny-list',
 ]
 
 /** A packaged template whose function role may read `names`, as osls writes it. */
@@ -171,5 +172,46 @@ describe('Command: doctor, secrets and token', () => {
     expect(table.code).toBe(1)
     expect(table.stdout).toMatch(/token: ReadDeviceStatus +FAIL +refused \(403\)\n +fix: add ReadDeviceStatus to the token/)
     expect(unknown.code).toBe(2)
+  })
+})
+
+describe('Command: doctor, a fleet whose CA certificates are in SSM', () => {
+  const CA_PARAM = '/thinger-provisioner/prod/factory/ca'
+  const DENY_PARAM = '/thinger-provisioner/prod/factory/factory-deny-list'
+  const fleetsFile = join(mkdtempSync(join(tmpdir(), 'doctor-x509-')), 'fleets.yml')
+  writeFileSync(fleetsFile, `version: 1\nfleets:\n  factory:\n    proof: [x509]\n    x509:\n      caParam: ${CA_PARAM}\n`)
+  const caPem = readFileSync('local/x509/ca.pem', 'utf8')
+
+  async function doctorOfFactory(ca: string | undefined, readable = [TOKEN_PARAM, CA_PARAM, DENY_PARAM]) {
+    const ssm = ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN, ...(ca === undefined ? {} : { [CA_PARAM]: ca }) })
+    const env = { STAGE: 'prod', THINGER_USERNAME: USERNAME, FLEETS_FILE: fleetsFile, THINGER_API_URL: emulator.url }
+    const result = await run(['doctor', '--json', '--cleanup-token-param', CLEANUP_PARAM, '--template', templateReading(readable)], { env, ssm })
+    const report = JSON.parse(result.stdout) as DoctorReport
+    return { code: result.code, check: report.checks.find((check) => check.check === 'ssm: fleet "factory" CA certificates'), role: report.checks.find((check) => check.check === 'role: reads the parameters') }
+  }
+
+  it('passes with the CA certificates there, and fails, naming the fix, when they are missing or not CA certificates', async () => {
+    // Act
+    const present = await doctorOfFactory(caPem)
+    const missing = await doctorOfFactory(undefined)
+    const wrong = await doctorOfFactory('not a certificate')
+
+    // Assess
+    expect(present.code).toBe(0)
+    expect(present.check).toMatchObject({ result: 'ok', detail: `${CA_PARAM}: 1 CA certificate(s)` })
+    expect(missing.code).toBe(1)
+    expect(missing.check).toMatchObject({ result: 'fail', detail: expect.stringContaining(`${CA_PARAM} does not exist`), fix: expect.stringContaining('ca create --fleet factory') })
+    expect(wrong.code).toBe(1)
+    expect(wrong.check).toMatchObject({ result: 'fail', detail: expect.stringContaining('holds no PEM certificate') })
+    expect(emulator.devices(USERNAME)).toEqual([])
+  })
+
+  it('fails when the packaged template\'s role may not read the CA parameter', async () => {
+    // Act
+    const { code, role } = await doctorOfFactory(caPem, [TOKEN_PARAM, DENY_PARAM])
+
+    // Assess
+    expect(code).toBe(1)
+    expect(role).toMatchObject({ result: 'fail', detail: expect.stringContaining(`may not read ${CA_PARAM}`) })
   })
 })
