@@ -589,7 +589,10 @@ describe('Function: provisionDevice, a late failure and fleets that share IDs', 
     thinger = new FakeThinger()
   })
 
-  it('refuses the same request again once the credential change failed, and accepts the device’s next one', async () => {
+  it.each([
+    ['a device key', (timestamp: number): ProvisionDeps['proof'] => ({ kind: 'hmac', timestamp, keyVersion: 1 })],
+    ['a certificate', (timestamp: number): ProvisionDeps['proof'] => ({ kind: 'x509', timestamp })],
+  ])('refuses the same request (signed with %s) again once the credential change failed, and accepts the device’s next one', async (_label, proofAt) => {
     // Prepare: an existing device; the update's answer is lost after it happened
     thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
     thinger.script('updateDevice', async (run) => {
@@ -598,9 +601,9 @@ describe('Function: provisionDevice, a late failure and fleets that share IDs', 
     })
 
     // Act
-    const failed = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10)))
-    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10)))
-    const next = await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 9))
+    const failed = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10, { proof: proofAt(NOW_SECONDS - 10) })))
+    const replay = await captureRejection(() => provisionDevice(DEVICE, depsFor(NOW_SECONDS - 10, { proof: proofAt(NOW_SECONDS - 10) })))
+    const next = await provisionDevice(DEVICE, depsFor(NOW_SECONDS - 9, { proof: proofAt(NOW_SECONDS - 9) }))
 
     // Assess
     expect(failed).toMatchObject({ code: 'upstream_unavailable' })
