@@ -25,7 +25,7 @@ describe('Docs: operations.md, "Rehearsing without AWS"', () => {
     const device = `esp32_${randomBytes(6).toString('hex')}`
     const script = shellBlockAfter('docs/operations.md', '## Rehearsing without AWS')
       .split('\n')
-      .filter((line) => !/^(\w+=\S+ )*npm start/.test(line))
+      .filter((line) => !/^(?:\w+=\S+ )*npm start/.test(line))
       .join('\n')
       .replaceAll(EXAMPLE_DEVICE, device)
     const env = {
