@@ -25,7 +25,6 @@ import {
   parameterNames,
 } from './defaults.js'
 import { LocalSettingError, PORT_SETTINGS } from './settings.js'
-import type { ThingerAction } from '../lib/thinger/actions.js'
 import { requiredActionsOf } from '../lib/thinger/policy.js'
 import { type LocalSsm, startLocalSsm } from './ssm-server.js'
 import { startThingerEmulator, type ThingerEmulator } from './thinger-emulator.js'
@@ -86,11 +85,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
   for (const [key, port] of Object.entries(ports) as [keyof typeof PORT_SETTINGS, number][]) await checkPortFree(port, PORT_SETTINGS[key].name)
   const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile
-  checkFunctionSettings({ ...process.env, STAGE: LOCAL_STAGE, THINGER_USERNAME: LOCAL_USERNAME, THINGER_API_URL: 'http://127.0.0.1', FLEETS_FILE: fleetsFile ?? '', ...options.env })
+  const config = checkFunctionSettings({ ...process.env, STAGE: LOCAL_STAGE, THINGER_USERNAME: LOCAL_USERNAME, THINGER_API_URL: 'http://127.0.0.1', FLEETS_FILE: fleetsFile ?? '', ...options.env })
+  // The function's token holds exactly what `thinger-provisioner token-policy` prints for the
+  // stack's fleets, so the local stack proves that policy works.
+  const tokenActions = requiredActionsOf(config.fleets.values()).map(({ action }) => action)
 
   const thinger = await startThingerEmulator({
     port: ports.thingerPort,
-    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: localTokenActions(fleetsFile, options.env) }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
+    accounts: [{ username: LOCAL_USERNAME, tokens: [{ token: LOCAL_THINGER_TOKEN, allow: tokenActions }, { token: LOCAL_ADMIN_THINGER_TOKEN }] }],
   })
   thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
   let buildFolder: string | undefined
@@ -169,9 +171,9 @@ async function checkPortFree(port: number, setting: string): Promise<void> {
 }
 
 /** The function's own settings check, run here so a bad value stops `npm start` at once instead of failing every request. */
-function checkFunctionSettings(env: NodeJS.ProcessEnv): void {
+function checkFunctionSettings(env: NodeJS.ProcessEnv): ReturnType<typeof loadConfig> {
   try {
-    loadConfig(env, loadFleets(env))
+    return loadConfig(env, loadFleets(env))
   } catch (error) {
     if (error instanceof ConfigError) throw new LocalSettingError(`${error.detail} (the function would answer every request 500 internal_error)`)
     if (error instanceof Error && error.name === 'FleetsFileError') throw new LocalSettingError(error.message)
@@ -247,18 +249,4 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   }, 5000)
   await exited
   clearTimeout(timer)
-}
-
-/**
- * The function's token holds exactly what `thinger-provisioner token-policy` prints for the
- * stack's fleets, so the local stack proves that policy works. Settings the function will refuse
- * get every action here: the function reports them itself.
- */
-function localTokenActions(fleetsFile: string | null, env: Record<string, string> = {}): ThingerAction[] | undefined {
-  const settings = { THINGER_USERNAME: LOCAL_USERNAME, STAGE: LOCAL_STAGE, FLEETS_FILE: fleetsFile ?? '', ...env }
-  try {
-    return requiredActionsOf(loadConfig(settings, loadFleets(settings)).fleets.values()).map(({ action }) => action)
-  } catch {
-    return undefined
-  }
 }
