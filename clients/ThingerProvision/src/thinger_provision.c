@@ -67,6 +67,7 @@ const char *tprov_status_name(tprov_status_t status)
     case TPROV_ERR_REQUEST_OPTION: return "TPROV_ERR_REQUEST_OPTION";
     case TPROV_ERR_SEALED: return "TPROV_ERR_SEALED";
     case TPROV_ERR_RESPONSE_NOT_SEALED: return "TPROV_ERR_RESPONSE_NOT_SEALED";
+    case TPROV_ERR_KEY_CALLBACK: return "TPROV_ERR_KEY_CALLBACK";
     }
     return "TPROV_UNKNOWN";
 }

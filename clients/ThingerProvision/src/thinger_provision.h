@@ -19,6 +19,16 @@
  *   4. tprov_next_step(http_status, parse_status, &response) says what to do next; on
  *      clock_skew, clock_offset = tprov_clock_offset(response.server_time, now).
  * Protocol v1 devices build without .sealed and parse with tprov_parse_response().
+ *
+ * Keys the core never reads (docs/firmware.md): a tprov_key_t hands the core callbacks that
+ * sign, MAC or agree a key wherever the key lives: an ATECC608-class secure element, the ESP32's
+ * HMAC peripheral with the device key burned into an eFuse block, its Digital Signature
+ * peripheral, a TPM. tprov_key_from_device_key() and tprov_key_from_p256() are the mbedTLS
+ * implementations with the key in memory. With a key, a round is:
+ *   1. tprov_build_request(device, timestamp, &key, &{.sealed = true}, &certificate or NULL, body, ...)
+ *   2. POST as above
+ *   3. tprov_parse_response_with_key(body, length, device, timestamp, &key, &response)
+ *   4. tprov_next_step() as above.
  */
 #ifndef THINGER_PROVISION_H
 #define THINGER_PROVISION_H
@@ -54,16 +64,26 @@ extern "C" {
 /* Longest request body: {"device":"<32>","timestamp":<20 digits>,"signature":"<44>"}, with a
  * 32-character fleet, a 3-digit key version and ,"version":2. */
 #define TPROV_REQUEST_BODY_MAX_LEN 209
+/* The service reads at most 4096 bytes of request: an X.509 request (certificate, one
+ * intermediate, signature) must fit, and a buffer of this size plus a NUL always holds one. */
+#define TPROV_X509_REQUEST_BODY_MAX_LEN 4096
+/* The longest signature a key callback may write: RSA 4096 (ECDSA P-256 is 64 bytes, r || s). */
+#define TPROV_SIGNATURE_MAX_LEN 512
+#define TPROV_ECDSA_P256_SIGNATURE_LEN 64
 /* The largest text response a v1 server may send; anything longer is refused unparsed. */
 #define TPROV_RESPONSE_MAX_LEN 1024
 /* server_time values above this (9999-12-31T23:59:59Z) are refused as malformed. */
 #define TPROV_SERVER_TIME_MAX 253402300799u
-/* A sealed credential (protocol v2): base64 of format (1 byte), mode (1), nonce (12), the
- * encrypted credential (1 to TPROV_CREDENTIAL_MAX_LEN) and the GCM tag (16). */
+/* A sealed credential (protocol v2): base64 of format (1 byte), mode (1), the mode's header
+ * (ECDH: the service's ephemeral P-256 public key, 65 bytes), nonce (12), the encrypted
+ * credential (1 to TPROV_CREDENTIAL_MAX_LEN) and the GCM tag (16). */
 #define TPROV_SEAL_KEY_LEN 32
 #define TPROV_SEAL_FORMAT 1
 #define TPROV_SEAL_MODE_HMAC 1 /* the key is derived from the device key (claim mode is 2) */
-#define TPROV_SEALED_MAX_LEN (2 + 12 + TPROV_CREDENTIAL_MAX_LEN + 16)
+#define TPROV_SEAL_MODE_ECDH 3 /* the key is agreed with the X.509 certificate's P-256 key */
+#define TPROV_P256_POINT_LEN 65 /* an uncompressed P-256 point: 0x04, x, y */
+#define TPROV_P256_SCALAR_LEN 32
+#define TPROV_SEALED_MAX_LEN (2 + TPROV_P256_POINT_LEN + 12 + TPROV_CREDENTIAL_MAX_LEN + 16)
 #define TPROV_SEALED_B64_MAX_LEN (((TPROV_SEALED_MAX_LEN + 2) / 3) * 4)
 /* Retry-After values above this are clamped, so no answer can park a device for days. */
 #define TPROV_RETRY_AFTER_MAX_SECS 3600u
@@ -87,7 +107,9 @@ typedef enum {
     TPROV_ERR_REQUEST_OPTION,        /* a fleet name or key version outside the protocol's rules */
     TPROV_ERR_SEALED,                /* the sealed credential does not open: a wrong device key,
                                         another request's answer, or changed on the way */
-    TPROV_ERR_RESPONSE_NOT_SEALED    /* a sealed request got a credential in clear: a downgrade */
+    TPROV_ERR_RESPONSE_NOT_SEALED,   /* a sealed request got a credential in clear: a downgrade */
+    TPROV_ERR_KEY_CALLBACK           /* a key's callback failed (a secure element or peripheral
+                                        said no; the callback keeps its own error in its ctx) */
 } tprov_status_t;
 
 typedef enum {
@@ -155,9 +177,10 @@ tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestam
  * key the signature is checked with, so a wrong one only fails the check. */
 typedef struct {
     const char *fleet;    /* NULL or "": the service's default fleet; else ^[a-z0-9_-]{1,32}$ */
-    uint32_t key_version; /* 0 or 1: version 1 (not sent); at most 999 */
+    uint32_t key_version; /* 0 or 1: version 1 (not sent); at most 999. Device keys only */
     bool sealed;          /* true: protocol v2, signed "v2\n...": the answer's credential is sealed
-                             to the device key (open it with tprov_parse_sealed_response) */
+                             to the device key (open it with tprov_parse_sealed_response, or
+                             tprov_parse_response_with_key) */
 } tprov_request_options_t;
 
 /* As tprov_build_request_body, adding "fleet" and "keyVersion" from options (NULL: none).
@@ -200,6 +223,104 @@ tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
                                            const char *expected_device,
                                            const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
                                            tprov_response_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Keys behind callbacks. Each callback returns 0 on success; anything else fails the call with
+ * TPROV_ERR_KEY_CALLBACK and the output is wiped. ctx is the callback's own (a handle of the
+ * secure element, an eFuse key block number, a tprov_p256_key_t). */
+typedef enum {
+    TPROV_KEY_HMAC = 1, /* a device key of an HMAC fleet (proof: [hmac]) */
+    TPROV_KEY_P256 = 2, /* an X.509 device's ECDSA P-256 key: signs, and opens sealed answers
+                           (ECDH) when ecdh is set */
+    TPROV_KEY_RSA = 3   /* an X.509 device's RSA key, 2048 to 4096 bits: signs; v1 answers only */
+} tprov_key_type_t;
+
+/* mac = HMAC-SHA256(device key, message): the ESP32 HMAC peripheral's esp_hmac_calculate(). */
+typedef int (*tprov_hmac_fn)(void *ctx, const unsigned char *message, size_t message_len,
+                             unsigned char mac[32]);
+/* Signs the SHA-256 digest of the signed message. P-256: 64 bytes r || s, each 32 bytes
+ * big-endian (not DER). RSA: RSASSA-PKCS1-v1_5 with SHA-256, as many bytes as the modulus.
+ * signature_size is TPROV_SIGNATURE_MAX_LEN; *signature_len is what was written. */
+typedef int (*tprov_sign_fn)(void *ctx, const unsigned char digest[32], unsigned char *signature,
+                             size_t signature_size, size_t *signature_len);
+/* shared_x = the x-coordinate of ECDH(device private key, peer), peer an uncompressed P-256
+ * point from the answer. The callback must refuse a point that is not on the curve (mbedTLS:
+ * mbedtls_ecp_check_pubkey; secure elements do it themselves). */
+typedef int (*tprov_ecdh_fn)(void *ctx, const unsigned char peer[TPROV_P256_POINT_LEN],
+                             unsigned char shared_x[32]);
+
+typedef struct {
+    tprov_key_type_t type;
+    tprov_hmac_fn hmac; /* TPROV_KEY_HMAC */
+    tprov_sign_fn sign; /* TPROV_KEY_P256, TPROV_KEY_RSA */
+    tprov_ecdh_fn ecdh; /* TPROV_KEY_P256; NULL: the key cannot open sealed answers */
+    void *ctx;
+} tprov_key_t;
+
+/* The mbedTLS implementations, with the key in memory: the storage is the caller's (static or
+ * on the stack), lives as long as the tprov_key_t, and is wiped with tprov_memzero() after. */
+typedef struct {
+    unsigned char key[TPROV_DEVICE_KEY_LEN];
+} tprov_hmac_key_t;
+
+/* mbedTLS's random generator signature (mbedtls_ctr_drbg_random, mbedtls_hardware_poll-style):
+ * fills out with len random bytes, returns 0. */
+typedef int (*tprov_rng_fn)(void *rng_ctx, unsigned char *out, size_t len);
+
+typedef struct {
+    unsigned char d[TPROV_P256_SCALAR_LEN]; /* the private scalar, big-endian */
+    tprov_rng_fn rng;                       /* blinds the scalar multiplications */
+    void *rng_ctx;
+} tprov_p256_key_t;
+
+/* A key of type TPROV_KEY_HMAC over the 44-character base64 device key, HMAC-SHA256 computed
+ * on the stack (no allocation). Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_KEY (storage is wiped). */
+tprov_status_t tprov_key_from_device_key(tprov_key_t *key, tprov_hmac_key_t *storage,
+                                         const char *device_key_b64);
+
+/* A key of type TPROV_KEY_P256 over the private scalar d (32 bytes, big-endian, 1 <= d < n):
+ * signs with deterministic ECDSA (RFC 6979) when the mbedTLS build has it, else randomized
+ * with rng; agrees keys with ECDH. rng is required (mbedTLS 3 blinds every scalar
+ * multiplication). Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_KEY (d out of range), TPROV_ERR_CRYPTO. */
+tprov_status_t tprov_key_from_p256(tprov_key_t *key, tprov_p256_key_t *storage,
+                                   const unsigned char d[TPROV_P256_SCALAR_LEN], tprov_rng_fn rng,
+                                   void *rng_ctx);
+
+/* An X.509 device's certificate, DER, and optionally one intermediate CA certificate between it
+ * and a CA the fleet trusts; the request carries them in base64. */
+typedef struct {
+    const unsigned char *der;
+    size_t der_len;
+    const unsigned char *chain_der; /* NULL: no intermediate */
+    size_t chain_der_len;
+} tprov_certificate_t;
+
+/* Writes the request body for any key: a device key's HMAC signature, or an X.509 key's signature
+ * with the certificate (and its intermediate) in base64. out_size >= TPROV_REQUEST_BODY_MAX_LEN + 1
+ * holds any device-key body, TPROV_X509_REQUEST_BODY_MAX_LEN + 1 any body the service takes.
+ * Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_DEVICE_ID, TPROV_ERR_BUFFER_TOO_SMALL,
+ * TPROV_ERR_KEY_CALLBACK, TPROV_ERR_CRYPTO, TPROV_ERR_REQUEST_OPTION (a bad fleet or key
+ * version; a certificate missing or empty for an X.509 key, or given for a device key; a key version with
+ * a certificate; sealed with a key that cannot open the answer: RSA, or P-256 without ecdh). */
+tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
+                                   const tprov_key_t *key,
+                                   const tprov_request_options_t *options,
+                                   const tprov_certificate_t *certificate, char *out,
+                                   size_t out_size, size_t *out_len);
+
+/* As tprov_parse_sealed_response, opening the sealed credential with the key itself: envelope
+ * mode 1 (hmac) for TPROV_KEY_HMAC, mode 3 (ECDH with the service's ephemeral key) for
+ * TPROV_KEY_P256; timestamp is the one the request was signed with. Any other mode is
+ * TPROV_ERR_SEALED. Errors as tprov_parse_sealed_response, and TPROV_ERR_KEY_CALLBACK. */
+tprov_status_t tprov_parse_response_with_key(const char *body, size_t len,
+                                             const char *expected_device, uint64_t timestamp,
+                                             const tprov_key_t *key, tprov_response_t *out);
+
+/* As tprov_open_sealed, with the key (see tprov_parse_response_with_key). */
+tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_len,
+                                          const tprov_key_t *key, const char *device,
+                                          uint64_t timestamp, const char *username,
+                                          const char *host, char *out, size_t out_size);
 
 /* The seconds to add to this device's clock to get the service's: server_time - now, saturated
  * to [-INT64_MAX, INT64_MAX] so that any pair of clocks, however wrong, gives a defined value. */
