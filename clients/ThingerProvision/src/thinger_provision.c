@@ -4,19 +4,43 @@
 #include <string.h>
 
 #include "mbedtls/base64.h"
+#include "mbedtls/bignum.h"
+#include "mbedtls/ecdh.h"
+#include "mbedtls/ecdsa.h"
+#include "mbedtls/ecp.h"
 #include "mbedtls/gcm.h"
 #include "mbedtls/md.h"
+#include "mbedtls/sha256.h"
+#include "mbedtls/version.h"
+
+/* SHA-256 by the names of the mbedTLS in use: 2.28's *_ret calls became the plain names in 3.0. */
+#if MBEDTLS_VERSION_MAJOR >= 3
+#define SHA256_STARTS(ctx) mbedtls_sha256_starts((ctx), 0)
+#define SHA256_UPDATE mbedtls_sha256_update
+#define SHA256_FINISH mbedtls_sha256_finish
+#else
+#define SHA256_STARTS(ctx) mbedtls_sha256_starts_ret((ctx), 0)
+#define SHA256_UPDATE mbedtls_sha256_update_ret
+#define SHA256_FINISH mbedtls_sha256_finish_ret
+#endif
 
 #define U64_MAX_DIGITS 20
+#define SHA256_LEN 32
+#define SHA256_BLOCK_LEN 64
 #define SEAL_LABEL "thinger-provisioner seal v1\nhmac\n"
-/* The longest prefix ("v1\n", "v2\n" or SEAL_LABEL) + device ID + "\n" + timestamp */
+#define SEAL_LABEL_ECDH "thinger-provisioner seal v1\necdh\n"
+/* The longest prefix ("v1\n", "v2\n", SEAL_LABEL or SEAL_LABEL_ECDH) + device ID + "\n" +
+ * timestamp */
 #define SIGNED_MESSAGE_MAX_LEN (sizeof SEAL_LABEL - 1u + TPROV_DEVICE_ID_MAX_LEN + 1 + U64_MAX_DIGITS)
 #define SEAL_HEADER_LEN 2
 #define SEAL_NONCE_LEN 12
 #define SEAL_TAG_LEN 16
-/* Associated data: the envelope header, then username "\n" device "\n" host. */
-#define SEAL_AAD_MAX_LEN \
-    (SEAL_HEADER_LEN + TPROV_USERNAME_MAX_LEN + 1 + TPROV_DEVICE_ID_MAX_LEN + 1 + TPROV_HOST_MAX_LEN)
+/* Associated data: the envelope's bytes before the nonce (header and the mode's own header),
+ * then username "\n" device "\n" host. */
+#define SEAL_AAD_MAX_LEN                                                                 \
+    (SEAL_HEADER_LEN + TPROV_P256_POINT_LEN + TPROV_USERNAME_MAX_LEN + 1 +                 \
+     TPROV_DEVICE_ID_MAX_LEN + 1 + TPROV_HOST_MAX_LEN)
+#define RSA_SIGNATURE_MIN_LEN 256 /* RSA 2048 */
 #define PORT_MAX 65535u
 /* base64 of TPROV_FLEET_KEY_MAX_LEN bytes, with padding */
 #define FLEET_KEY_B64_MAX_LEN (((TPROV_FLEET_KEY_MAX_LEN + 2) / 3) * 4)
@@ -135,16 +159,77 @@ static size_t format_u64(uint64_t v, char out[U64_MAX_DIGITS])
     return n;
 }
 
+static tprov_status_t sha256(const unsigned char *data, size_t len, unsigned char out[SHA256_LEN])
+{
+    mbedtls_sha256_context ctx;
+    int rc;
+
+    mbedtls_sha256_init(&ctx);
+    rc = SHA256_STARTS(&ctx);
+    if (rc == 0) {
+        rc = SHA256_UPDATE(&ctx, data, len);
+    }
+    if (rc == 0) {
+        rc = SHA256_FINISH(&ctx, out);
+    }
+    mbedtls_sha256_free(&ctx);
+    return rc == 0 ? TPROV_OK : TPROV_ERR_CRYPTO;
+}
+
+/* One half of HMAC (RFC 2104): SHA-256((key XOR pad) || data). */
+static int hmac_half(mbedtls_sha256_context *ctx, const unsigned char *key, size_t key_len,
+                     unsigned char pad_byte, const unsigned char *data, size_t data_len,
+                     unsigned char out[SHA256_LEN])
+{
+    unsigned char pad[SHA256_BLOCK_LEN];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sizeof pad; i++) {
+        pad[i] = (unsigned char)((i < key_len ? key[i] : 0u) ^ pad_byte);
+    }
+    rc = SHA256_STARTS(ctx);
+    if (rc == 0) {
+        rc = SHA256_UPDATE(ctx, pad, sizeof pad);
+    }
+    if (rc == 0) {
+        rc = SHA256_UPDATE(ctx, data, data_len);
+    }
+    if (rc == 0) {
+        rc = SHA256_FINISH(ctx, out);
+    }
+    tprov_memzero(pad, sizeof pad);
+    return rc;
+}
+
+/* HMAC-SHA256 with its state on the stack: unlike mbedtls_md_hmac(), nothing is allocated. */
 static tprov_status_t hmac_sha256(const unsigned char *key, size_t key_len,
                                   const unsigned char *message, size_t message_len,
-                                  unsigned char out[TPROV_DEVICE_KEY_LEN])
+                                  unsigned char out[SHA256_LEN])
 {
-    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    mbedtls_sha256_context ctx;
+    unsigned char hashed_key[SHA256_LEN];
+    unsigned char inner[SHA256_LEN];
+    tprov_status_t status = TPROV_OK;
 
-    if (md == NULL || mbedtls_md_hmac(md, key, key_len, message, message_len, out) != 0) {
-        return TPROV_ERR_CRYPTO;
+    if (key_len > SHA256_BLOCK_LEN) {
+        status = sha256(key, key_len, hashed_key);
+        key = hashed_key;
+        key_len = sizeof hashed_key;
     }
-    return TPROV_OK;
+    mbedtls_sha256_init(&ctx);
+    if (status == TPROV_OK &&
+        (hmac_half(&ctx, key, key_len, 0x36u, message, message_len, inner) != 0 ||
+         hmac_half(&ctx, key, key_len, 0x5Cu, inner, sizeof inner, out) != 0)) {
+        status = TPROV_ERR_CRYPTO;
+    }
+    mbedtls_sha256_free(&ctx);
+    tprov_memzero(hashed_key, sizeof hashed_key);
+    tprov_memzero(inner, sizeof inner);
+    if (status != TPROV_OK) {
+        tprov_memzero(out, SHA256_LEN);
+    }
+    return status;
 }
 
 /* 32 bytes to 44 characters of base64 and a NUL; out_size was checked by the caller. */
@@ -232,15 +317,73 @@ tprov_status_t tprov_derive_device_key(const char *fleet_key_b64, const char *de
     return status;
 }
 
-/* HMAC-SHA256(device key, prefix device "\n" timestamp): the request signature ("v1\n",
- * "v2\n") and the seal key (SEAL_LABEL) differ only in the prefix. */
-static tprov_status_t device_mac(const char *prefix, const char *device_id, uint64_t timestamp,
-                                 const char *device_key_b64, unsigned char mac[TPROV_DEVICE_KEY_LEN])
+/* Writes prefix device "\n" timestamp to message (SIGNED_MESSAGE_MAX_LEN bytes, no NUL): the
+ * signed message ("v1\n", "v2\n") and the seal labels differ only in the prefix. The device ID
+ * was validated by the caller. Returns the length. */
+static size_t device_message(const char *prefix, const char *device_id, uint64_t timestamp,
+                             char message[SIGNED_MESSAGE_MAX_LEN])
 {
-    unsigned char device_key[TPROV_DEVICE_KEY_LEN];
-    char message[SIGNED_MESSAGE_MAX_LEN];
     size_t message_len = strlen(prefix);
-    size_t device_id_len;
+    size_t device_id_len = strlen(device_id);
+
+    memcpy(message, prefix, message_len);
+    memcpy(message + message_len, device_id, device_id_len);
+    message_len += device_id_len;
+    message[message_len++] = '\n';
+    message_len += format_u64(timestamp, message + message_len);
+    return message_len;
+}
+
+/* The default HMAC key: the device key's bytes in the caller's storage. */
+static int memory_hmac(void *ctx, const unsigned char *message, size_t message_len,
+                       unsigned char mac[32])
+{
+    const tprov_hmac_key_t *storage = (const tprov_hmac_key_t *)ctx;
+
+    return hmac_sha256(storage->key, sizeof storage->key, message, message_len, mac) == TPROV_OK
+               ? 0
+               : -1;
+}
+
+tprov_status_t tprov_key_from_device_key(tprov_key_t *key, tprov_hmac_key_t *storage,
+                                         const char *device_key_b64)
+{
+    tprov_status_t status;
+
+    if (key == NULL || storage == NULL || device_key_b64 == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    memset(key, 0, sizeof *key);
+    status = decode_device_key(device_key_b64, storage->key);
+    if (status != TPROV_OK) {
+        tprov_memzero(storage, sizeof *storage);
+        return status;
+    }
+    key->type = TPROV_KEY_HMAC;
+    key->hmac = memory_hmac;
+    key->ctx = storage;
+    return TPROV_OK;
+}
+
+/* MAC of prefix device "\n" timestamp with the key's hmac callback: the request signature and
+ * the hmac-mode seal key. */
+static tprov_status_t key_mac(const tprov_key_t *key, const char *prefix, const char *device_id,
+                              uint64_t timestamp, unsigned char mac[SHA256_LEN])
+{
+    char message[SIGNED_MESSAGE_MAX_LEN];
+    size_t message_len = device_message(prefix, device_id, timestamp, message);
+
+    if (key->hmac(key->ctx, (const unsigned char *)message, message_len, mac) != 0) {
+        tprov_memzero(mac, SHA256_LEN);
+        return TPROV_ERR_KEY_CALLBACK;
+    }
+    return TPROV_OK;
+}
+
+/* A device key given as base64, as a key of the default implementation. */
+static tprov_status_t key_from_b64(const char *device_id, const char *device_key_b64,
+                                   tprov_key_t *key, tprov_hmac_key_t *storage)
+{
     tprov_status_t status;
 
     if (device_id == NULL || device_key_b64 == NULL) {
@@ -250,28 +393,15 @@ static tprov_status_t device_mac(const char *prefix, const char *device_id, uint
     if (status != TPROV_OK) {
         return status;
     }
-    status = decode_device_key(device_key_b64, device_key);
-    if (status != TPROV_OK) {
-        return status;
-    }
-
-    device_id_len = strlen(device_id);
-    memcpy(message, prefix, message_len);
-    memcpy(message + message_len, device_id, device_id_len);
-    message_len += device_id_len;
-    message[message_len++] = '\n';
-    message_len += format_u64(timestamp, message + message_len);
-
-    status = hmac_sha256(device_key, sizeof device_key, (const unsigned char *)message,
-                         message_len, mac);
-    tprov_memzero(device_key, sizeof device_key);
-    return status;
+    return tprov_key_from_device_key(key, storage, device_key_b64);
 }
 
 static tprov_status_t sign_version(const char *prefix, const char *device_id, uint64_t timestamp,
                                    const char *device_key_b64, char *out, size_t out_size)
 {
-    unsigned char mac[TPROV_DEVICE_KEY_LEN];
+    unsigned char mac[SHA256_LEN];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
     tprov_status_t status;
 
     if (out == NULL) {
@@ -280,10 +410,14 @@ static tprov_status_t sign_version(const char *prefix, const char *device_id, ui
     if (out_size < TPROV_SIGNATURE_B64_LEN + 1u) {
         return TPROV_ERR_BUFFER_TOO_SMALL;
     }
-    status = device_mac(prefix, device_id, timestamp, device_key_b64, mac);
+    status = key_from_b64(device_id, device_key_b64, &key, &storage);
+    if (status == TPROV_OK) {
+        status = key_mac(&key, prefix, device_id, timestamp, mac);
+    }
     if (status == TPROV_OK) {
         status = encode_32(mac, out, out_size);
     }
+    tprov_memzero(&storage, sizeof storage);
     tprov_memzero(mac, sizeof mac);
     return status;
 }
@@ -298,16 +432,151 @@ tprov_status_t tprov_derive_seal_key(const char *device_id, uint64_t timestamp,
                                      const char *device_key_b64,
                                      unsigned char key[TPROV_SEAL_KEY_LEN])
 {
+    tprov_hmac_key_t storage;
+    tprov_key_t device_key;
     tprov_status_t status;
 
     if (key == NULL) {
         return TPROV_ERR_ARGUMENT;
     }
-    status = device_mac(SEAL_LABEL, device_id, timestamp, device_key_b64, key);
+    status = key_from_b64(device_id, device_key_b64, &device_key, &storage);
+    if (status == TPROV_OK) {
+        status = key_mac(&device_key, SEAL_LABEL, device_id, timestamp, key);
+    }
+    tprov_memzero(&storage, sizeof storage);
     if (status != TPROV_OK) {
         tprov_memzero(key, TPROV_SEAL_KEY_LEN);
     }
     return status;
+}
+
+/* ---- The default P-256 key: mbedTLS with the scalar in memory ---- */
+
+/* Loads P-256 and the scalar; mbedTLS allocates the numbers' limbs. */
+static int p256_load(const tprov_p256_key_t *storage, mbedtls_ecp_group *grp, mbedtls_mpi *d)
+{
+    int rc = mbedtls_ecp_group_load(grp, MBEDTLS_ECP_DP_SECP256R1);
+
+    if (rc == 0) {
+        rc = mbedtls_mpi_read_binary(d, storage->d, sizeof storage->d);
+    }
+    return rc;
+}
+
+static int p256_sign(void *ctx, const unsigned char digest[32], unsigned char *signature,
+                     size_t signature_size, size_t *signature_len)
+{
+    const tprov_p256_key_t *storage = (const tprov_p256_key_t *)ctx;
+    mbedtls_ecp_group grp;
+    mbedtls_mpi d;
+    mbedtls_mpi r;
+    mbedtls_mpi s;
+    int rc;
+
+    if (signature_size < TPROV_ECDSA_P256_SIGNATURE_LEN) {
+        return -1;
+    }
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_mpi_init(&d);
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    rc = p256_load(storage, &grp, &d);
+    if (rc == 0) {
+#if defined(MBEDTLS_ECDSA_DETERMINISTIC)
+        /* RFC 6979: k comes from the key and the digest, so a weak RNG cannot leak the key. */
+        rc = mbedtls_ecdsa_sign_det_ext(&grp, &r, &s, &d, digest, SHA256_LEN, MBEDTLS_MD_SHA256,
+                                        storage->rng, storage->rng_ctx);
+#else
+        rc = mbedtls_ecdsa_sign(&grp, &r, &s, &d, digest, SHA256_LEN, storage->rng,
+                                storage->rng_ctx);
+#endif
+    }
+    if (rc == 0) {
+        rc = mbedtls_mpi_write_binary(&r, signature, TPROV_P256_SCALAR_LEN);
+    }
+    if (rc == 0) {
+        rc = mbedtls_mpi_write_binary(&s, signature + TPROV_P256_SCALAR_LEN, TPROV_P256_SCALAR_LEN);
+    }
+    if (rc == 0) {
+        *signature_len = TPROV_ECDSA_P256_SIGNATURE_LEN;
+    }
+    mbedtls_mpi_free(&s);
+    mbedtls_mpi_free(&r);
+    mbedtls_mpi_free(&d);
+    mbedtls_ecp_group_free(&grp);
+    return rc;
+}
+
+static int p256_ecdh(void *ctx, const unsigned char peer[TPROV_P256_POINT_LEN],
+                     unsigned char shared_x[32])
+{
+    const tprov_p256_key_t *storage = (const tprov_p256_key_t *)ctx;
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_point q;
+    mbedtls_mpi d;
+    mbedtls_mpi z;
+    int rc;
+
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_ecp_point_init(&q);
+    mbedtls_mpi_init(&d);
+    mbedtls_mpi_init(&z);
+    rc = p256_load(storage, &grp, &d);
+    if (rc == 0) {
+        rc = mbedtls_ecp_point_read_binary(&grp, &q, peer, TPROV_P256_POINT_LEN);
+    }
+    if (rc == 0) {
+        /* A point off the curve would leak bits of d (invalid-curve attack). */
+        rc = mbedtls_ecp_check_pubkey(&grp, &q);
+    }
+    if (rc == 0) {
+        rc = mbedtls_ecdh_compute_shared(&grp, &z, &q, &d, storage->rng, storage->rng_ctx);
+    }
+    if (rc == 0) {
+        rc = mbedtls_mpi_write_binary(&z, shared_x, TPROV_P256_SCALAR_LEN);
+    }
+    mbedtls_mpi_free(&z);
+    mbedtls_mpi_free(&d);
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&grp);
+    return rc;
+}
+
+tprov_status_t tprov_key_from_p256(tprov_key_t *key, tprov_p256_key_t *storage,
+                                   const unsigned char d[TPROV_P256_SCALAR_LEN], tprov_rng_fn rng,
+                                   void *rng_ctx)
+{
+    mbedtls_ecp_group grp;
+    mbedtls_mpi scalar;
+    tprov_status_t status = TPROV_OK;
+    int rc;
+
+    if (key == NULL || storage == NULL || d == NULL || rng == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    memset(key, 0, sizeof *key);
+    memcpy(storage->d, d, sizeof storage->d);
+    storage->rng = rng;
+    storage->rng_ctx = rng_ctx;
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_mpi_init(&scalar);
+    rc = p256_load(storage, &grp, &scalar);
+    if (rc != 0) {
+        status = TPROV_ERR_CRYPTO;
+    } else if (mbedtls_ecp_check_privkey(&grp, &scalar) != 0) {
+        status = TPROV_ERR_KEY;
+    }
+    mbedtls_mpi_free(&scalar);
+    mbedtls_ecp_group_free(&grp);
+    if (status != TPROV_OK) {
+        tprov_memzero(storage, sizeof *storage);
+        return status;
+    }
+    key->type = TPROV_KEY_P256;
+    key->sign = p256_sign;
+    key->ecdh = p256_ecdh;
+    key->ctx = storage;
+    return TPROV_OK;
 }
 
 /* A bounded string builder: appends until the buffer is full, then only records overflow. */
@@ -334,6 +603,22 @@ static void append_str(writer_t *w, const char *s)
     append(w, s, strlen(s));
 }
 
+/* Appends base64 of data, encoded in place: no second buffer for a certificate. */
+static void append_base64(writer_t *w, const unsigned char *data, size_t data_len)
+{
+    size_t written = 0;
+
+    if (w->overflow) {
+        return;
+    }
+    if (mbedtls_base64_encode((unsigned char *)w->buf + w->len, w->size - w->len, &written, data,
+                              data_len) != 0) {
+        w->overflow = true; /* the only failure of mbedtls_base64_encode: no room */
+        return;
+    }
+    w->len += written;
+}
+
 #define FLEET_NAME_MAX_LEN 32
 #define KEY_VERSION_MAX 999u
 
@@ -349,6 +634,158 @@ static bool valid_fleet_name(const char *fleet)
         }
     }
     return i > 0;
+}
+
+static bool valid_key(const tprov_key_t *key)
+{
+    switch (key->type) {
+    case TPROV_KEY_HMAC: return key->hmac != NULL;
+    case TPROV_KEY_P256: /* fall through */
+    case TPROV_KEY_RSA: return key->sign != NULL;
+    }
+    return false;
+}
+
+/* The combinations of key, certificate and options the protocol refuses. */
+static bool valid_request_options(const tprov_key_t *key, const char *fleet, uint32_t key_version,
+                                  bool sealed, const tprov_certificate_t *certificate)
+{
+    if ((fleet != NULL && !valid_fleet_name(fleet)) || key_version > KEY_VERSION_MAX) {
+        return false;
+    }
+    if (key->type == TPROV_KEY_HMAC) {
+        return certificate == NULL;
+    }
+    if (certificate == NULL || certificate->der == NULL || certificate->der_len == 0 ||
+        (certificate->chain_der != NULL && certificate->chain_der_len == 0) || key_version > 1u) {
+        return false;
+    }
+    /* A sealed answer is opened by ECDH: RSA keys and sign-only P-256 keys get v1 answers. */
+    return !sealed || (key->type == TPROV_KEY_P256 && key->ecdh != NULL);
+}
+
+/* Signs the message with an X.509 key: base64 of the signature into w. */
+static tprov_status_t append_x509_signature(writer_t *w, const tprov_key_t *key,
+                                            const char *message, size_t message_len)
+{
+    unsigned char digest[SHA256_LEN];
+    unsigned char signature[TPROV_SIGNATURE_MAX_LEN];
+    size_t signature_len = 0;
+    tprov_status_t status = sha256((const unsigned char *)message, message_len, digest);
+
+    if (status == TPROV_OK &&
+        key->sign(key->ctx, digest, signature, sizeof signature, &signature_len) != 0) {
+        status = TPROV_ERR_KEY_CALLBACK;
+    }
+    /* A callback that claims more than it may write, or a length no key of its type makes. */
+    if (status == TPROV_OK &&
+        (key->type == TPROV_KEY_P256 ? signature_len != TPROV_ECDSA_P256_SIGNATURE_LEN
+                                     : signature_len < RSA_SIGNATURE_MIN_LEN ||
+                                           signature_len > sizeof signature)) {
+        status = TPROV_ERR_KEY_CALLBACK;
+    }
+    if (status == TPROV_OK) {
+        append_base64(w, signature, signature_len);
+    }
+    tprov_memzero(digest, sizeof digest);
+    tprov_memzero(signature, sizeof signature);
+    return status;
+}
+
+tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
+                                   const tprov_key_t *key,
+                                   const tprov_request_options_t *options,
+                                   const tprov_certificate_t *certificate, char *out,
+                                   size_t out_size, size_t *out_len)
+{
+    const char *fleet = options != NULL && options->fleet != NULL && options->fleet[0] != '\0'
+                            ? options->fleet
+                            : NULL;
+    uint32_t key_version = options != NULL ? options->key_version : 0u;
+    bool sealed = options != NULL && options->sealed;
+    char message[SIGNED_MESSAGE_MAX_LEN];
+    size_t message_len;
+    char digits[U64_MAX_DIGITS];
+    writer_t w;
+    tprov_status_t status = TPROV_OK;
+
+    if (out == NULL || out_len == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    *out_len = 0;
+    if (out_size == 0) {
+        return TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    out[0] = '\0';
+    if (device_id == NULL || key == NULL || !valid_key(key)) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    if (!valid_request_options(key, fleet, key_version, sealed, certificate)) {
+        return TPROV_ERR_REQUEST_OPTION;
+    }
+    status = tprov_validate_device_id(device_id);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    message_len = device_message(sealed ? "v2\n" : "v1\n", device_id, timestamp, message);
+
+    /* The device ID and base64 need no JSON escaping: their alphabets hold no '"' or '\'. */
+    w.buf = out;
+    w.size = out_size;
+    w.len = 0;
+    w.overflow = false;
+    append_str(&w, "{\"device\":\"");
+    append_str(&w, device_id);
+    append_str(&w, "\",\"timestamp\":");
+    append(&w, digits, format_u64(timestamp, digits));
+    append_str(&w, ",\"signature\":\"");
+    if (key->type == TPROV_KEY_HMAC) {
+        unsigned char mac[SHA256_LEN];
+
+        if (key->hmac(key->ctx, (const unsigned char *)message, message_len, mac) != 0) {
+            status = TPROV_ERR_KEY_CALLBACK;
+        } else {
+            append_base64(&w, mac, sizeof mac);
+        }
+        tprov_memzero(mac, sizeof mac);
+    } else {
+        status = append_x509_signature(&w, key, message, message_len);
+    }
+    append_str(&w, "\"");
+    /* The fleet name's alphabet needs no JSON escaping either. */
+    if (fleet != NULL) {
+        append_str(&w, ",\"fleet\":\"");
+        append_str(&w, fleet);
+        append_str(&w, "\"");
+    }
+    if (key_version > 1u) {
+        append_str(&w, ",\"keyVersion\":");
+        append(&w, digits, format_u64(key_version, digits));
+    }
+    if (sealed) {
+        append_str(&w, ",\"version\":2");
+    }
+    if (certificate != NULL) {
+        append_str(&w, ",\"certificate\":\"");
+        append_base64(&w, certificate->der, certificate->der_len);
+        append_str(&w, "\"");
+        if (certificate->chain_der != NULL) {
+            append_str(&w, ",\"chain\":[\"");
+            append_base64(&w, certificate->chain_der, certificate->chain_der_len);
+            append_str(&w, "\"]");
+        }
+    }
+    append_str(&w, "}");
+
+    if (status == TPROV_OK && w.overflow) {
+        status = TPROV_ERR_BUFFER_TOO_SMALL;
+    }
+    if (status != TPROV_OK) {
+        tprov_memzero(out, out_size);
+        return status;
+    }
+    *out_len = w.len;
+    return TPROV_OK;
 }
 
 tprov_status_t tprov_build_request_body(const char *device_id, uint64_t timestamp,
@@ -367,11 +804,8 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
     const char *fleet = options != NULL && options->fleet != NULL && options->fleet[0] != '\0'
                             ? options->fleet
                             : NULL;
-    uint32_t key_version = options != NULL ? options->key_version : 0u;
-    bool sealed = options != NULL && options->sealed;
-    char signature[TPROV_SIGNATURE_B64_LEN + 1];
-    char digits[U64_MAX_DIGITS];
-    writer_t w;
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
     tprov_status_t status;
 
     if (out == NULL || out_len == NULL) {
@@ -382,49 +816,17 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
         return TPROV_ERR_BUFFER_TOO_SMALL;
     }
     out[0] = '\0';
-    if ((fleet != NULL && !valid_fleet_name(fleet)) || key_version > KEY_VERSION_MAX) {
+    if ((fleet != NULL && !valid_fleet_name(fleet)) ||
+        (options != NULL && options->key_version > KEY_VERSION_MAX)) {
         return TPROV_ERR_REQUEST_OPTION;
     }
-    status = sign_version(sealed ? "v2\n" : "v1\n", device_id, timestamp, device_key_b64, signature,
-                          sizeof signature);
-    if (status != TPROV_OK) {
-        return status;
+    status = key_from_b64(device_id, device_key_b64, &key, &storage);
+    if (status == TPROV_OK) {
+        status = tprov_build_request(device_id, timestamp, &key, options, NULL, out, out_size,
+                                     out_len);
     }
-
-    /* The device ID and base64 need no JSON escaping: their alphabets hold no '"' or '\'. */
-    w.buf = out;
-    w.size = out_size;
-    w.len = 0;
-    w.overflow = false;
-    append_str(&w, "{\"device\":\"");
-    append_str(&w, device_id);
-    append_str(&w, "\",\"timestamp\":");
-    append(&w, digits, format_u64(timestamp, digits));
-    append_str(&w, ",\"signature\":\"");
-    append_str(&w, signature);
-    append_str(&w, "\"");
-    /* The fleet name's alphabet needs no JSON escaping either. */
-    if (fleet != NULL) {
-        append_str(&w, ",\"fleet\":\"");
-        append_str(&w, fleet);
-        append_str(&w, "\"");
-    }
-    if (key_version > 1u) {
-        append_str(&w, ",\"keyVersion\":");
-        append(&w, digits, format_u64(key_version, digits));
-    }
-    if (sealed) {
-        append_str(&w, ",\"version\":2");
-    }
-    append_str(&w, "}");
-    tprov_memzero(signature, sizeof signature);
-
-    if (w.overflow) {
-        tprov_memzero(out, out_size);
-        return TPROV_ERR_BUFFER_TOO_SMALL;
-    }
-    *out_len = w.len;
-    return TPROV_OK;
+    tprov_memzero(&storage, sizeof storage);
+    return status;
 }
 
 static bool key_equals(const char *key, size_t key_len, const char *name)
@@ -667,8 +1069,15 @@ static tprov_status_t parse_line(const char *line, size_t line_len, parse_state_
     return parse_field(line, key_len, equals + 1, line_len - key_len - 1u, state, out);
 }
 
+/* How a sealed answer is opened: with a seal key the caller derived, or with the key itself. */
+typedef struct {
+    const unsigned char *seal_key;
+    const tprov_key_t *key;
+    uint64_t timestamp;
+} opener_t;
+
 static tprov_status_t parse_body(const char *body, size_t len, const char *expected_device,
-                                 const unsigned char *seal_key, tprov_response_t *out)
+                                 const opener_t *opener, tprov_response_t *out)
 {
     parse_state_t state = { 0u, NULL, 0u };
     size_t pos = 0;
@@ -709,19 +1118,24 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
     if ((state.seen & SEEN_ALL_SUCCESS) != SEEN_ALL_SUCCESS) {
         return TPROV_ERR_RESPONSE_MISSING;
     }
-    if (seal_key != NULL && (state.seen & SEEN_CREDENTIAL) != 0u) {
+    if (opener != NULL && (state.seen & SEEN_CREDENTIAL) != 0u) {
         return TPROV_ERR_RESPONSE_NOT_SEALED;
     }
-    if ((state.seen & (seal_key != NULL ? SEEN_SEALED : SEEN_CREDENTIAL)) == 0u) {
+    if ((state.seen & (opener != NULL ? SEEN_SEALED : SEEN_CREDENTIAL)) == 0u) {
         return TPROV_ERR_RESPONSE_MISSING;
     }
     if (expected_device != NULL && strcmp(out->device, expected_device) != 0) {
         return TPROV_ERR_RESPONSE_DEVICE_MISMATCH;
     }
-    if (seal_key != NULL) {
-        status = tprov_open_sealed(state.sealed, state.sealed_len, seal_key, out->username,
-                                   out->device, out->host, out->credential,
-                                   sizeof out->credential);
+    if (opener != NULL) {
+        status = opener->key != NULL
+                     ? tprov_open_sealed_with_key(state.sealed, state.sealed_len, opener->key,
+                                                  out->device, opener->timestamp, out->username,
+                                                  out->host, out->credential,
+                                                  sizeof out->credential)
+                     : tprov_open_sealed(state.sealed, state.sealed_len, opener->seal_key,
+                                         out->username, out->device, out->host, out->credential,
+                                         sizeof out->credential);
         if (status != TPROV_OK) {
             return status;
         }
@@ -733,7 +1147,7 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
 }
 
 static tprov_status_t parse_response(const char *body, size_t len, const char *expected_device,
-                                     const unsigned char *seal_key, tprov_response_t *out)
+                                     const opener_t *opener, tprov_response_t *out)
 {
     tprov_status_t status;
 
@@ -744,7 +1158,7 @@ static tprov_status_t parse_response(const char *body, size_t len, const char *e
     if (body == NULL && len != 0) {
         return TPROV_ERR_ARGUMENT;
     }
-    status = parse_body(body, len, expected_device, seal_key, out);
+    status = parse_body(body, len, expected_device, opener, out);
     if (status != TPROV_OK) {
         tprov_memzero(out, sizeof *out);
     }
@@ -762,13 +1176,60 @@ tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
                                            const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
                                            tprov_response_t *out)
 {
+    opener_t opener = { NULL, NULL, 0u };
+
     if (seal_key == NULL) {
         if (out != NULL) {
             tprov_memzero(out, sizeof *out);
         }
         return TPROV_ERR_ARGUMENT;
     }
-    return parse_response(body, len, expected_device, seal_key, out);
+    opener.seal_key = seal_key;
+    return parse_response(body, len, expected_device, &opener, out);
+}
+
+tprov_status_t tprov_parse_response_with_key(const char *body, size_t len,
+                                             const char *expected_device, uint64_t timestamp,
+                                             const tprov_key_t *key, tprov_response_t *out)
+{
+    opener_t opener = { NULL, NULL, 0u };
+
+    if (key == NULL || !valid_key(key)) {
+        if (out != NULL) {
+            tprov_memzero(out, sizeof *out);
+        }
+        return TPROV_ERR_ARGUMENT;
+    }
+    opener.key = key;
+    opener.timestamp = timestamp;
+    return parse_response(body, len, expected_device, &opener, out);
+}
+
+/* Decodes a sealed value into envelope (TPROV_SEALED_MAX_LEN + DECODE_SLACK bytes) and checks
+ * its frame: format, a known mode and room for its header, a nonce, 1 byte and a tag. Writes the
+ * mode's header length to *header_len. */
+static tprov_status_t decode_envelope(const char *sealed_b64, size_t sealed_len,
+                                      unsigned char *envelope, size_t envelope_size,
+                                      size_t *envelope_len, size_t *header_len)
+{
+    if (sealed_len > TPROV_SEALED_B64_MAX_LEN ||
+        mbedtls_base64_decode(envelope, envelope_size, envelope_len,
+                              (const unsigned char *)sealed_b64, sealed_len) != 0 ||
+        *envelope_len < SEAL_HEADER_LEN || *envelope_len > TPROV_SEALED_MAX_LEN ||
+        envelope[0] != TPROV_SEAL_FORMAT) {
+        return TPROV_ERR_SEALED;
+    }
+    if (envelope[1] == TPROV_SEAL_MODE_HMAC) {
+        *header_len = SEAL_HEADER_LEN;
+    } else if (envelope[1] == TPROV_SEAL_MODE_ECDH) {
+        *header_len = SEAL_HEADER_LEN + TPROV_P256_POINT_LEN;
+    } else {
+        return TPROV_ERR_SEALED;
+    }
+    if (*envelope_len < *header_len + SEAL_NONCE_LEN + 1u + SEAL_TAG_LEN) {
+        return TPROV_ERR_SEALED;
+    }
+    return TPROV_OK;
 }
 
 /* Appends s to the associated data; false when it would not fit (caller strings are unchecked). */
@@ -784,39 +1245,24 @@ static bool append_aad(unsigned char *aad, size_t *aad_len, const char *s, size_
     return true;
 }
 
-tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
-                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
-                                 const char *device, const char *host, char *out,
-                                 size_t out_size)
+/* AES-256-GCM open of a decoded envelope whose header is header_len bytes. */
+static tprov_status_t open_envelope(const unsigned char *envelope, size_t envelope_len,
+                                    size_t header_len, const unsigned char key[TPROV_SEAL_KEY_LEN],
+                                    const char *username, const char *device, const char *host,
+                                    char *out, size_t out_size)
 {
-    unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
     unsigned char aad[SEAL_AAD_MAX_LEN];
-    size_t envelope_len = 0;
-    size_t aad_len = SEAL_HEADER_LEN;
-    size_t text_len;
+    size_t aad_len = header_len;
+    size_t text_len = envelope_len - header_len - SEAL_NONCE_LEN - SEAL_TAG_LEN;
     size_t i;
     mbedtls_gcm_context gcm;
     tprov_status_t status = TPROV_OK;
     int rc;
 
-    if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
-        out == NULL || out_size == 0) {
-        return TPROV_ERR_ARGUMENT;
-    }
-    out[0] = '\0';
-    if (sealed_len > TPROV_SEALED_B64_MAX_LEN ||
-        mbedtls_base64_decode(envelope, sizeof envelope, &envelope_len,
-                              (const unsigned char *)sealed_b64, sealed_len) != 0 ||
-        envelope_len < SEAL_HEADER_LEN + SEAL_NONCE_LEN + 1u + SEAL_TAG_LEN ||
-        envelope_len > TPROV_SEALED_MAX_LEN || envelope[0] != TPROV_SEAL_FORMAT ||
-        envelope[1] != TPROV_SEAL_MODE_HMAC) {
-        return TPROV_ERR_SEALED;
-    }
-    text_len = envelope_len - SEAL_HEADER_LEN - SEAL_NONCE_LEN - SEAL_TAG_LEN;
     if (text_len >= out_size) {
         return TPROV_ERR_BUFFER_TOO_SMALL;
     }
-    memcpy(aad, envelope, SEAL_HEADER_LEN);
+    memcpy(aad, envelope, header_len);
     if (!append_aad(aad, &aad_len, username, TPROV_USERNAME_MAX_LEN) ||
         !append_aad(aad, &aad_len, "\n", 1) ||
         !append_aad(aad, &aad_len, device, TPROV_DEVICE_ID_MAX_LEN) ||
@@ -828,9 +1274,9 @@ tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
     mbedtls_gcm_init(&gcm);
     rc = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, TPROV_SEAL_KEY_LEN * 8u);
     if (rc == 0) {
-        rc = mbedtls_gcm_auth_decrypt(&gcm, text_len, envelope + SEAL_HEADER_LEN, SEAL_NONCE_LEN,
-                                      aad, aad_len, envelope + envelope_len - SEAL_TAG_LEN,
-                                      SEAL_TAG_LEN, envelope + SEAL_HEADER_LEN + SEAL_NONCE_LEN,
+        rc = mbedtls_gcm_auth_decrypt(&gcm, text_len, envelope + header_len, SEAL_NONCE_LEN, aad,
+                                      aad_len, envelope + envelope_len - SEAL_TAG_LEN,
+                                      SEAL_TAG_LEN, envelope + header_len + SEAL_NONCE_LEN,
                                       (unsigned char *)out);
         if (rc == MBEDTLS_ERR_GCM_AUTH_FAILED) {
             status = TPROV_ERR_SEALED;
@@ -849,9 +1295,106 @@ tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
     }
     if (status == TPROV_OK) {
         out[text_len] = '\0';
-    } else {
+    }
+    return status;
+}
+
+tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
+                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
+                                 const char *device, const char *host, char *out,
+                                 size_t out_size)
+{
+    unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
+    size_t envelope_len = 0;
+    size_t header_len = 0;
+    tprov_status_t status;
+
+    if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
+        out == NULL || out_size == 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    out[0] = '\0';
+    status = decode_envelope(sealed_b64, sealed_len, envelope, sizeof envelope, &envelope_len,
+                             &header_len);
+    /* A seal key in hand opens hmac-mode envelopes only: ECDH derives its key from the envelope. */
+    if (status == TPROV_OK && envelope[1] != TPROV_SEAL_MODE_HMAC) {
+        status = TPROV_ERR_SEALED;
+    }
+    if (status == TPROV_OK) {
+        status = open_envelope(envelope, envelope_len, header_len, key, username, device, host, out,
+                               out_size);
+    }
+    if (status != TPROV_OK && status != TPROV_ERR_ARGUMENT && status != TPROV_ERR_BUFFER_TOO_SMALL) {
         tprov_memzero(out, out_size);
     }
+    tprov_memzero(envelope, sizeof envelope);
+    return status;
+}
+
+/* The seal key of an ECDH envelope: HMAC-SHA256(Z, SEAL_LABEL_ECDH device "\n" timestamp), Z the
+ * x-coordinate the key's ecdh callback agrees with the service's ephemeral point. */
+static tprov_status_t ecdh_seal_key(const tprov_key_t *key,
+                                    const unsigned char peer[TPROV_P256_POINT_LEN],
+                                    const char *device, uint64_t timestamp,
+                                    unsigned char seal_key[TPROV_SEAL_KEY_LEN])
+{
+    unsigned char shared_x[TPROV_P256_SCALAR_LEN];
+    char message[SIGNED_MESSAGE_MAX_LEN];
+    size_t message_len = device_message(SEAL_LABEL_ECDH, device, timestamp, message);
+    tprov_status_t status = TPROV_OK;
+
+    if (key->ecdh(key->ctx, peer, shared_x) != 0) {
+        status = TPROV_ERR_KEY_CALLBACK;
+    } else {
+        status = hmac_sha256(shared_x, sizeof shared_x, (const unsigned char *)message,
+                             message_len, seal_key);
+    }
+    tprov_memzero(shared_x, sizeof shared_x);
+    return status;
+}
+
+tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_len,
+                                          const tprov_key_t *key, const char *device,
+                                          uint64_t timestamp, const char *username,
+                                          const char *host, char *out, size_t out_size)
+{
+    unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
+    unsigned char seal_key[TPROV_SEAL_KEY_LEN];
+    size_t envelope_len = 0;
+    size_t header_len = 0;
+    tprov_status_t status;
+
+    if (sealed_b64 == NULL || key == NULL || !valid_key(key) || username == NULL ||
+        device == NULL || host == NULL || out == NULL || out_size == 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    out[0] = '\0';
+    status = tprov_validate_device_id(device);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    status = decode_envelope(sealed_b64, sealed_len, envelope, sizeof envelope, &envelope_len,
+                             &header_len);
+    /* Each key opens its own mode only: an envelope of another mode is not for this device. */
+    if (status == TPROV_OK) {
+        if (envelope[1] == TPROV_SEAL_MODE_HMAC && key->type == TPROV_KEY_HMAC) {
+            status = key_mac(key, SEAL_LABEL, device, timestamp, seal_key);
+        } else if (envelope[1] == TPROV_SEAL_MODE_ECDH && key->type == TPROV_KEY_P256 &&
+                   key->ecdh != NULL && envelope[SEAL_HEADER_LEN] == 0x04u) {
+            /* Only an uncompressed point opens (0x04); the callback checks it is on the curve. */
+            status = ecdh_seal_key(key, envelope + SEAL_HEADER_LEN, device, timestamp, seal_key);
+        } else {
+            status = TPROV_ERR_SEALED;
+        }
+    }
+    if (status == TPROV_OK) {
+        status = open_envelope(envelope, envelope_len, header_len, seal_key, username, device, host,
+                               out, out_size);
+    }
+    if (status != TPROV_OK && status != TPROV_ERR_ARGUMENT && status != TPROV_ERR_BUFFER_TOO_SMALL) {
+        tprov_memzero(out, out_size);
+    }
+    tprov_memzero(seal_key, sizeof seal_key);
     tprov_memzero(envelope, sizeof envelope);
     return status;
 }

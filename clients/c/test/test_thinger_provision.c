@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mbedtls/base64.h"
+#include "mbedtls/ecdsa.h"
+#include "mbedtls/ecp.h"
+#include "mbedtls/md.h"
+
 #include "thinger_provision.h"
 
 /* The protocol's test vector (docs/firmware.md). */
@@ -1112,6 +1117,536 @@ static void test_parser_survives_mutated_and_random_input(void)
     }
 }
 
+/* --- keys behind callbacks, X.509 requests and ECDH-sealed answers --- */
+
+/* The X.509 test vector (docs/protocol.md, test/support/x509-vector.ts). */
+static const unsigned char X509_DEVICE_D[TPROV_P256_SCALAR_LEN] = {
+    0x72, 0x84, 0xac, 0x89, 0x62, 0x18, 0xef, 0x99, 0x16, 0x91, 0x5d, 0x16, 0x51, 0x8b, 0xeb, 0x2f,
+    0xde, 0x42, 0x28, 0x25, 0x84, 0xcc, 0x3f, 0x2a, 0x1e, 0x5f, 0xa9, 0xdc, 0x28, 0x28, 0xfa, 0x83
+};
+#define X509_CERTIFICATE_B64                                                                    \
+    "MIIB0TCCAXagAwIBAgICEAEwCgYIKoZIzj0EAwIwTjEcMBoGA1UECgwTdGhpbmdlci1wcm92aXNpb25lcjEuMCwGA1U" \
+    "EAwwldGhpbmdlci1wcm92aXNpb25lciBMT0NBTCBERVYgT05MWSBDQTAeFw0yNTAxMDEwMDAwMDBaFw00OTEyMzEyMz" \
+    "U5NTlaMB0xGzAZBgNVBAMMEmVzcDMyX2ExYjJjM2Q0ZTVmNjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABEpwwWq2Q" \
+    "HEBnLOWAXucJjKZddW8KsWVsrwnHIfcv37sgI8rWSDJd9cQ8deuO2yRJSFi+wENrdVsO3ZXFKoubuCjdTBzMAwGA1Ud" \
+    "EwEB/wQCMAAwHQYDVR0OBBYEFJr64AvDmjBZRPKcSR45ZGkaOxfrMB8GA1UdIwQYMBaAFMCdYuok3/bbLE/K0P+8+wB" \
+    "hYeUFMA4GA1UdDwEB/wQEAwIDiDATBgNVHSUEDDAKBggrBgEFBQcDAjAKBggqhkjOPQQDAgNJADBGAiEAqlf+vtMvHl" \
+    "+jqpOY59OXEQnoen4ZlJgQRZbLqaLdX5gCIQCJ4heoBdRVPP741nXjS4FhJuDuRrL/NFIIJFHhwFwdeg=="
+#define ECDH_SEALED_B64                                                                         \
+    "AQMEl1bELjGsgI7WjwzAmGgW0mFMRwEKT0Pqy6NmP7buMjiziYCa0b5alkpe41o9ltrvS5ixtrdP4+IdoNyuz6JdLA" \
+    "ABAgMEBQYHCAkKC2+DmAyfADnKSwBgUKVly8cl7aSPi0xVo+zaRumDRCMk+AqhYEcGNBM="
+#define ECDH_SEALED_BODY \
+    "username=acme\ndevice=esp32_a1b2c3d4e5f6\nsealed=" ECDH_SEALED_B64 \
+    "\nhost=backend.thinger.io\ncreated=true\n"
+
+/* Blinding randomness for the tests: any bytes will do, the results do not depend on them. */
+static int test_rng(void *ctx, unsigned char *out, size_t len)
+{
+    size_t i;
+
+    (void)ctx;
+    for (i = 0; i < len; i++) {
+        out[i] = (unsigned char)rand();
+    }
+    return 0;
+}
+
+static size_t decode_b64(const char *b64, unsigned char *out, size_t out_size)
+{
+    size_t len = 0;
+
+    if (mbedtls_base64_decode(out, out_size, &len, (const unsigned char *)b64, strlen(b64)) != 0) {
+        fprintf(stderr, "bad base64 in a test\n");
+        exit(2);
+    }
+    return len;
+}
+
+/* The value of "name":"…" in a JSON body, into out. */
+static int json_string(const char *body, const char *name, char *out, size_t out_size)
+{
+    char pattern[48];
+    const char *start;
+    const char *end;
+
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", name);
+    start = strstr(body, pattern);
+    if (start == NULL) {
+        return -1;
+    }
+    start += strlen(pattern);
+    end = strchr(start, '"');
+    if (end == NULL || (size_t)(end - start) >= out_size) {
+        return -1;
+    }
+    memcpy(out, start, (size_t)(end - start));
+    out[end - start] = '\0';
+    return 0;
+}
+
+/* Verifies a P-256 r || s signature of message with the public key of d. */
+static int p256_verifies(const unsigned char d[32], const char *message,
+                         const unsigned char *signature, size_t signature_len)
+{
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_point q;
+    mbedtls_mpi scalar;
+    mbedtls_mpi r;
+    mbedtls_mpi s;
+    unsigned char digest[32];
+    int rc;
+
+    if (signature_len != 64) {
+        return 0;
+    }
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_ecp_point_init(&q);
+    mbedtls_mpi_init(&scalar);
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    rc = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+    rc = rc != 0 ? rc : mbedtls_mpi_read_binary(&scalar, d, 32);
+    rc = rc != 0 ? rc : mbedtls_ecp_mul(&grp, &q, &scalar, &grp.G, test_rng, NULL);
+    rc = rc != 0 ? rc : mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+                                   (const unsigned char *)message, strlen(message), digest);
+    rc = rc != 0 ? rc : mbedtls_mpi_read_binary(&r, signature, 32);
+    rc = rc != 0 ? rc : mbedtls_mpi_read_binary(&s, signature + 32, 32);
+    rc = rc != 0 ? rc : mbedtls_ecdsa_verify(&grp, digest, sizeof digest, &q, &r, &s);
+    mbedtls_mpi_free(&s);
+    mbedtls_mpi_free(&r);
+    mbedtls_mpi_free(&scalar);
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&grp);
+    return rc == 0;
+}
+
+static void vector_p256_key(tprov_key_t *key, tprov_p256_key_t *storage)
+{
+    if (tprov_key_from_p256(key, storage, X509_DEVICE_D, test_rng, NULL) != TPROV_OK) {
+        fprintf(stderr, "the vector's P-256 key was refused\n");
+        exit(2);
+    }
+}
+
+static void test_device_key_behind_a_callback_signs_the_vector(void)
+{
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_request_options_t sealed;
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_response_t r;
+
+    CHECK_STATUS(tprov_key_from_device_key(&key, &storage, DEVICE_KEY_B64), TPROV_OK);
+    CHECK(key.type == TPROV_KEY_HMAC && key.hmac != NULL && key.sign == NULL);
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, NULL, body, sizeof body,
+                                     &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, REQUEST_BODY) == 0 && len == strlen(REQUEST_BODY));
+    memset(&sealed, 0, sizeof sealed);
+    sealed.sealed = true;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &sealed, NULL, body, sizeof body,
+                                     &len),
+                 TPROV_OK);
+    CHECK(strstr(body, "\"signature\":\"" SIGNATURE_V2_B64 "\"") != NULL);
+    /* The answer opens with the key itself, for the timestamp it signed. */
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP + 1u, &key, &r),
+                 TPROV_ERR_SEALED);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(tprov_key_from_device_key(&key, &storage, "not a key"), TPROV_ERR_KEY);
+    CHECK(is_all_zero(&storage, sizeof storage));
+}
+
+/* Stands in for the ESP32 HMAC peripheral: the key is in "hardware" (this static), the core only
+ * ever sees the callback. */
+static unsigned char g_efuse_block[32];
+static int g_hmac_calls;
+
+static int efuse_hmac(void *ctx, const unsigned char *message, size_t message_len,
+                      unsigned char mac[32])
+{
+    (void)ctx;
+    g_hmac_calls++;
+    return mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), g_efuse_block,
+                           sizeof g_efuse_block, message, message_len, mac);
+}
+
+static int failing_hmac(void *ctx, const unsigned char *message, size_t message_len,
+                        unsigned char mac[32])
+{
+    (void)ctx;
+    (void)message;
+    (void)message_len;
+    memset(mac, 0xAA, 32);
+    return -1;
+}
+
+static void test_hardware_hmac_key_gives_the_same_request_and_opens_the_answer(void)
+{
+    tprov_key_t key;
+    tprov_request_options_t options;
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_response_t r;
+
+    decode_b64(DEVICE_KEY_B64, g_efuse_block, sizeof g_efuse_block);
+    memset(&key, 0, sizeof key);
+    key.type = TPROV_KEY_HMAC;
+    key.hmac = efuse_hmac;
+    memset(&options, 0, sizeof options);
+    options.sealed = true;
+    g_hmac_calls = 0;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, NULL, body, sizeof body,
+                                     &len),
+                 TPROV_OK);
+    CHECK(strstr(body, SIGNATURE_V2_B64) != NULL);
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK(g_hmac_calls == 2);
+
+    /* A peripheral that fails: the request is not built, the buffer is wiped. */
+    key.hmac = failing_hmac;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, NULL, body, sizeof body,
+                                     &len),
+                 TPROV_ERR_KEY_CALLBACK);
+    CHECK(is_all_zero(body, sizeof body) && len == 0);
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_ERR_KEY_CALLBACK);
+    CHECK(is_all_zero(&r, sizeof r));
+    memset(g_efuse_block, 0, sizeof g_efuse_block);
+}
+
+static void test_x509_vector_answer_opens_with_ecdh(void)
+{
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+    tprov_hmac_key_t hmac_storage;
+    tprov_key_t hmac_key;
+    tprov_response_t r;
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+
+    vector_p256_key(&key, &storage);
+    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
+                                            DEVICE_ID, TIMESTAMP, "acme", "backend.thinger.io",
+                                            credential, sizeof credential),
+                 TPROV_OK);
+    CHECK(strcmp(credential, SEALED_CREDENTIAL) == 0);
+    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
+                                               DEVICE_ID, TIMESTAMP, &key, &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS && strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK(r.created && strcmp(r.host, "backend.thinger.io") == 0);
+
+    /* Another timestamp, host or username: the seal key or the associated data differ. */
+    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
+                                            DEVICE_ID, TIMESTAMP + 1u, "acme",
+                                            "backend.thinger.io", credential, sizeof credential),
+                 TPROV_ERR_SEALED);
+    CHECK(is_all_zero(credential, sizeof credential));
+    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
+                                            DEVICE_ID, TIMESTAMP, "acme", "evil.example.com",
+                                            credential, sizeof credential),
+                 TPROV_ERR_SEALED);
+    /* Each key opens its own mode only, and a seal key in hand never opens ECDH envelopes. */
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_ERR_SEALED);
+    CHECK_STATUS(tprov_key_from_device_key(&hmac_key, &hmac_storage, DEVICE_KEY_B64), TPROV_OK);
+    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
+                                               DEVICE_ID, TIMESTAMP, &hmac_key, &r),
+                 TPROV_ERR_SEALED);
+    CHECK_STATUS(tprov_open_sealed(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), SEAL_KEY, "acme",
+                                   DEVICE_ID, "backend.thinger.io", credential, sizeof credential),
+                 TPROV_ERR_SEALED);
+    /* A credential in clear is a downgrade for a P-256 key too. */
+    CHECK_STATUS(tprov_parse_response_with_key(SUCCESS_BODY, strlen(SUCCESS_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_ERR_RESPONSE_NOT_SEALED);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_every_changed_byte_of_an_ecdh_envelope_is_refused(void)
+{
+    unsigned char envelope[400];
+    unsigned char changed[400];
+    char b64[600];
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    size_t envelope_len = decode_b64(ECDH_SEALED_B64, envelope, sizeof envelope);
+    size_t b64_len = 0;
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+    size_t i;
+
+    vector_p256_key(&key, &storage);
+    CHECK(envelope_len == 2u + 65u + 12u + 24u + 16u);
+    for (i = 0; i < envelope_len; i++) {
+        tprov_status_t status;
+
+        memcpy(changed, envelope, envelope_len);
+        changed[i] ^= 0x01u;
+        mbedtls_base64_encode((unsigned char *)b64, sizeof b64, &b64_len, changed, envelope_len);
+        status = tprov_open_sealed_with_key(b64, b64_len, &key, DEVICE_ID, TIMESTAMP, "acme",
+                                            "backend.thinger.io", credential, sizeof credential);
+        /* A changed point is off the curve (the callback refuses it) or another key (GCM does). */
+        CHECK(status == TPROV_ERR_SEALED || status == TPROV_ERR_KEY_CALLBACK);
+        CHECK(credential[0] == '\0');
+        if (g_case_failures > 0) {
+            fprintf(stderr, "  changed byte %zu\n", i);
+            return;
+        }
+    }
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_x509_request_is_signed_by_the_p256_key_and_carries_the_certificate(void)
+{
+    unsigned char certificate_der[600];
+    unsigned char signature[80];
+    char signature_b64[120];
+    char certificate_b64[900];
+    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
+    char again[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    size_t full;
+    tprov_certificate_t certificate;
+    tprov_request_options_t options;
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+
+    vector_p256_key(&key, &storage);
+    memset(&certificate, 0, sizeof certificate);
+    certificate.der = certificate_der;
+    certificate.der_len = decode_b64(X509_CERTIFICATE_B64, certificate_der, sizeof certificate_der);
+    memset(&options, 0, sizeof options);
+    options.fleet = "factory";
+    options.sealed = true;
+
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_OK);
+    CHECK(len == strlen(body));
+    CHECK(strncmp(body, "{\"device\":\"esp32_a1b2c3d4e5f6\",\"timestamp\":1764150000,"
+                        "\"signature\":\"", 67) == 0);
+    CHECK(strstr(body, ",\"fleet\":\"factory\",\"version\":2,\"certificate\":\"") != NULL);
+    CHECK(json_string(body, "certificate", certificate_b64, sizeof certificate_b64) == 0 &&
+          strcmp(certificate_b64, X509_CERTIFICATE_B64) == 0);
+    CHECK(strstr(body, "chain") == NULL && strstr(body, "keyVersion") == NULL);
+    CHECK(json_string(body, "signature", signature_b64, sizeof signature_b64) == 0);
+    CHECK(strlen(signature_b64) == 88u);
+    CHECK(p256_verifies(X509_DEVICE_D, "v2\nesp32_a1b2c3d4e5f6\n1764150000", signature,
+                        decode_b64(signature_b64, signature, sizeof signature)));
+    /* RFC 6979: the same request twice is the same bytes (no RNG in the signature). */
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, &certificate, again,
+                                     sizeof again, &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, again) == 0);
+
+    /* v1: signs "v1\n…" and asks for no sealing; an intermediate goes in "chain". */
+    options.sealed = false;
+    certificate.chain_der = certificate_der; /* any DER: the core does not read it */
+    certificate.chain_der_len = certificate.der_len;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strstr(body, "\"version\"") == NULL);
+    CHECK(strstr(body, ",\"chain\":[\"" X509_CERTIFICATE_B64 "\"]}") != NULL);
+    CHECK(json_string(body, "signature", signature_b64, sizeof signature_b64) == 0);
+    CHECK(p256_verifies(X509_DEVICE_D, "v1\nesp32_a1b2c3d4e5f6\n1764150000", signature,
+                        decode_b64(signature_b64, signature, sizeof signature)));
+    /* No room for the NUL: refused, and what was written is wiped. */
+    full = len;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, &options, &certificate, body,
+                                     full, &len),
+                 TPROV_ERR_BUFFER_TOO_SMALL);
+    CHECK(is_all_zero(body, full) && len == 0);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+/* An RSA key in the Digital Signature peripheral, faked: a 256-byte "signature" of the digest. */
+static size_t g_rsa_signature_len;
+
+static int fake_rsa_sign(void *ctx, const unsigned char digest[32], unsigned char *signature,
+                         size_t signature_size, size_t *signature_len)
+{
+    size_t i;
+
+    (void)ctx;
+    if (g_rsa_signature_len > signature_size) {
+        return -1;
+    }
+    for (i = 0; i < g_rsa_signature_len; i++) {
+        signature[i] = digest[i % 32u];
+    }
+    *signature_len = g_rsa_signature_len;
+    return 0;
+}
+
+static int fake_p256_sign(void *ctx, const unsigned char digest[32], unsigned char *signature,
+                          size_t signature_size, size_t *signature_len)
+{
+    return fake_rsa_sign(ctx, digest, signature, signature_size, signature_len);
+}
+
+static void test_sign_callbacks_must_write_a_length_their_key_type_makes(void)
+{
+    unsigned char der[3] = { 0x30, 0x01, 0x00 };
+    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_certificate_t certificate = { der, sizeof der, NULL, 0 };
+    tprov_key_t key;
+
+    memset(&key, 0, sizeof key);
+    key.type = TPROV_KEY_RSA;
+    key.sign = fake_rsa_sign;
+    g_rsa_signature_len = 256;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strstr(body, "\"certificate\":\"MAEA\"") != NULL);
+    g_rsa_signature_len = 512;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_OK);
+    CHECK(len < TPROV_X509_REQUEST_BODY_MAX_LEN);
+    g_rsa_signature_len = 255; /* under RSA 2048 */
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_ERR_KEY_CALLBACK);
+    CHECK(is_all_zero(body, sizeof body));
+    g_rsa_signature_len = 513; /* more than the buffer: the callback refuses */
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_ERR_KEY_CALLBACK);
+    key.type = TPROV_KEY_P256;
+    key.sign = fake_p256_sign;
+    g_rsa_signature_len = 63;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_ERR_KEY_CALLBACK);
+    g_rsa_signature_len = 64;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_OK);
+}
+
+static void test_x509_requests_refuse_combinations_the_protocol_refuses(void)
+{
+    unsigned char der[3] = { 0x30, 0x01, 0x00 };
+    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_certificate_t certificate = { der, sizeof der, NULL, 0 };
+    tprov_certificate_t empty = { der, 0, NULL, 0 };
+    tprov_certificate_t empty_chain = { der, sizeof der, der, 0 };
+    tprov_request_options_t options;
+    tprov_hmac_key_t hmac_storage;
+    tprov_key_t hmac_key;
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+    tprov_key_t sign_only;
+    tprov_key_t rsa;
+
+    vector_p256_key(&key, &storage);
+    sign_only = key;
+    sign_only.ecdh = NULL;
+    memset(&rsa, 0, sizeof rsa);
+    rsa.type = TPROV_KEY_RSA;
+    rsa.sign = fake_rsa_sign;
+    g_rsa_signature_len = 256;
+    CHECK_STATUS(tprov_key_from_device_key(&hmac_key, &hmac_storage, DEVICE_KEY_B64), TPROV_OK);
+    memset(&options, 0, sizeof options);
+
+#define REFUSED(k, o, c, expected)                                                            \
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, k, o, c, body, sizeof body, &len), \
+                 expected)
+    REFUSED(&hmac_key, NULL, &certificate, TPROV_ERR_REQUEST_OPTION); /* a device key has none */
+    REFUSED(&key, NULL, NULL, TPROV_ERR_REQUEST_OPTION);              /* an X.509 key needs one */
+    REFUSED(&key, NULL, &empty, TPROV_ERR_REQUEST_OPTION);
+    REFUSED(&key, NULL, &empty_chain, TPROV_ERR_REQUEST_OPTION);
+    options.key_version = 2; /* key versions are for fleet keys */
+    REFUSED(&key, &options, &certificate, TPROV_ERR_REQUEST_OPTION);
+    options.key_version = 0;
+    options.sealed = true; /* sealing needs ECDH */
+    REFUSED(&rsa, &options, &certificate, TPROV_ERR_REQUEST_OPTION);
+    REFUSED(&sign_only, &options, &certificate, TPROV_ERR_REQUEST_OPTION);
+    options.sealed = false;
+    options.fleet = "Factory";
+    REFUSED(&key, &options, &certificate, TPROV_ERR_REQUEST_OPTION);
+    REFUSED(NULL, NULL, &certificate, TPROV_ERR_ARGUMENT);
+    sign_only.sign = NULL;
+    REFUSED(&sign_only, NULL, &certificate, TPROV_ERR_ARGUMENT);
+    sign_only.type = (tprov_key_type_t)7;
+    REFUSED(&sign_only, NULL, &certificate, TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_build_request("bad id!", TIMESTAMP, &key, NULL, &certificate, body,
+                                     sizeof body, &len),
+                 TPROV_ERR_DEVICE_ID);
+    REFUSED(&rsa, NULL, &certificate, TPROV_OK);
+    REFUSED(&sign_only, NULL, &certificate, TPROV_ERR_ARGUMENT);
+#undef REFUSED
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_p256_private_keys_outside_1_to_n_minus_1_are_refused(void)
+{
+    /* n, the order of P-256 */
+    static const unsigned char order[32] = {
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51
+    };
+    unsigned char d[32];
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+
+    memset(d, 0, sizeof d);
+    CHECK_STATUS(tprov_key_from_p256(&key, &storage, d, test_rng, NULL), TPROV_ERR_KEY);
+    CHECK(is_all_zero(&storage, sizeof storage));
+    CHECK_STATUS(tprov_key_from_p256(&key, &storage, order, test_rng, NULL), TPROV_ERR_KEY);
+    memset(d, 0xff, sizeof d);
+    CHECK_STATUS(tprov_key_from_p256(&key, &storage, d, test_rng, NULL), TPROV_ERR_KEY);
+    memcpy(d, order, sizeof d);
+    d[31] = 0x50; /* n - 1 */
+    CHECK_STATUS(tprov_key_from_p256(&key, &storage, d, test_rng, NULL), TPROV_OK);
+    CHECK(key.type == TPROV_KEY_P256 && key.sign != NULL && key.ecdh != NULL);
+    CHECK_STATUS(tprov_key_from_p256(&key, &storage, X509_DEVICE_D, NULL, NULL), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_key_from_p256(NULL, &storage, X509_DEVICE_D, test_rng, NULL),
+                 TPROV_ERR_ARGUMENT);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static int failing_ecdh(void *ctx, const unsigned char peer[TPROV_P256_POINT_LEN],
+                        unsigned char shared_x[32])
+{
+    (void)ctx;
+    (void)peer;
+    memset(shared_x, 0x55, 32);
+    return 0x7F;
+}
+
+static void test_a_failing_key_agreement_stores_nothing(void)
+{
+    tprov_p256_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    vector_p256_key(&key, &storage);
+    key.ecdh = failing_ecdh;
+    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
+                                               DEVICE_ID, TIMESTAMP, &key, &r),
+                 TPROV_ERR_KEY_CALLBACK);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
+                                               DEVICE_ID, TIMESTAMP, NULL, &r),
+                 TPROV_ERR_ARGUMENT);
+    tprov_memzero(&storage, sizeof storage);
+}
+
 int main(void)
 {
     RUN(test_vector_device_key);
@@ -1165,6 +1700,15 @@ int main(void)
     RUN(test_status_names_are_distinct);
     RUN(test_memzero_clears_every_byte);
     RUN(test_parser_survives_mutated_and_random_input);
+    RUN(test_device_key_behind_a_callback_signs_the_vector);
+    RUN(test_hardware_hmac_key_gives_the_same_request_and_opens_the_answer);
+    RUN(test_x509_vector_answer_opens_with_ecdh);
+    RUN(test_every_changed_byte_of_an_ecdh_envelope_is_refused);
+    RUN(test_x509_request_is_signed_by_the_p256_key_and_carries_the_certificate);
+    RUN(test_sign_callbacks_must_write_a_length_their_key_type_makes);
+    RUN(test_x509_requests_refuse_combinations_the_protocol_refuses);
+    RUN(test_p256_private_keys_outside_1_to_n_minus_1_are_refused);
+    RUN(test_a_failing_key_agreement_stores_nothing);
 
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
