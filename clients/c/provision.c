@@ -1,8 +1,9 @@
 /*
  * provision: the Linux reference client of the thinger-provisioner protocol, on the portable core
- * (thinger_provision.c) and libcurl. It proves the device's identity with its device key, asks
- * for the text response, retries by the protocol's rules and saves the Thinger credentials to an
- * owner-only file. Run with --help for usage and exit codes.
+ * (thinger_provision.c) and libcurl. It proves the device's identity with its device key, or with
+ * an X.509 certificate and its private key, asks for the text response, retries by the protocol's
+ * rules and saves the Thinger credentials to an owner-only file. Run with --help for usage and
+ * exit codes.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -15,7 +16,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mbedtls/bignum.h"
+#include "mbedtls/ecp.h"
+#include "mbedtls/oid.h"
+#include "mbedtls/pk.h"
+#include "mbedtls/version.h"
+#include "mbedtls/x509_crt.h"
+
 #include "thinger_provision.h"
+
+/* mbedTLS 3 made the key pair's fields private; 2.28 has no such macro. */
+#ifndef MBEDTLS_PRIVATE
+#define MBEDTLS_PRIVATE(member) member
+#endif
 
 #define DEFAULT_OUT_PATH "./thinger-credentials"
 #define DEFAULT_TIMEOUT_MS 10000L
@@ -48,6 +61,8 @@ static const char USAGE[] =
     "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
     "                 [--fleet NAME] [--key-version N] [--unsealed]\n"
     "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
+    "       provision --url URL --cert FILE --key FILE [--device ID] [--fleet NAME] [--unsealed]\n"
+    "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
     "       provision --derive-key --device ID (--fleet-key-file FILE | --fleet-key B64)\n"
     "\n"
     "Provisions a Thinger.io device through a thinger-provisioner service and saves its\n"
@@ -62,6 +77,12 @@ static const char USAGE[] =
     "  --device-key KEY     the device key itself; overwritten in argv at once, but still\n"
     "                       briefly visible. Without either option the key is read from\n"
     "                       the environment variable " ENV_DEVICE_KEY "\n"
+    "  --cert FILE          X.509 fleets (proof: [x509]): PEM with the device certificate and,\n"
+    "                       after it, at most one intermediate CA certificate\n"
+    "  --key FILE           the certificate's private key, PEM (PKCS#8, SEC1 or PKCS#1): ECDSA\n"
+    "                       P-256, or RSA 2048 to 4096 bits with --unsealed (RSA cannot open\n"
+    "                       sealed answers). With --cert, --device defaults to the\n"
+    "                       certificate's subject common name\n"
     "  --fleet NAME         the fleet to join (default: the service's default fleet)\n"
     "  --key-version N      the fleet key version the device key was derived from (default 1)\n"
     "  --unsealed           protocol v1: the credential comes in clear. Only for services from\n"
@@ -84,7 +105,10 @@ static const char USAGE[] =
     "5xx gateway answers and network failures with exponential backoff and full jitter (1 s\n"
     "doubling to 60 s), after the Retry-After when the service gives one (more than 300 s\n"
     "ends the run); other 4xx never.\n"
-    "\n"
+    "\n";
+
+/* Split in two: C99 compilers need not take a string literal over 4095 characters. */
+static const char USAGE_EXIT_CODES[] =
     "exit codes:\n"
     "  0  provisioned, credentials saved\n"
     "  1  internal error (libcurl could not start, out of memory)\n"
@@ -95,7 +119,7 @@ static const char USAGE[] =
     "  4  unavailable: network failures, 429 or 503 until --max-attempts ran out, or a\n"
     "     Retry-After over 300 s: try again later\n"
     "  5  service error: 500/502 not marked retryable, an answer outside the protocol, or a\n"
-    "     sealed credential that does not open with the device key (nothing is saved)\n"
+    "     sealed credential that does not open with the device's key (nothing is saved)\n"
     "  6  the credentials file could not be written; if the service had answered, the\n"
     "     device's credential was already replaced: run again\n"
     "  7  TLS: the service's certificate is not trusted (see --ca)\n";
@@ -109,13 +133,27 @@ typedef struct {
     const char *ca_file;
     const char *fleet_key;
     const char *fleet_key_file;
+    const char *cert_file;
+    const char *key_file;
     long timeout_ms;
     long max_attempts;
     int derive_key;
     int unsealed;
     tprov_request_options_t request; /* fleet and key version, when not the defaults */
     char key[SECRET_FILE_MAX_BYTES + 1]; /* the device or fleet key in use */
+    char device_from_cert[TPROV_DEVICE_ID_MAX_LEN + 1];
 } options_t;
+
+/* The device's identity for the core: a device key, or a certificate and its private key. */
+typedef struct {
+    tprov_key_t key;
+    tprov_hmac_key_t hmac_storage;
+    tprov_p256_key_t p256_storage;
+    mbedtls_x509_crt chain; /* the device certificate, then its intermediate */
+    mbedtls_pk_context pk;  /* the private key, for RSA signatures */
+    tprov_certificate_t certificate;
+    int has_certificate;
+} identity_t;
 
 typedef struct {
     char body[TPROV_RESPONSE_MAX_LEN];
@@ -225,6 +263,7 @@ static int parse_options(int argc, char **argv, options_t *opt)
 
         if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
             fputs(USAGE, stdout);
+            fputs(USAGE_EXIT_CODES, stdout);
             exit(EXIT_OK);
         }
         if (strcmp(name, "--derive-key") == 0) {
@@ -253,6 +292,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->device_key = "(argv)";
         } else if (strcmp(name, "--device-key-file") == 0) {
             opt->device_key_file = value;
+        } else if (strcmp(name, "--cert") == 0) {
+            opt->cert_file = value;
+        } else if (strcmp(name, "--key") == 0) {
+            opt->key_file = value;
         } else if (strcmp(name, "--fleet") == 0) {
             opt->request.fleet = value;
         } else if (strcmp(name, "--key-version") == 0) {
@@ -287,14 +330,18 @@ static int parse_options(int argc, char **argv, options_t *opt)
         }
     }
 
-    if (opt->device == NULL) {
+    if ((opt->cert_file != NULL) != (opt->key_file != NULL)) {
+        return usage_error("--cert and --key go together");
+    }
+    if (opt->device == NULL && opt->cert_file == NULL) {
         return usage_error("--device is required");
     }
-    if (tprov_validate_device_id(opt->device) != TPROV_OK) {
+    if (opt->device != NULL && tprov_validate_device_id(opt->device) != TPROV_OK) {
         return usage_error("--device must match [A-Za-z0-9_-]{1,32}");
     }
     if (opt->derive_key) {
-        if (opt->device_key != NULL || opt->device_key_file != NULL || opt->url != NULL) {
+        if (opt->device == NULL || opt->device_key != NULL || opt->device_key_file != NULL ||
+            opt->url != NULL || opt->cert_file != NULL) {
             return usage_error("--derive-key takes only --device and a fleet key");
         }
         if ((opt->fleet_key != NULL) == (opt->fleet_key_file != NULL)) {
@@ -316,6 +363,16 @@ static int parse_options(int argc, char **argv, options_t *opt)
     }
     if (opt->device_key != NULL && opt->device_key_file != NULL) {
         return usage_error("give one of --device-key-file, --device-key");
+    }
+    if (opt->cert_file != NULL) {
+        if (opt->device_key != NULL || opt->device_key_file != NULL) {
+            return usage_error("a certificate replaces the device key: give --cert and --key, "
+                               "or a device key, not both");
+        }
+        if (opt->request.key_version != 0) {
+            return usage_error("--key-version is for device keys, not certificates");
+        }
+        return EXIT_OK;
     }
     if (opt->device_key_file != NULL) {
         if (read_secret_file(opt->device_key_file, opt->key, sizeof opt->key) != 0) {
@@ -349,6 +406,180 @@ static int derive_key(options_t *opt)
     printf("%s\n", device_key);
     tprov_memzero(device_key, sizeof device_key);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_OUTPUT;
+}
+
+/* Fills buf with len bytes from the kernel's CSPRNG: the blinding of the P-256 key's scalar
+ * multiplications, and RSA's. mbedTLS's f_rng signature. */
+static int urandom_fill(void *ctx, unsigned char *buf, size_t len)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+
+    (void)ctx;
+    if (fd < 0) {
+        return -1;
+    }
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    return got == len ? 0 : -1;
+}
+
+/* RSA keys sign through mbedtls_pk (PKCS#1 v1.5 with SHA-256). */
+static int rsa_sign(void *ctx, const unsigned char digest[32], unsigned char *signature,
+                    size_t signature_size, size_t *signature_len)
+{
+    mbedtls_pk_context *pk = ctx;
+
+    if (mbedtls_pk_get_len(pk) > signature_size) {
+        return -1;
+    }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    return mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, digest, 32, signature, signature_size,
+                           signature_len, urandom_fill, NULL);
+#else
+    return mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, digest, 32, signature, signature_len,
+                           urandom_fill, NULL);
+#endif
+}
+
+static void free_identity(identity_t *id)
+{
+    mbedtls_x509_crt_free(&id->chain);
+    mbedtls_pk_free(&id->pk); /* zeroizes the key */
+    tprov_memzero(&id->hmac_storage, sizeof id->hmac_storage);
+    tprov_memzero(&id->p256_storage, sizeof id->p256_storage);
+    tprov_memzero(&id->key, sizeof id->key);
+}
+
+/* The subject's common name of the device certificate, when it is a valid device ID. */
+static int certificate_device_id(const mbedtls_x509_crt *crt, char *out, size_t out_size)
+{
+    const mbedtls_x509_name *name;
+    int found = 0;
+
+    for (name = &crt->subject; name != NULL; name = name->next) {
+        if (name->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) == 0) {
+            if (found || name->val.len == 0 || name->val.len >= out_size) {
+                return -1; /* two common names, as the service: none is the device */
+            }
+            memcpy(out, name->val.p, name->val.len);
+            out[name->val.len] = '\0';
+            found = 1;
+        }
+    }
+    return found && tprov_validate_device_id(out) == TPROV_OK ? 0 : -1;
+}
+
+/* Loads --cert and --key: checks the key type and size, that the key is the certificate's, and
+ * sets up the core's key (the default P-256 implementation, or RSA through mbedtls_pk). */
+static int load_certificate_identity(options_t *opt, identity_t *id)
+{
+    unsigned char d[TPROV_P256_SCALAR_LEN];
+    struct stat st;
+    int rc;
+
+    if (mbedtls_x509_crt_parse_file(&id->chain, opt->cert_file) != 0) {
+        fprintf(stderr, "provision: %s does not hold a PEM certificate mbedTLS can read\n",
+                opt->cert_file);
+        return usage_error("bad --cert");
+    }
+    if (id->chain.next != NULL && id->chain.next->next != NULL) {
+        return usage_error("--cert holds more than the device certificate and one intermediate");
+    }
+    if (stat(opt->key_file, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0077) != 0) {
+        fprintf(stderr, "provision: warning: %s is readable by other users (chmod 600 it)\n",
+                opt->key_file);
+    }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    rc = mbedtls_pk_parse_keyfile(&id->pk, opt->key_file, NULL, urandom_fill, NULL);
+#else
+    rc = mbedtls_pk_parse_keyfile(&id->pk, opt->key_file, NULL);
+#endif
+    if (rc != 0) {
+        fprintf(stderr, "provision: %s does not hold an unencrypted PEM private key\n",
+                opt->key_file);
+        return usage_error("bad --key");
+    }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    rc = mbedtls_pk_check_pair(&id->chain.pk, &id->pk, urandom_fill, NULL);
+#else
+    rc = mbedtls_pk_check_pair(&id->chain.pk, &id->pk);
+#endif
+    if (rc != 0) {
+        return usage_error("--key is not the private key of the certificate in --cert");
+    }
+    if (opt->device == NULL) {
+        if (certificate_device_id(&id->chain, opt->device_from_cert,
+                                  sizeof opt->device_from_cert) != 0) {
+            return usage_error("the certificate's common name is not a device ID: give --device");
+        }
+        opt->device = opt->device_from_cert;
+    }
+
+    if (mbedtls_pk_get_type(&id->pk) == MBEDTLS_PK_ECKEY) {
+        const mbedtls_ecp_keypair *pair = mbedtls_pk_ec(id->pk);
+        tprov_status_t status;
+
+        if (pair->MBEDTLS_PRIVATE(grp).id != MBEDTLS_ECP_DP_SECP256R1) {
+            return usage_error("--key is an EC key on another curve: the service takes P-256");
+        }
+        if (mbedtls_mpi_write_binary(&pair->MBEDTLS_PRIVATE(d), d, sizeof d) != 0) {
+            return usage_error("bad --key");
+        }
+        status = tprov_key_from_p256(&id->key, &id->p256_storage, d, urandom_fill, NULL);
+        tprov_memzero(d, sizeof d);
+        if (status != TPROV_OK) {
+            return usage_error("bad --key");
+        }
+    } else if (mbedtls_pk_get_type(&id->pk) == MBEDTLS_PK_RSA) {
+        size_t bits = mbedtls_pk_get_bitlen(&id->pk);
+
+        if (bits < 2048 || bits > 4096) {
+            return usage_error("--key is RSA of another size: the service takes 2048 to 4096 bits");
+        }
+        if (opt->request.sealed) {
+            return usage_error("an RSA key cannot open sealed answers: add --unsealed (the "
+                               "fleet must allow unsealed answers)");
+        }
+        id->key.type = TPROV_KEY_RSA;
+        id->key.sign = rsa_sign;
+        id->key.ctx = &id->pk;
+    } else {
+        return usage_error("--key is neither ECDSA P-256 nor RSA");
+    }
+    id->certificate.der = id->chain.raw.p;
+    id->certificate.der_len = id->chain.raw.len;
+    if (id->chain.next != NULL) {
+        id->certificate.chain_der = id->chain.next->raw.p;
+        id->certificate.chain_der_len = id->chain.next->raw.len;
+    }
+    id->has_certificate = 1;
+    return EXIT_OK;
+}
+
+static int load_identity(options_t *opt, identity_t *id)
+{
+    tprov_status_t status;
+
+    if (opt->cert_file != NULL) {
+        return load_certificate_identity(opt, id);
+    }
+    status = tprov_key_from_device_key(&id->key, &id->hmac_storage, opt->key);
+    tprov_memzero(opt->key, sizeof opt->key);
+    if (status != TPROV_OK) {
+        return usage_error("the device key must be 44 characters of base64 (32 bytes)");
+    }
+    return EXIT_OK;
 }
 
 /* Checks the base URL and writes base + TPROV_PATH to out. Plain http is allowed for loopback
@@ -447,11 +678,11 @@ static int is_tls_trust_failure(CURLcode code)
            code == CURLE_SSL_INVALIDCERTSTATUS || code == CURLE_SSL_CRL_BADFILE;
 }
 
-/* One POST; fills ex, opening a sealed answer with seal_key (NULL: a v1 request). Returns 0, or
- * -1 when curl could not be set up. */
+/* One POST; fills ex, opening a sealed answer with the key and the timestamp the request was
+ * signed with (key NULL: a v1 request). Returns 0, or -1 when curl could not be set up. */
 static int exchange(CURL *curl, const options_t *opt, const char *url,
                     struct curl_slist *headers, const char *request_body, size_t request_len,
-                    const unsigned char *seal_key, exchange_t *ex)
+                    const tprov_key_t *key, uint64_t timestamp, exchange_t *ex)
 {
     response_buffer_t buffer;
 
@@ -481,9 +712,9 @@ static int exchange(CURL *curl, const options_t *opt, const char *url,
         ex->parse_status = TPROV_ERR_RESPONSE_TOO_LARGE;
     } else if (ex->curl_code == CURLE_OK) {
         ex->parse_status =
-            seal_key != NULL
-                ? tprov_parse_sealed_response(buffer.body, buffer.len, opt->device, seal_key,
-                                              &ex->response)
+            key != NULL
+                ? tprov_parse_response_with_key(buffer.body, buffer.len, opt->device, timestamp,
+                                                key, &ex->response)
                 : tprov_parse_response(buffer.body, buffer.len, opt->device, &ex->response);
     } else {
         ex->parse_status = TPROV_ERR_RESPONSE_EMPTY;
@@ -652,9 +883,12 @@ static void describe_failure(const exchange_t *ex, char *out, size_t out_size)
                      ? " (the fleet requires sealing: do not use --unsealed)"
                      : "");
     } else if (ex->parse_status == TPROV_ERR_SEALED) {
-        snprintf(out, out_size, "HTTP %ld: the sealed credential does not open with this device "
-                 "key (a wrong key, or the answer was changed on the way); nothing was saved",
-                 ex->http_status);
+        snprintf(out, out_size, "HTTP %ld: the sealed credential does not open with this "
+                 "device's key (a wrong key, or the answer was changed on the way); nothing was "
+                 "saved", ex->http_status);
+    } else if (ex->parse_status == TPROV_ERR_KEY_CALLBACK) {
+        snprintf(out, out_size, "HTTP %ld: no key agreement with the answer's ephemeral key (not "
+                 "a P-256 point, or changed on the way); nothing was saved", ex->http_status);
     } else if (ex->parse_status == TPROV_ERR_RESPONSE_NOT_SEALED) {
         snprintf(out, out_size, "HTTP %ld: the answer carries the credential in clear although "
                  "the request asked for it sealed (a downgrade by a machine in the middle?); "
@@ -677,10 +911,10 @@ static int give_up_code(const exchange_t *ex)
     return EXIT_SERVICE;
 }
 
-static int provision(options_t *opt)
+static int provision(options_t *opt, const identity_t *id)
 {
     char url[URL_MAX_LEN];
-    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
     char reason[CURL_ERROR_SIZE + 64];
     size_t body_len = 0;
     struct curl_slist *headers = NULL;
@@ -688,7 +922,7 @@ static int provision(options_t *opt)
     pending_file_t pending;
     exchange_t ex;
     int64_t clock_offset_secs = 0;
-    unsigned char seal_key[TPROV_SEAL_KEY_LEN];
+    const tprov_certificate_t *certificate = id->has_certificate ? &id->certificate : NULL;
     int resynced = 0; /* retries with the server's time so far */
     long failures = 0;
     int result = EXIT_INTERNAL;
@@ -700,15 +934,19 @@ static int provision(options_t *opt)
     if (result != EXIT_OK) {
         return result;
     }
-    /* Validates the key before any network traffic. */
-    status = tprov_build_request_body_with(opt->device, unix_now(), opt->key, &opt->request, body,
-                                           sizeof body, &body_len);
+    /* Validates the key and the options before any network traffic. */
+    status = tprov_build_request(opt->device, unix_now(), &id->key, &opt->request, certificate,
+                                 body, sizeof body, &body_len);
     tprov_memzero(body, sizeof body);
-    if (status == TPROV_ERR_KEY) {
-        return usage_error("the device key must be 44 characters of base64 (32 bytes)");
-    }
     if (status == TPROV_ERR_REQUEST_OPTION) {
         return usage_error("--fleet must match [a-z0-9_-]{1,32}");
+    }
+    if (status == TPROV_ERR_BUFFER_TOO_SMALL) {
+        return usage_error("the certificates in --cert make the request longer than the "
+                           "service's 4096 bytes");
+    }
+    if (status == TPROV_ERR_KEY_CALLBACK) {
+        return usage_error("--key cannot sign");
     }
     if (status != TPROV_OK) {
         fprintf(stderr, "provision: %s\n", tprov_status_name(status));
@@ -734,14 +972,11 @@ static int provision(options_t *opt)
         int has_retry_after;
         uint32_t retry_after_secs;
 
-        status = tprov_build_request_body_with(opt->device, timestamp, opt->key, &opt->request,
-                                               body, sizeof body, &body_len);
-        if (status == TPROV_OK && opt->request.sealed) {
-            status = tprov_derive_seal_key(opt->device, timestamp, opt->key, seal_key);
-        }
+        status = tprov_build_request(opt->device, timestamp, &id->key, &opt->request,
+                                     certificate, body, sizeof body, &body_len);
         if (status != TPROV_OK ||
             exchange(curl, opt, url, headers, body, body_len,
-                     opt->request.sealed ? seal_key : NULL, &ex) != 0) {
+                     opt->request.sealed ? &id->key : NULL, timestamp, &ex) != 0) {
             fail("cannot prepare the request");
             result = EXIT_INTERNAL;
             break;
@@ -817,7 +1052,6 @@ static int provision(options_t *opt)
 
 done:
     tprov_memzero(body, sizeof body);
-    tprov_memzero(seal_key, sizeof seal_key);
     tprov_memzero(&ex.response, sizeof ex.response);
     discard_pending(&pending);
     curl_slist_free_all(headers);
@@ -830,9 +1064,11 @@ done:
 int main(int argc, char **argv)
 {
     options_t opt;
+    identity_t id;
     int result;
 
     memset(&opt, 0, sizeof opt);
+    memset(&id, 0, sizeof id);
     result = parse_options(argc, argv, &opt);
     if (result != EXIT_OK) {
         tprov_memzero(opt.key, sizeof opt.key);
@@ -841,12 +1077,19 @@ int main(int argc, char **argv)
     if (opt.derive_key) {
         return derive_key(&opt);
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fail("cannot start libcurl");
-        return EXIT_INTERNAL;
+    mbedtls_x509_crt_init(&id.chain);
+    mbedtls_pk_init(&id.pk);
+    result = load_identity(&opt, &id);
+    if (result == EXIT_OK) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            fail("cannot start libcurl");
+            result = EXIT_INTERNAL;
+        } else {
+            result = provision(&opt, &id);
+            curl_global_cleanup();
+        }
     }
-    result = provision(&opt);
     tprov_memzero(opt.key, sizeof opt.key);
-    curl_global_cleanup();
+    free_identity(&id);
     return result;
 }

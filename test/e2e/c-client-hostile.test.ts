@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -8,6 +8,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeFleetKey, deriveDeviceKey } from '../../lib/attestation/keys.js'
 import { LOCAL_FLEET_KEY } from '../../local/defaults.js'
+import { VECTOR_CA_PEM, VECTOR_CERTIFICATE, VECTOR_DEVICE, VECTOR_DEVICE_KEY_PEM, VECTOR_ECDH_SEALED } from '../support/x509-vector.js'
 
 const run = promisify(execFile)
 const CLIENT = 'clients/c/build/asan/provision'
@@ -49,13 +50,13 @@ describe.skipIf(!toolchain)('The C client (clients/c, sanitized) against a hosti
     rmSync(dir, { recursive: true, force: true })
   })
 
-  async function provision(extraArgs: string[] = []): Promise<{ code: number; output: string; out: string }> {
+  async function provision(extraArgs: string[] = [], identity: string[] = ['--device', DEVICE]): Promise<{ code: number; output: string; out: string }> {
     const out = join(dir, `credentials-${Math.random().toString(16).slice(2)}`)
     const key = deriveDeviceKey(decodeFleetKey(LOCAL_FLEET_KEY, 'fleet key'), DEVICE).toString('base64')
     // Leaks in libcurl's global state are not this test's subject; UB and memory errors are.
     const env = { ...process.env, THINGER_DEVICE_KEY: key, ASAN_OPTIONS: 'detect_leaks=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
     try {
-      const { stdout, stderr } = await run(CLIENT, ['--url', url, '--device', DEVICE, '--out', out, '--max-attempts', '1', ...extraArgs], { env, timeout: 60_000 })
+      const { stdout, stderr } = await run(CLIENT, ['--url', url, ...identity, '--out', out, '--max-attempts', '1', ...extraArgs], { env, timeout: 60_000 })
       return { code: 0, output: stdout + stderr, out }
     } catch (error) {
       const failed = error as { code: number; stdout: string; stderr: string }
@@ -114,5 +115,56 @@ describe.skipIf(!toolchain)('The C client (clients/c, sanitized) against a hosti
     expect(result.code).toBe(5)
     expect(result.output).not.toContain(hostile)
     expect(existsSync(result.out)).toBe(false)
+  })
+
+  describe('with an X.509 certificate and its P-256 key (--cert/--key)', () => {
+    const envelope = Buffer.from(VECTOR_ECDH_SEALED, 'base64')
+    const changed = (at: number, value: number) => Buffer.from(envelope.map((byte, index) => (index === at ? value : byte))).toString('base64')
+    const sealedAnswer = (sealed: string) => `username=acme\ndevice=${VECTOR_DEVICE}\nsealed=${sealed}\nhost=backend.thinger.io\ncreated=true\n`
+    let identity: string[]
+
+    beforeAll(() => {
+      const cert = join(dir, 'vector.pem')
+      const key = join(dir, 'vector.key')
+      writeFileSync(cert, `-----BEGIN CERTIFICATE-----\n${VECTOR_CERTIFICATE.replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n${VECTOR_CA_PEM}`)
+      writeFileSync(key, VECTOR_DEVICE_KEY_PEM, { mode: 0o600 })
+      identity = ['--cert', cert, '--key', key]
+    })
+
+    it.each([
+      ['the test vector’s answer, sealed for another timestamp', VECTOR_ECDH_SEALED, 'does not open'],
+      ['an ephemeral key off the curve', changed(40, envelope[40]! ^ 1), "no key agreement with the answer's ephemeral key"],
+      ['a compressed ephemeral key', changed(2, 0x02), 'does not open'],
+      ['a device-key (hmac mode) envelope', changed(1, 0x01), 'does not open'],
+      ['an unknown mode', changed(1, 0x09), 'does not open'],
+      ['an envelope cut inside the ephemeral key', envelope.subarray(0, 40).toString('base64'), 'does not open'],
+      ['the largest envelope the parser takes, of garbage', Buffer.concat([envelope.subarray(0, 67), Buffer.alloc(350 - 67, 0x41)]).toString('base64'), 'does not open'],
+    ])('refuses %s without undefined behaviour, and saves nothing', async (_label, sealed, message) => {
+      // Prepare
+      answer = { status: 201, body: sealedAnswer(sealed) }
+
+      // Act
+      const result = await provision([], identity)
+
+      // Assess
+      expect(result.output).not.toMatch(/runtime error|AddressSanitizer/)
+      expect(result.code).toBe(5)
+      expect(result.output).toContain(message)
+      expect(existsSync(result.out)).toBe(false)
+    })
+
+    it('refuses a credential in clear to a sealed X.509 request (a downgrade)', async () => {
+      // Prepare
+      answer = { status: 201, body: `username=acme\ndevice=${VECTOR_DEVICE}\ncredential=AbCdEfGh0123456789abcdef\nhost=backend.thinger.io\ncreated=true\n` }
+
+      // Act
+      const result = await provision([], identity)
+
+      // Assess
+      expect(result.output).not.toMatch(/runtime error|AddressSanitizer/)
+      expect(result.code).toBe(5)
+      expect(result.output).toContain('a downgrade')
+      expect(existsSync(result.out)).toBe(false)
+    })
   })
 })
