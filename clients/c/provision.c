@@ -488,6 +488,12 @@ static int load_certificate_identity(options_t *opt, identity_t *id)
     struct stat st;
     int rc;
 
+    if (access(opt->cert_file, R_OK) != 0 || access(opt->key_file, R_OK) != 0) {
+        const char *path = access(opt->cert_file, R_OK) != 0 ? opt->cert_file : opt->key_file;
+
+        fprintf(stderr, "provision: cannot open %s: %s\n", path, strerror(errno));
+        return usage_error(path == opt->cert_file ? "bad --cert" : "bad --key");
+    }
     if (mbedtls_x509_crt_parse_file(&id->chain, opt->cert_file) != 0) {
         fprintf(stderr, "provision: %s does not hold a PEM certificate mbedTLS can read\n",
                 opt->cert_file);

@@ -1,7 +1,9 @@
+import { execFile, spawnSync } from 'node:child_process'
 import { createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildCertificateRequest } from '../../cli/certificate-requests.js'
@@ -14,6 +16,8 @@ import { newKeyPair, signWithCertificateKey } from '../support/pki.js'
 import { freePort } from '../support/ports.js'
 
 const CACHE_WAIT_MS = 1500
+const run = promisify(execFile)
+const cClient = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>\n#include <curl/curl.h>" | cc -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 const FLEET = 'factory'
 const CA_PARAM = '/thinger-provisioner/x509-e2e/factory/ca'
 reportMissingMoto('the X.509 command line suite')
@@ -161,5 +165,31 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
     expect([refused.status, refused.json.error?.code]).toEqual([403, 'certificate_revoked'])
     expect(stack.thinger.calls().length).toBe(callsAfterProvisioning)
     expect(parseCertificate(Buffer.from(readFileSync(join(dir, 'signed', `${requested[1]}.pem`), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64')).isCa).toBe(false)
+  })
+
+  it.skipIf(!cClient)('the Linux C client provisions with the key and certificate certs issue made (sealed), and with an RSA key whose request certs sign signed (unsealed fleet)', async () => {
+    // Prepare
+    await run('make', ['-C', 'clients/c', 'build/provision'], { timeout: 120_000 })
+    const issuedDevice = issued[2]!
+    const rsaDevice = `kx_rsa_${suffix}`
+    const rsaKeys = newKeyPair({ type: 'rsa', bits: 2048 })
+    mkdirSync(join(dir, 'rsa'))
+    writeFileSync(join(dir, 'rsa', `${rsaDevice}.csr`), await buildCertificateRequest(rsaDevice, rsaKeys.publicKey.export({ type: 'spki', format: 'der' }) as Buffer, 'rsa-sha256', async (info) => sign('sha256', info, rsaKeys.privateKey)))
+    writeFileSync(join(dir, 'rsa', `${rsaDevice}.key`), rsaKeys.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, { mode: 0o600 })
+    const signed = await cli('certs', 'sign', '--fleet', FLEET, '--csr', join(dir, 'rsa', `${rsaDevice}.csr`), '--out', join(dir, 'rsa'))
+    const client = (...args: string[]) => run('clients/c/build/provision', ['--url', stack!.url, '--max-attempts', '1', ...args], { timeout: 60_000 })
+    const callsBefore = stack!.thinger.calls().length
+
+    // Act
+    const fromIssue = await client('--cert', join(dir, 'issued', `${issuedDevice}.pem`), '--key', join(dir, 'issued', `${issuedDevice}.key`), '--fleet', FLEET, '--out', join(dir, 'issued.credentials'))
+    const fromRsa = await client('--cert', join(dir, 'rsa', `${rsaDevice}.pem`), '--key', join(dir, 'rsa', `${rsaDevice}.key`), '--fleet', 'legacy', '--unsealed', '--out', join(dir, 'rsa.credentials'))
+
+    // Assess
+    expect([signed.code, signed.stderr]).toEqual([0, ''])
+    expect([fromIssue.stderr, fromRsa.stderr]).toEqual(['', ''])
+    expect(stack!.thinger.calls().length - callsBefore).toBe(2)
+    const credential = (file: string) => readFileSync(join(dir, file), 'utf8').match(/^credential=(.+)$/m)?.[1] ?? ''
+    expect(stack!.thinger.checkLogin(LOCAL_USERNAME, issuedDevice, credential('issued.credentials'))).toEqual({ ok: true })
+    expect(stack!.thinger.checkLogin(LOCAL_USERNAME, rsaDevice, credential('rsa.credentials'))).toEqual({ ok: true })
   })
 })
