@@ -1,5 +1,6 @@
 // Build-time settings of the sketch. Nothing here is a secret of the platform or of the fleet:
-// the per-device key lives in NVS (see README.md), the Thinger credentials come from the service.
+// the per-device key lives in NVS or in an eFuse key block (see README.md), the Thinger
+// credentials come from the service.
 #pragma once
 
 // Wi-Fi of the site. A product would take these from a captive portal (ThingerESP32WebConfig)
@@ -15,6 +16,16 @@
 #define PROVISIONING_BASE_PATH ""
 // The fleet this firmware's devices join (docs/fleets.md); "" for the service's default fleet.
 #define PROVISIONING_FLEET ""
+
+// Where the device key lives. By default in NVS, sent once over the serial port at the factory
+// (set-key). On an ESP32-S2, -S3, -C3, -C6 or -H2, define PROVISIONING_EFUSE_HMAC_KEY as the eFuse
+// key block (HMAC_KEY0 to HMAC_KEY5 for BLOCK_KEY0 to BLOCK_KEY5) the factory burned the device
+// key into, with purpose HMAC_UP and read protection (README.md): the chip's HMAC peripheral then
+// signs with it, no software can read it, and every device runs the same image. The classic
+// ESP32 and the ESP32-C2 have no HMAC peripheral: the build stops there.
+// #define PROVISIONING_EFUSE_HMAC_KEY HMAC_KEY4
+// With the eFuse key: the version of the fleet key the burned keys were derived from (1 to 999).
+// #define PROVISIONING_EFUSE_KEY_VERSION 1
 
 // Only for a private Thinger.io instance: the thinger.io library picks its TLS root certificate
 // at compile time from this define (community servers without it, Let's Encrypt with it). The

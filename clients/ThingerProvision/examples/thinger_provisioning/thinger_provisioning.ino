@@ -1,7 +1,8 @@
 // An ESP32 that provisions itself on Thinger.io through a thinger-provisioner service. It proves
-// who it is with its own device key (in NVS, flashed at the factory) and receives its Thinger
-// credentials; no account token and no fleet-wide secret is in this firmware. It provisions when
-// it has no credentials or when Thinger keeps refusing them, with jittered exponential backoff.
+// who it is with its own device key (in NVS, or burned into an eFuse key block that only the HMAC
+// peripheral reads: PROVISIONING_EFUSE_HMAC_KEY) and receives its Thinger credentials; no account
+// token and no fleet-wide secret is in this firmware. It provisions when it has no credentials or
+// when Thinger keeps refusing them, with jittered exponential backoff.
 // Settings: settings.h. Factory steps and design notes: README.md. Protocol: docs/firmware.md.
 
 #include "settings.h" // first: it may define THINGER_SERVER for ThingerESP32.h
@@ -18,6 +19,14 @@
 #endif
 #include <WiFiClientSecure.h>
 #include <ThingerESP32.h>
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+#include <soc/soc_caps.h>
+#if !SOC_HMAC_SUPPORTED
+#error "PROVISIONING_EFUSE_HMAC_KEY needs the HMAC peripheral (ESP32-S2, -S3, -C3, -C6, -H2); this chip has none (classic ESP32, ESP32-C2): remove the define from settings.h to keep the device key in NVS"
+#endif
+#include <esp_efuse.h>
+#include <esp_hmac.h>
+#endif
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
@@ -47,6 +56,21 @@ static const char NVS_DEVICE[] = "device";
 static const char NVS_USERNAME[] = "username";
 static const char NVS_CREDENTIAL[] = "credential";
 static const char NVS_HOST[] = "host";
+
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+#ifndef PROVISIONING_EFUSE_KEY_VERSION
+#define PROVISIONING_EFUSE_KEY_VERSION 1
+#endif
+static_assert(PROVISIONING_EFUSE_HMAC_KEY >= HMAC_KEY0 && PROVISIONING_EFUSE_HMAC_KEY <= HMAC_KEY5,
+              "PROVISIONING_EFUSE_HMAC_KEY is one of HMAC_KEY0 to HMAC_KEY5");
+static_assert(PROVISIONING_EFUSE_KEY_VERSION >= 1 && PROVISIONING_EFUSE_KEY_VERSION <= 999,
+              "PROVISIONING_EFUSE_KEY_VERSION is 1 to 999");
+static const char KEY_FIX[] = "burn the device key into the eFuse block with purpose HMAC_UP, read-protected (README.md)";
+static const char COMMANDS[] = "id | reprovision";
+#else
+static const char KEY_FIX[] = "re-key at the factory (send: set-key KEY)";
+static const char COMMANDS[] = "id | set-key KEY [VERSION] | reprovision";
+#endif
 
 // What one HTTPS exchange gave; the parsed body is in g_response.
 struct Exchange {
@@ -93,10 +117,53 @@ static bool read_nvs_string(const char *key, char *out, size_t size) {
   return prefs.isKey(key) && prefs.getString(key, out, size) > 0 && out[0] != '\0';
 }
 
-static bool g_have_key = false; // mirrors NVS, read once at boot
+static bool g_have_key = false; // mirrors NVS or the eFuse block, read once at boot
+static const char *g_key_state = "absent"; // what `id` says: present, absent; efuse, readable
 
 static bool has_device_key() {
   return g_have_key;
+}
+
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+// The HMAC peripheral computes with the burned key: no software, this sketch included, reads it.
+static int efuse_hmac(void *ctx, const unsigned char *message, size_t message_len,
+                      unsigned char mac[32]) {
+  (void)ctx;
+  return esp_hmac_calculate(PROVISIONING_EFUSE_HMAC_KEY, message, message_len, mac) == ESP_OK ? 0 : -1;
+}
+
+// "efuse": burned for the HMAC peripheral and read-protected. "readable": burned, but software
+// can read it back, so a dumped chip gives the key away: refused, as this option promises a key
+// no software holds. "absent": no key for the HMAC peripheral in that block.
+static const char *read_efuse_key_state() {
+  esp_efuse_block_t block = static_cast<esp_efuse_block_t>(
+      static_cast<int>(EFUSE_BLK_KEY0) + static_cast<int>(PROVISIONING_EFUSE_HMAC_KEY));
+  if (esp_efuse_get_key_purpose(block) != ESP_EFUSE_KEY_PURPOSE_HMAC_UP) {
+    return "absent";
+  }
+  return esp_efuse_get_key_dis_read(block) ? "efuse" : "readable";
+}
+#endif
+
+// The device key as the core uses it. From NVS, decoded into storage (wipe it after); from
+// eFuse, a handle on the HMAC peripheral. False when the stored key is unusable.
+static bool open_device_key(tprov_key_t &key, tprov_hmac_key_t &storage,
+                            uint32_t &key_version) {
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+  (void)storage;
+  key = tprov_key_t();
+  key.type = TPROV_KEY_HMAC;
+  key.hmac = efuse_hmac;
+  key_version = PROVISIONING_EFUSE_KEY_VERSION;
+  return true;
+#else
+  char key_b64[TPROV_DEVICE_KEY_B64_LEN + 1];
+  bool ok = read_nvs_string(NVS_DEVICE_KEY, key_b64, sizeof key_b64) &&
+            tprov_key_from_device_key(&key, &storage, key_b64) == TPROV_OK;
+  tprov_memzero(key_b64, sizeof key_b64);
+  key_version = prefs.getUInt(NVS_KEY_VERSION, 1);
+  return ok;
+#endif
 }
 
 static void schedule_attempt(uint32_t delay_ms) {
@@ -205,9 +272,10 @@ static bool parse_header_number(const char *text, uint32_t &out) {
 // POSTs body to the service and parses the answer into g_response. HTTP/1.1 with
 // Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
 // answer is refused: the service sends Content-Length).
-// seal_key opens the sealed credential of the answer (protocol v2, docs/protocol.md).
-static void https_post(const char *body, size_t body_len, const unsigned char *seal_key,
-                       Exchange &ex) {
+// The key opens the sealed credential of the answer (protocol v2, docs/protocol.md); timestamp
+// is the one the request was signed with.
+static void https_post(const char *body, size_t body_len, uint64_t timestamp,
+                       const tprov_key_t &key, Exchange &ex) {
   WiFiClientSecure client;
   char request[512];
   char line[128];
@@ -295,20 +363,24 @@ static void https_post(const char *body, size_t body_len, const unsigned char *s
   } else if (content_length >= 0 && (long)len < content_length) {
     ex.parse_status = TPROV_ERR_RESPONSE_TRUNCATED;
   } else {
-    ex.parse_status =
-        tprov_parse_sealed_response(g_response_body, len, g_device_id, seal_key, &g_response);
+    ex.parse_status = tprov_parse_response_with_key(g_response_body, len, g_device_id, timestamp,
+                                                    &key, &g_response);
   }
   tprov_memzero(g_response_body, sizeof g_response_body);
 }
 
 // One provisioning round: a request, plus one immediate retry if the clock was refused.
 static void provision() {
-  char key[TPROV_DEVICE_KEY_B64_LEN + 1];
+  tprov_key_t key;
+  tprov_hmac_key_t storage;
+  uint32_t key_version = 1;
   char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
-  unsigned char seal_key[TPROV_SEAL_KEY_LEN];
   bool resynced = false;
 
-  if (!read_nvs_string(NVS_DEVICE_KEY, key, sizeof key)) {
+  if (!open_device_key(key, storage, key_version)) {
+    Serial.printf("[PROVISION] the stored device key is unusable: %s\n", KEY_FIX);
+    schedule_attempt(REFUSED_PARK_MS);
+    tprov_memzero(&storage, sizeof storage);
     return;
   }
   for (;;) {
@@ -318,22 +390,18 @@ static void provision() {
 
     uint64_t timestamp = now > 0 ? (uint64_t)now : 0;
     // sealed: the credential comes encrypted to this device's key, so a replayed request is worthless.
-    tprov_request_options_t options = { PROVISIONING_FLEET, prefs.getUInt(NVS_KEY_VERSION, 1), true };
-    tprov_status_t status = tprov_build_request_body_with(g_device_id, timestamp, key, &options,
-                                                          body, sizeof body, &body_len);
-    if (status == TPROV_OK) {
-      status = tprov_derive_seal_key(g_device_id, timestamp, key, seal_key);
-    }
+    tprov_request_options_t options = { PROVISIONING_FLEET, key_version, true };
+    tprov_status_t status = tprov_build_request(g_device_id, timestamp, &key, &options, nullptr,
+                                                body, sizeof body, &body_len);
     if (status != TPROV_OK) {
-      Serial.printf("[PROVISION] the stored device key is unusable (%s): re-key at the factory\n",
-                    tprov_status_name(status));
+      Serial.printf("[PROVISION] the device key is unusable (%s): %s\n", tprov_status_name(status),
+                    KEY_FIX);
       schedule_attempt(REFUSED_PARK_MS);
       break;
     }
     Serial.printf("[PROVISION] provisioning %s\n", g_device_id);
-    https_post(body, body_len, seal_key, ex);
+    https_post(body, body_len, timestamp, key, ex);
     tprov_memzero(body, sizeof body);
-    tprov_memzero(seal_key, sizeof seal_key);
 
     tprov_next_t next = tprov_next_step(ex.http_status, ex.parse_status, &g_response);
     if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && !resynced) {
@@ -374,16 +442,21 @@ static void provision() {
     }
     break;
   }
-  tprov_memzero(key, sizeof key);
+  tprov_memzero(&storage, sizeof storage);
   tprov_memzero(&g_response, sizeof g_response);
 }
 
 // Factory commands on the serial port, one per line. The key can be set only while none is
-// stored; re-keying takes an erased flash. Nothing prints a key or a credential.
+// stored; re-keying takes an erased flash. Nothing prints a key or a credential. With the eFuse
+// key there is no set-key: the key is burned with espefuse (README.md).
 static void run_command(const char *line) {
   if (strcmp(line, "id") == 0) {
-    Serial.printf("device=%s\nkey=%s\nprovisioned=%s\n", g_device_id,
-                  has_device_key() ? "present" : "absent", g_have_credentials ? "yes" : "no");
+    Serial.printf("device=%s\nkey=%s\nprovisioned=%s\n", g_device_id, g_key_state,
+                  g_have_credentials ? "yes" : "no");
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+  } else if (strncmp(line, "set-key ", 8) == 0) {
+    Serial.println("error=key_in_efuse");
+#else
   } else if (strncmp(line, "set-key ", 8) == 0) {
     // "set-key KEY" or "set-key KEY VERSION": the version of the fleet key KEY was derived from.
     char key[TPROV_DEVICE_KEY_B64_LEN + 1];
@@ -404,15 +477,17 @@ static void run_command(const char *line) {
       Serial.println("error=nvs_write_failed");
     } else {
       g_have_key = true;
+      g_key_state = "present";
       Serial.println("ok");
     }
     tprov_memzero(key, sizeof key);
+#endif
   } else if (strcmp(line, "reprovision") == 0) {
     forget_credentials();
     g_next_attempt_ms = millis();
     Serial.println("ok");
   } else {
-    Serial.println("error=unknown_command (id | set-key KEY [VERSION] | reprovision)");
+    Serial.printf("error=unknown_command (%s)\n", COMMANDS);
   }
 }
 
@@ -461,10 +536,16 @@ void setup() {
   Serial.begin(115200);
   prefs.begin(NVS_NAMESPACE, false);
   make_device_id();
+#ifdef PROVISIONING_EFUSE_HMAC_KEY
+  g_key_state = read_efuse_key_state();
+  g_have_key = strcmp(g_key_state, "efuse") == 0;
+#else
   g_have_key = prefs.isKey(NVS_DEVICE_KEY);
+  g_key_state = g_have_key ? "present" : "absent";
+#endif
   load_credentials();
-  Serial.printf("[PROVISION] device %s, key %s, credentials %s\n", g_device_id,
-                has_device_key() ? "present" : "absent (send: set-key KEY)",
+  Serial.printf("[PROVISION] device %s, key %s%s%s, credentials %s\n", g_device_id, g_key_state,
+                has_device_key() ? "" : ": ", has_device_key() ? "" : KEY_FIX,
                 g_have_credentials ? "stored" : "none");
 
   WiFi.mode(WIFI_STA);
