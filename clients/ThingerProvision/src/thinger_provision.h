@@ -308,7 +308,9 @@ tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
                                    const tprov_certificate_t *certificate, char *out,
                                    size_t out_size, size_t *out_len);
 
-/* As tprov_parse_sealed_response, opening the sealed credential with the key itself: envelope
+/* For sealed (v2) requests only: an RSA key, or a P-256 key without ecdh, asked for a v1 answer
+ * and reads it with tprov_parse_response().
+ * As tprov_parse_sealed_response, opening the sealed credential with the key itself: envelope
  * mode 1 (hmac) for TPROV_KEY_HMAC, mode 3 (ECDH with the service's ephemeral key) for
  * TPROV_KEY_P256; timestamp is the one the request was signed with. Any other mode is
  * TPROV_ERR_SEALED. Errors as tprov_parse_sealed_response, and TPROV_ERR_KEY_CALLBACK. */
