@@ -212,6 +212,25 @@ static int take_secret(char *dst, size_t dst_size, const char *src, size_t src_l
     return 0;
 }
 
+/* Reads until size bytes, end of file or an error; returns the bytes read. */
+static size_t read_up_to(int fd, unsigned char *buf, size_t size)
+{
+    size_t len = 0;
+
+    while (len < size) {
+        ssize_t n = read(fd, buf + len, size - len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    return len;
+}
+
 static int read_secret_file(const char *path, char *dst, size_t dst_size)
 {
     char buf[SECRET_FILE_MAX_BYTES + 2];
@@ -228,17 +247,7 @@ static int read_secret_file(const char *path, char *dst, size_t dst_size)
         fprintf(stderr, "provision: warning: %s is readable by other users (chmod 600 it)\n",
                 path);
     }
-    while (len < sizeof buf) {
-        ssize_t n = read(fd, buf + len, sizeof buf - len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-    }
+    len = read_up_to(fd, (unsigned char *)buf, sizeof buf);
     close(fd);
     if (len > SECRET_FILE_MAX_BYTES || take_secret(dst, dst_size, buf, len) != 0) {
         fprintf(stderr, "provision: %s does not hold a single key\n", path);
@@ -413,23 +422,13 @@ static int derive_key(options_t *opt)
 static int urandom_fill(void *ctx, unsigned char *buf, size_t len)
 {
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    size_t got = 0;
+    size_t got;
 
     (void)ctx;
     if (fd < 0) {
         return -1;
     }
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
+    got = read_up_to(fd, buf, len);
     close(fd);
     return got == len ? 0 : -1;
 }
@@ -731,14 +730,12 @@ static int exchange(CURL *curl, const options_t *opt, const char *url,
 
 static uint32_t random_u32(void)
 {
+    unsigned char bytes[4];
     uint32_t value = 0;
-    int fd = open("/dev/urandom", O_RDONLY);
 
-    if (fd >= 0) {
-        if (read(fd, &value, sizeof value) != (ssize_t)sizeof value) {
-            value = 0;
-        }
-        close(fd);
+    if (urandom_fill(NULL, bytes, sizeof bytes) == 0) {
+        value = (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 |
+                bytes[3];
     }
     if (value == 0) {
         value = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);

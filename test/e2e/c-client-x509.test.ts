@@ -11,6 +11,11 @@ import { type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
 
 const run = promisify(execFile)
 const CLIENT = 'clients/c/build/provision'
+/** The same client built against mbedTLS 3.6 (`make -C clients/c mbedtls3`), the version of ESP-IDF 5. */
+const CLIENT_MBEDTLS3 = 'clients/c/build/mbedtls3/provision'
+if (process.env.REQUIRE_MBEDTLS3 === '1' && !existsSync(CLIENT_MBEDTLS3)) throw new Error(`REQUIRE_MBEDTLS3=1 but ${CLIENT_MBEDTLS3} is missing: run make -C clients/c mbedtls3`)
+if (!existsSync(CLIENT_MBEDTLS3)) console.warn(`SKIPPED: the C client against mbedTLS 3 (${CLIENT_MBEDTLS3}; make -C clients/c mbedtls3 builds it)`)
+const clients: Array<[string, string]> = [['mbedTLS 2.28 (the host’s)', CLIENT], ...(existsSync(CLIENT_MBEDTLS3) ? [['mbedTLS 3.6', CLIENT_MBEDTLS3] as [string, string]] : [])]
 const HOUR_MS = 3600_000
 const toolchain = spawnSync('make', ['-C', 'clients/c', '-q', 'all'], { stdio: 'ignore' }).status !== 2 && spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>\n#include <curl/curl.h>" | cc -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 
@@ -48,7 +53,7 @@ describe.skipIf(!toolchain)('The C client with an X.509 certificate (--cert/--ke
   })
 
   /** Writes the PEM files of a device and runs the client; the exit code, output and saved fields. */
-  async function provision(files: { cert: string; key: string }, args: string[] = []) {
+  async function provision(files: { cert: string; key: string }, args: string[] = [], client = CLIENT) {
     const name = Math.random().toString(16).slice(2)
     const cert = join(dir, `${name}.pem`)
     const key = join(dir, `${name}.key`)
@@ -57,7 +62,7 @@ describe.skipIf(!toolchain)('The C client with an X.509 certificate (--cert/--ke
     writeFileSync(key, files.key, { mode: 0o600 })
     let result: { code: number; stdout: string; stderr: string }
     try {
-      const { stdout, stderr } = await run(CLIENT, ['--url', serviceUrl, '--cert', cert, '--key', key, '--fleet', 'factory', '--out', out, '--max-attempts', '1', ...args], { timeout: 60_000 })
+      const { stdout, stderr } = await run(client, ['--url', serviceUrl, '--cert', cert, '--key', key, '--fleet', 'factory', '--out', out, '--max-attempts', '1', ...args], { timeout: 60_000 })
       result = { code: 0, stdout, stderr }
     } catch (error) {
       const failed = error as { code: number; stdout: string; stderr: string }
@@ -67,18 +72,18 @@ describe.skipIf(!toolchain)('The C client with an X.509 certificate (--cert/--ke
     return { ...result, saved, out }
   }
 
-  it('provisions a new device in one Thinger call, its ID taken from the certificate; the sealed credential opens and logs in, and provisioning again replaces it', async () => {
+  it.each(clients)('built against %s, provisions a new device in one Thinger call, its ID taken from the certificate; the sealed credential opens and logs in, and provisioning again replaces it', async (_mbedtls, client) => {
     // Prepare
     const device = newDeviceId('x5')
     const issued = await issue(localCa(), device)
     const callsBefore = await emulator.callCount()
 
     // Act
-    const first = await provision({ cert: issued.pem, key: keyPem(issued.privateKey) })
+    const first = await provision({ cert: issued.pem, key: keyPem(issued.privateKey) }, [], client)
     const callsForNew = (await emulator.callCount()) - callsBefore
     // Right after the creation the service asks the device to come back a few seconds later
     // (replayed, with a Retry-After): the client follows it.
-    const second = await provision({ cert: issued.pem, key: keyPem(issued.privateKey, 'sec1') }, ['--max-attempts', '5'])
+    const second = await provision({ cert: issued.pem, key: keyPem(issued.privateKey, 'sec1') }, ['--max-attempts', '5'], client)
 
     // Assess
     expect(first.stderr).toBe('')

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -34,6 +34,28 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
     // Assess
     expect(stdout).toMatch(/^PASS: /m)
     expect(stdout).not.toMatch(/^FAIL: /m)
+  })
+
+  it.skipIf(!existsSync('clients/c/build/mbedtls3/provision'))('built against mbedTLS 3.6 (make -C clients/c mbedtls3), provisions a device-key device whose sealed credential logs in', async () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), 'c-client-'))
+    const device = newDeviceId('m3')
+    const keyFile = join(dir, 'device.key')
+    const out = join(dir, 'credentials')
+    const { stdout: deviceKey } = await run('clients/c/build/mbedtls3/provision', ['--derive-key', '--device', device, '--fleet-key', LOCAL_FLEET_KEY])
+    writeFileSync(keyFile, deviceKey.trim(), { mode: 0o600 })
+
+    try {
+      // Act
+      const { stderr } = await run('clients/c/build/mbedtls3/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--out', out], { timeout: 60_000 })
+
+      // Assess
+      expect(stderr).toBe('')
+      const credential = readFileSync(out, 'utf8').match(/^credential=(.+)$/m)?.[1] ?? ''
+      expect(await emulatorClient(inject('thingerUrl')).login(device, credential)).toBe(200)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('provisions into another fleet with --fleet, and the fleet’s profile applies', async () => {

@@ -203,7 +203,7 @@ describe.skipIf(!toolchain)('The C client (clients/c) through a machine in the m
     // The machine in the middle replaces the sealed credential by one it knows (a downgrade).
     ['downgraded to a credential in clear', (text: string) => text.replace(/^sealed=\S+$/m, 'credential=KnownToTheMiddleMan0000000'), 'in clear although the request asked for it sealed'],
     // The machine in the middle points the device at a server of its own.
-    ['whose host was swapped for another', (text: string) => text.replace(/^host=\S+$/m, 'host=evil.example.com'), 'does not open with this device key'],
+    ['whose host was swapped for another', (text: string) => text.replace(/^host=\S+$/m, 'host=evil.example.com'), "does not open with this device's key"],
   ])('refuses an answer %s, and saves nothing', async (_label, change, message) => {
     // Prepare
     rewrite = change

@@ -1495,46 +1495,42 @@ static int fake_p256_sign(void *ctx, const unsigned char digest[32], unsigned ch
     return fake_rsa_sign(ctx, digest, signature, signature_size, signature_len);
 }
 
-static void test_sign_callbacks_must_write_a_length_their_key_type_makes(void)
+/* Builds a request whose sign callback writes signature_len bytes; the body is wiped on failure. */
+static tprov_status_t build_with_signature_len(tprov_key_type_t type, size_t signature_len,
+                                               char *body, size_t body_size, size_t *len)
 {
-    unsigned char der[3] = { 0x30, 0x01, 0x00 };
-    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
-    size_t len = 0;
+    static const unsigned char der[3] = { 0x30, 0x01, 0x00 };
     tprov_certificate_t certificate = { der, sizeof der, NULL, 0 };
     tprov_key_t key;
 
     memset(&key, 0, sizeof key);
-    key.type = TPROV_KEY_RSA;
-    key.sign = fake_rsa_sign;
-    g_rsa_signature_len = 256;
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
-                 TPROV_OK);
+    key.type = type;
+    key.sign = type == TPROV_KEY_RSA ? fake_rsa_sign : fake_p256_sign;
+    g_rsa_signature_len = signature_len;
+    return tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body, body_size, len);
+}
+
+static void test_sign_callbacks_must_write_a_length_their_key_type_makes(void)
+{
+    char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_RSA, 256, body, sizeof body, &len), TPROV_OK);
     CHECK(strstr(body, "\"certificate\":\"MAEA\"") != NULL);
-    g_rsa_signature_len = 512;
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
-                 TPROV_OK);
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_RSA, 512, body, sizeof body, &len), TPROV_OK);
     CHECK(len < TPROV_X509_REQUEST_BODY_MAX_LEN);
-    g_rsa_signature_len = 255; /* under RSA 2048 */
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
+    /* under RSA 2048 */
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_RSA, 255, body, sizeof body, &len),
                  TPROV_ERR_KEY_CALLBACK);
     CHECK(is_all_zero(body, sizeof body));
-    g_rsa_signature_len = 513; /* more than the buffer: the callback refuses */
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
+    /* more than the buffer: the callback refuses */
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_RSA, 513, body, sizeof body, &len),
                  TPROV_ERR_KEY_CALLBACK);
-    key.type = TPROV_KEY_P256;
-    key.sign = fake_p256_sign;
-    g_rsa_signature_len = 63;
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_P256, 63, body, sizeof body, &len),
                  TPROV_ERR_KEY_CALLBACK);
-    g_rsa_signature_len = 64;
-    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP, &key, NULL, &certificate, body,
-                                     sizeof body, &len),
-                 TPROV_OK);
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_P256, 65, body, sizeof body, &len),
+                 TPROV_ERR_KEY_CALLBACK);
+    CHECK_STATUS(build_with_signature_len(TPROV_KEY_P256, 64, body, sizeof body, &len), TPROV_OK);
 }
 
 static void test_x509_requests_refuse_combinations_the_protocol_refuses(void)
