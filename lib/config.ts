@@ -73,6 +73,7 @@ function readFleets(env: NodeJS.ProcessEnv, stage: string, bundled: unknown, dep
           keyVersions: readKeyVersions(env, 'FLEET_KEY_VERSIONS'),
           denyListParam: readParamName(env, 'DENY_LIST_PARAM', `${keyParam.slice(0, keyParam.lastIndexOf('/'))}/default-deny-list`),
           replayProtection: readSwitch(env, 'REPLAY_PROTECTION', true),
+          sealing: readSealing(env),
           devicePattern: readPattern(env, 'DEVICE_ID_PATTERN', DEFAULT_DEVICE_ID_PATTERN),
           reprovision: 'rotate',
           profile: { type: 'Generic' },
@@ -125,6 +126,14 @@ function readKeyVersions(env: NodeJS.ProcessEnv, name: string): number[] {
   const versions = [...new Set(raw.replace(/\s+/g, '').split(',').map(Number))].sort((a, b) => a - b)
   if (versions.includes(0)) throw new ConfigError(name, 'key versions start at 1')
   return versions
+}
+
+/** SEALING: whether the one fleet of the environment answers v1 (credential in clear) requests too. */
+function readSealing(env: NodeJS.ProcessEnv): 'required' | 'optional' {
+  const raw = (env.SEALING ?? '').toLowerCase()
+  if (raw === '') return 'optional'
+  if (raw === 'required' || raw === 'optional') return raw
+  throw new ConfigError('SEALING', 'must be required or optional')
 }
 
 function readSwitch(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {

@@ -33,6 +33,7 @@ const DISTINCTIVE: Record<string, string> = {
   DENY_LIST_PARAM: '/settings-7q/deny/revoked',
   DEVICE_ID_PATTERN: 'gh7q_[0-9a-f]{12}',
   REPLAY_PROTECTION: 'off',
+  SEALING: 'required',
   CLOCK_SKEW_SECONDS: '421',
   SSM_CACHE_SECONDS: '77',
   THINGER_TIMEOUT_MS: '4321',
@@ -161,6 +162,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
       FLEET_KEY_VERSIONS: '1',
       DENY_LIST_PARAM: '/thinger-provisioner/prod/default-deny-list',
       REPLAY_PROTECTION: 'on',
+      SEALING: 'optional',
     })
     expect(resourcesOfType(defaults, 'AWS::Lambda::Function')).toHaveLength(1)
     expect(resourcesOfType(defaults, 'AWS::CloudWatch::Alarm')).toEqual([])

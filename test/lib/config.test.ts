@@ -36,6 +36,7 @@ describe('Function: loadConfig', () => {
               keyVersions: [1],
               denyListParam: '/thinger-provisioner/dev/default-deny-list',
               replayProtection: true,
+              sealing: 'optional',
               devicePattern: expect.any(RegExp),
               reprovision: 'rotate',
               profile: { type: 'Generic' },
@@ -115,6 +116,7 @@ describe('Function: loadConfig', () => {
         FLEET_KEY_VERSIONS: '2,1',
         DENY_LIST_PARAM: '/custom/deny',
         REPLAY_PROTECTION: 'off',
+        SEALING: 'Required',
         DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}',
         CLOCK_SKEW_SECONDS: '60',
         SSM_CACHE_SECONDS: '3600',
@@ -137,6 +139,7 @@ describe('Function: loadConfig', () => {
               keyVersions: [1, 2],
               denyListParam: '/custom/deny',
               replayProtection: false,
+              sealing: 'required',
               devicePattern: /^(?:esp32_[0-9a-f]{12})$/,
               reprovision: 'rotate',
               profile: { type: 'Generic' },
@@ -230,6 +233,11 @@ describe('Function: loadConfig', () => {
     it('throws ConfigError naming STAGE-derived parameters when STAGE makes them invalid', () => {
       // Act & Assess
       expectConfigError({ ...MINIMAL_ENV, STAGE: 'my stage' }, 'THINGER_TOKEN_PARAM')
+    })
+
+    it.each(['yes', 'on', 'v2', 'require'])('throws ConfigError naming SEALING when it is %j', (value) => {
+      // Act & Assess
+      expectConfigError({ ...MINIMAL_ENV, SEALING: value }, 'SEALING', 'must be required or optional')
     })
 
     it.each([
