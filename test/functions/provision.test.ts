@@ -572,6 +572,23 @@ fleets:
       expect(emulator.calls()).toEqual([])
     })
 
+    it('refuses v1 and answers v2 with SEALING=required and no fleets file (the one fleet of the settings)', async () => {
+      // Prepare
+      const { handler } = makeHandler({ env: { SEALING: 'required' } })
+      const { body, sealKey } = signedV2('esp32_5ea1ed000006')
+
+      // Act
+      const clear = await invoke(handler, event(signed('esp32_5ea1ed000007')))
+      const callsAfterRefusal = emulator.calls().length
+      const sealed = await invoke(handler, event(body))
+
+      // Assess
+      expect([clear.statusCode, clear.json.error?.code]).toEqual([403, 'sealing_required'])
+      expect(callsAfterRefusal).toBe(0)
+      expect(sealed.statusCode).toBe(201)
+      secrets.add(openSealed(sealed.json.sealed, sealKey, { username: USERNAME, device: 'esp32_5ea1ed000006', host: 'acme.aws.thinger.io' }))
+    })
+
     it('answers v2 requests of a fleet that requires sealing, and still serves v1 devices of a fleet without the setting', async () => {
       // Prepare
       const handler = sealedFleetHandler()
