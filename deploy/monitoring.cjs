@@ -54,7 +54,13 @@ function monitoringSettings(env = process.env) {
 }
 
 const ref = (name) => ({ Ref: name })
-const requests = (outcome, code) => ({ Namespace: NAMESPACE, MetricName: 'Requests', Dimensions: [SERVICE_DIMENSION, { Name: 'outcome', Value: outcome }, { Name: 'code', Value: code }] })
+// The function writes its metrics with the stage as a dimension: two stages in one account never
+// count in each other's alarms.
+const requests = (stage, outcome, code) => ({
+  Namespace: NAMESPACE,
+  MetricName: 'Requests',
+  Dimensions: [SERVICE_DIMENSION, { Name: 'stage', Value: stage }, { Name: 'outcome', Value: outcome }, { Name: 'code', Value: code }],
+})
 const lambdaMetric = (name) => ({ Namespace: 'AWS/Lambda', MetricName: name, Dimensions: [{ Name: 'FunctionName', Value: ref('ProvisionLambdaFunction') }] })
 const apiMetric = (name) => ({ Namespace: 'AWS/ApiGateway', MetricName: name, Dimensions: [{ Name: 'ApiId', Value: ref('HttpApi') }, { Name: 'Stage', Value: '$default' }] })
 const query = (id, metric, stat = 'Sum') => ({ Id: id, ReturnData: false, MetricStat: { Metric: metric, Period: PERIOD_SECONDS, Stat: stat } })
@@ -69,17 +75,17 @@ function rate(label, parts, total) {
   ]
 }
 
-function alarms(stack) {
+function alarms(stack, stage) {
   return {
     'internal-errors': {
       description: 'The function answered 500 internal_error: a setting or a parameter is missing or wrong. Every request fails until it is fixed (docs/operations.md, "Alarms").',
-      metric: { ...requests('failed', 'internal_error'), Statistic: 'Sum' },
+      metric: { ...requests(stage, 'failed', 'internal_error'), Statistic: 'Sum' },
       threshold: 1,
       periods: [1, 1],
     },
     'upstream-unavailable-rate': {
       description: 'More than 10% of requests failed because Thinger.io did not answer or refused (503 upstream_unavailable, 502 upstream_error).',
-      metrics: rate('% of requests failed upstream', [query('unavailable', requests('failed', 'upstream_unavailable')), query('refused', requests('failed', 'upstream_error'))], query('total', lambdaMetric('Invocations'))),
+      metrics: rate('% of requests failed upstream', [query('unavailable', requests(stage, 'failed', 'upstream_unavailable')), query('refused', requests(stage, 'failed', 'upstream_error'))], query('total', lambdaMetric('Invocations'))),
       threshold: 10,
       periods: [2, 3],
     },
@@ -120,9 +126,9 @@ function logicalId(name) {
   return `Alarm${name.split('-').map((part) => part[0].toUpperCase() + part.slice(1)).join('')}`
 }
 
-function alarmResources(stack, actions) {
+function alarmResources(stack, stage, actions) {
   const resources = {}
-  for (const [name, alarm] of Object.entries(alarms(stack))) {
+  for (const [name, alarm] of Object.entries(alarms(stack, stage))) {
     const properties = {
       AlarmName: `${stack}-${name}`,
       AlarmDescription: alarm.description,
@@ -142,11 +148,11 @@ function alarmResources(stack, actions) {
 }
 
 /** The dashboard body as a CloudFormation value: JSON text with the API's id and the region joined in. */
-function dashboardBody(stack) {
+function dashboardBody(stack, stage) {
   const API = '@@API@@'
   const FUNCTION = '@@FUNCTION@@'
   const REGION = '@@REGION@@'
-  const search = (metric, stat) => [{ expression: `SEARCH('{${NAMESPACE},service,outcome,code} MetricName="${metric}"', '${stat}', ${PERIOD_SECONDS})`, id: 'e1' }]
+  const search = (metric, stat) => [{ expression: `SEARCH('{${NAMESPACE},service,stage,outcome,code} MetricName="${metric}" stage="${stage}"', '${stat}', ${PERIOD_SECONDS})`, id: 'e1' }]
   const api = (name, stat) => ['AWS/ApiGateway', name, 'ApiId', API, 'Stage', '$default', { stat }]
   const lambda = (name, stat) => ['AWS/Lambda', name, 'FunctionName', FUNCTION, { stat }]
   const widget = (x, y, title, metrics, extra = {}) => ({
@@ -176,7 +182,7 @@ function dashboardBody(stack) {
         y: 12,
         width: 24,
         height: 3,
-        properties: { title: 'Alarms', alarms: Object.keys(alarms(stack)).map((name) => `@@ALARM:${logicalId(name)}@@`) },
+        properties: { title: 'Alarms', alarms: Object.keys(alarms(stack, stage)).map((name) => `@@ALARM:${logicalId(name)}@@`) },
       },
     ],
   }
@@ -191,7 +197,7 @@ function dashboardBody(stack) {
   return { 'Fn::Join': ['', values.filter((value) => value !== '')] }
 }
 
-function monitoringResources(stack, settings) {
+function monitoringResources(stack, stage, settings) {
   const resources = {}
   const outputs = {}
   let actions = []
@@ -205,7 +211,7 @@ function monitoringResources(stack, settings) {
       resources.AlarmEmailSubscription = { Type: 'AWS::SNS::Subscription', Properties: { TopicArn: ref('AlarmTopic'), Protocol: 'email', Endpoint: settings.email } }
     }
   }
-  Object.assign(resources, alarmResources(stack, actions))
+  Object.assign(resources, alarmResources(stack, stage, actions))
   // API Gateway has no metric for the 429s its throttle answers: count them in the access log.
   resources.ApiThrottledMetricFilter = {
     Type: 'AWS::Logs::MetricFilter',
@@ -215,7 +221,7 @@ function monitoringResources(stack, settings) {
       MetricTransformations: [{ MetricNamespace: NAMESPACE, MetricName: 'ApiThrottled', MetricValue: '1', Unit: 'Count', Dimensions: [{ Key: 'stack', Value: '$.stack' }] }],
     },
   }
-  resources.Dashboard = { Type: 'AWS::CloudWatch::Dashboard', Properties: { DashboardName: stack, DashboardBody: dashboardBody(stack) } }
+  resources.Dashboard = { Type: 'AWS::CloudWatch::Dashboard', Properties: { DashboardName: stack, DashboardBody: dashboardBody(stack, stage) } }
   return { Resources: resources, Outputs: outputs }
 }
 
@@ -229,7 +235,7 @@ module.exports = {
     if (!settings.monitoring) return {}
     const service = await resolveVariable('self:service')
     const stage = await resolveVariable('sls:stage')
-    return monitoringResources(`${service}-${stage}`, settings)
+    return monitoringResources(`${service}-${stage}`, stage, settings)
   }),
   /** serverless.yml: provider.logs.httpApi, the JSON access log (false when off); `stack` names the stage's stack in every line. */
   accessLogs: reportingMistakes(async ({ resolveVariable }) => {

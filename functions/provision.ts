@@ -13,7 +13,7 @@ import { deriveEcdhSealKey } from '../lib/attestation/seal-ecdh.js'
 import { parseTrustAnchors, type TrustAnchor, type VerifiedDeviceKey, verifyCertificateSignature, verifyDeviceCertificate } from '../lib/attestation/x509.js'
 import { ssmClientClass } from '../lib/aws/ssm-client.js'
 import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
-import { type Config, loadConfig } from '../lib/config.js'
+import { type Config, loadConfig, stageOf } from '../lib/config.js'
 import { CertificateError, ConfigError } from '../lib/errors.js'
 import { checkCertificateNotRevoked, checkNotRevoked, EMPTY_DENY_LIST_JSON, parseDenyList } from '../lib/fleets/deny-list.js'
 import { type Fleet, keyVersionParam, needsProvisioningRecord } from '../lib/fleets/fleet.js'
@@ -65,7 +65,8 @@ export type ProvisionHandler = (event: APIGatewayProxyEventV2, context: Context)
 
 function buildChain(options: ProvisionHandlerOptions) {
   const logger = options.logger ?? new Logger({ serviceName: 'thinger-provisioner' })
-  const metrics = options.metrics ?? new Metrics({ namespace: 'ThingerProvisioner', serviceName: 'thinger-provisioner' })
+  // The stage is a dimension of every metric, so that the alarms of one stage (deploy/monitoring.cjs) never count another's.
+  const metrics = options.metrics ?? new Metrics({ namespace: 'ThingerProvisioner', serviceName: 'thinger-provisioner', defaultDimensions: { stage: stageOf(options.env ?? process.env) } })
   const now = options.now ?? Date.now
   let config: Config | undefined
   let configError: ConfigError | undefined

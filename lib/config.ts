@@ -27,13 +27,18 @@ export interface Config {
   thingerTimeoutMs: number
 }
 
+/** The deployment's stage (STAGE, `dev` when unset): it names the SSM parameters and is a dimension of every metric. */
+export function stageOf(env: NodeJS.ProcessEnv): string {
+  return env.STAGE || DEFAULT_STAGE
+}
+
 /**
  * Reads and validates the settings from the environment. This is the only reader of
  * `process.env` in `lib/`.
  * @throws ConfigError naming the first setting that is missing or invalid.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, bundledFleets: unknown = BUNDLED_FLEETS): Config {
-  const stage = env.STAGE || DEFAULT_STAGE
+  const stage = stageOf(env)
   const thingerApiUrl = readUrl(env, 'THINGER_API_URL', DEFAULT_THINGER_API_URL)
   const thingerUsername = env.THINGER_USERNAME ?? ''
   if (!THINGER_USERNAME_PATTERN.test(thingerUsername)) {

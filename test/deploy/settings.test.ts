@@ -1,8 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Context } from 'aws-lambda'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { createProvisionHandler } from '../../functions/provision.js'
 import { loadConfig } from '../../lib/config.js'
+import { apiEvent } from '../support/lambda.js'
+import { captureProcessOutput } from '../support/output.js'
 import { PACKAGE_TIMEOUT_MS, packageService, readBundle } from '../support/package.js'
 
 interface Packaged {
@@ -126,6 +130,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
       keyVersions: [2, 5],
       denyListParam: DISTINCTIVE.DENY_LIST_PARAM,
       replayProtection: false,
+      sealing: 'required',
     })
     expect(fleet.devicePattern.test('gh7q_0123456789ab')).toBe(true)
     expect(config).toMatchObject({
@@ -137,6 +142,32 @@ describe('Deployment: every setting of the README reaches the deployed function'
       ssmCacheSeconds: 77,
       thingerTimeoutMs: 4321,
     })
+  })
+
+  it('the alarms watch the metrics the packaged function writes: its namespace, its dimensions, its stage', async () => {
+    // Prepare: the function as deployed, from its packaged environment; a request it refuses
+    // before reading SSM still writes its metric line.
+    const output: string[] = []
+    captureProcessOutput(output)
+    const handler = createProvisionHandler({ env: functionEnvironment(packaged) })
+
+    // Act
+    await handler(apiEvent('{"device":'), { awsRequestId: 'r1', getRemainingTimeInMillis: () => 10_000 } as unknown as Context)
+    vi.restoreAllMocks()
+
+    // Assess
+    const emf = output.join('').split('\n').filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line))
+    expect(emf).toHaveLength(1)
+    const written = emf[0]._aws.CloudWatchMetrics[0]
+    const watched = resourcesOfType(packaged, 'AWS::CloudWatch::Alarm').flatMap((alarm) => [alarm.Properties, ...(alarm.Properties.Metrics ?? []).map((m: any) => m.MetricStat?.Metric ?? {})]).filter((metric) => metric.Namespace === written.Namespace)
+    const requestMetrics = watched.filter((metric) => metric.MetricName === 'Requests')
+    expect(requestMetrics.length).toBeGreaterThanOrEqual(3)
+    for (const metric of requestMetrics) {
+      expect(metric.Dimensions.map((d: any) => d.Name).sort()).toEqual([...written.Dimensions[0]].sort())
+      const stage = metric.Dimensions.find((d: any) => d.Name === 'stage').Value
+      expect([stage, emf[0].stage]).toEqual(['prod', 'prod'])
+      expect(metric.Dimensions.find((d: any) => d.Name === 'service').Value).toBe(emf[0].service)
+    }
   })
 
   it('lets the function read exactly the parameters its settings name', () => {

@@ -139,6 +139,20 @@ describe.each(Object.keys(NAMED_VARIANTS))('Function: provision handler [Thinger
       expect.objectContaining({ outcome: 'refused', code: 'invalid_signature', Requests: 1 }),
     ])
     expect(JSON.stringify(emf[0]!._aws)).toContain('"Namespace":"ThingerProvisioner"')
+    // The stage is a dimension (deploy/monitoring.cjs alarms on {service, stage, outcome, code}).
+    expect(emf[0]).toMatchObject({ service: 'thinger-provisioner', stage: 'dev' })
+    expect((emf[0]!._aws as any).CloudWatchMetrics[0].Dimensions[0].sort()).toEqual(['code', 'outcome', 'service', 'stage'])
+  })
+
+  it('writes its metrics under the stage it runs in', async () => {
+    // Prepare
+    const { handler } = makeHandler({ env: { STAGE: 'prod' } })
+
+    // Act
+    await invoke(handler, event(signed('esp32_00000000c003')))
+
+    // Assess
+    expect(logLines().filter((line) => '_aws' in line)).toEqual([expect.objectContaining({ stage: 'prod', outcome: 'created' })])
   })
 
   it('creates a new device in one Thinger call when replay protection is off', async () => {

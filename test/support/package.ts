@@ -13,7 +13,7 @@ export const PACKAGE_TIMEOUT_MS = 120_000
 export function cleanEnvironment(): NodeJS.ProcessEnv {
   const clean: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) {
-    if (/^(AWS_|THINGER_|FLEET|DENY_LIST|DEVICE_ID|REPLAY|CLOCK_SKEW|SSM_CACHE|LOG_LEVEL|API_|RESERVED_|ALARM|MONITORING|ACCESS_LOG)/.test(name)) continue
+    if (/^(AWS_|THINGER_|FLEET|DENY_LIST|DEVICE_ID|REPLAY|SEALING|CLOCK_SKEW|SSM_CACHE|LOG_LEVEL|API_|RESERVED_|ALARM|MONITORING|ACCESS_LOG)/.test(name)) continue
     clean[name] = value
   }
   return clean
