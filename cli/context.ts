@@ -1,5 +1,6 @@
 import type { ThingerClient, ThingerClientOptions } from '../lib/thinger/client.js'
 import type { ProgressStream } from './progress.js'
+import type { DeployedPort } from './deployed.js'
 import type { KmsPort } from './kms.js'
 import type { SsmPort } from './ssm.js'
 
@@ -16,6 +17,8 @@ export interface CliContext {
   ssm: () => SsmPort
   /** The fleet CAs' keys (`ca`, `certs`); absent: KMS through the AWS SDK. */
   kms?: () => KmsPort
+  /** The deployed function and its role (`doctor --deployed`); absent: Lambda and IAM through the AWS SDK. */
+  deployed?: () => DeployedPort
   thinger: (options: ThingerClientOptions) => CliThinger
   now: () => number
   /** Waits; `revoke --delete` waits out the function's cache with it. */

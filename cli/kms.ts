@@ -1,8 +1,8 @@
 import type { KMSClient } from '@aws-sdk/client-kms'
+import { describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
 
 const KMS_MAX_ATTEMPTS = 3
-const MAX_AWS_MESSAGE_CHARS = 200
 /** What KMS `Sign` accepts with `MessageType: RAW`; a to-be-signed certificate is far smaller. */
 export const KMS_MAX_RAW_MESSAGE_BYTES = 4096
 
@@ -36,7 +36,7 @@ export function createKmsPort(env: NodeJS.ProcessEnv, options: { client?: Pick<K
     try {
       return await operation(client, sdk)
     } catch (error) {
-      throw describeKmsError(error, action, target)
+      throw describeAwsError(error, action, target)
     }
   }
   return {
@@ -62,7 +62,7 @@ export function createKmsPort(env: NodeJS.ProcessEnv, options: { client?: Pick<K
         return described.KeyMetadata?.KeyId
       } catch (error) {
         if ((error as { name?: string }).name === 'NotFoundException') return undefined
-        throw describeKmsError(error, 'kms:DescribeKey', alias)
+        throw describeAwsError(error, 'kms:DescribeKey', alias)
       }
     },
     async publicKey(keyId) {
@@ -76,15 +76,4 @@ export function createKmsPort(env: NodeJS.ProcessEnv, options: { client?: Pick<K
       })
     },
   }
-}
-
-function describeKmsError(error: unknown, action: string, target: string): CliError {
-  const name = (error as { name?: string })?.name ?? ''
-  const message = error instanceof Error ? error.message : String(error)
-  if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new CliError('config', 'no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY', { cause: error })
-  }
-  if (/region is missing/i.test(message)) return new CliError('config', 'setting AWS_REGION: is required', { cause: error })
-  if (name === 'AccessDeniedException') return new CliError('aws_error', `AWS refused ${action} on ${target}: your identity lacks that permission`, { cause: error })
-  return new CliError('aws_error', `${action} on ${target} failed with ${name || 'an unknown error'}: ${message.slice(0, MAX_AWS_MESSAGE_CHARS)}`, { cause: error })
 }

@@ -41,6 +41,8 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
     now: overrides.now ?? Date.now,
     sleep: overrides.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     ...(overrides.signal ? { signal: overrides.signal } : {}),
+    ...(overrides.kms ? { kms: overrides.kms } : {}),
+    ...(overrides.deployed ? { deployed: overrides.deployed } : {}),
   }
   const program = new Command(PROGRAM)
     .description('operate thinger-provisioner fleets: fleet keys, device keys for the factory, revocation, device status')

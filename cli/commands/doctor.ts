@@ -10,7 +10,9 @@ import type { ThingerAction } from '../../lib/thinger/actions.js'
 import { parseCreated } from '../../lib/thinger/client.js'
 import { requiredActionsOf } from '../../lib/thinger/policy.js'
 import { groupByTarget } from '../../lib/thinger/targets.js'
+import { stageOf } from '../../lib/config.js'
 import type { CliContext } from '../context.js'
+import { createDeployedPort, type PolicyStatement } from '../deployed.js'
 import { loadDenyList } from '../deny-list.js'
 import { CliError, EXIT_INTERRUPTED } from '../errors.js'
 import { findFleet, loadSettings } from '../settings.js'
@@ -46,6 +48,7 @@ interface DoctorOptions {
   tokenParam?: string
   cleanupTokenParam?: string
   template?: string
+  deployed?: boolean | string
 }
 
 interface Answer {
@@ -69,6 +72,7 @@ export function registerDoctor(program: Command, context: CliContext): void {
     .option('--json', 'print one JSON object instead of the table')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to check (default: THINGER_TOKEN_PARAM)')
     .option('--template <file>', `the packaged CloudFormation template whose role must read every parameter (default: ${PACKAGED_TEMPLATE} when it exists)`)
+    .option('--deployed [function]', 'also check the function that runs now, through Lambda and IAM: its settings against this shell\'s, and its role (default name: thinger-provisioner-<STAGE>-provision)')
     .option('--cleanup-token-param <name>', 'SSM parameter of a token with DeleteDevice, to remove the probe device (the function\'s token should not have it)')
     .action(async (options: DoctorOptions) => doctor(context, options))
 }
@@ -101,6 +105,10 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
   }
   await checkFleetSecrets(ssm, fleets, add)
   checkRole(options.template, fleets, add)
+  if (options.deployed !== undefined && options.deployed !== false) {
+    const functionName = typeof options.deployed === 'string' ? options.deployed : `thinger-provisioner-${stageOf(context.env)}-provision`
+    await checkDeployed(context, functionName, fleets, add)
+  }
 
   for (const [index, { target, fleets: members }] of groups.entries()) {
     const token = tokens[index]
@@ -142,9 +150,8 @@ function checkRole(templateOption: string | undefined, fleets: Fleet[], add: Add
     const statements = Object.values(template.Resources ?? {})
       .filter((resource) => resource.Type === 'AWS::IAM::Role')
       .flatMap((role) => role.Properties?.Policies ?? [])
-      .flatMap((policy) => (policy.PolicyDocument?.Statement ?? []) as Array<{ Effect?: string; Action?: string | string[]; Resource?: unknown }>)
-      .filter((statement) => statement.Effect === 'Allow' && [statement.Action].flat().includes('ssm:GetParameters'))
-    readable = new Set(statements.flatMap((statement) => [statement.Resource].flat()).map(parameterOfArn).filter((name): name is string => name !== undefined))
+      .flatMap((policy) => (policy.PolicyDocument?.Statement ?? []) as PolicyStatement[])
+    readable = readableParameters(statements)
   } catch (error) {
     add('role: reads the parameters', 'fail', `${file} is not a CloudFormation template: ${(error as Error).message}`, 'run npx osls package again')
     return
@@ -152,6 +159,70 @@ function checkRole(templateOption: string | undefined, fleets: Fleet[], add: Add
   const missing = parametersOf(fleets).filter((name) => !readable.has(name))
   if (missing.length === 0) add('role: reads the parameters', 'ok', `${file}: the function's role may read all ${readable.size}`)
   else add('role: reads the parameters', 'fail', `${file}: the role may not read ${missing.join(', ')}`, 'deploy again with this fleets file and these settings (npx osls deploy)')
+}
+
+/** The SSM parameters that ssm:GetParameters statements allow. */
+function readableParameters(statements: Array<{ Effect?: string; Action?: string | string[]; Resource?: unknown }>): Set<string> {
+  const allowing = statements.filter((statement) => statement.Effect === 'Allow' && [statement.Action].flat().includes('ssm:GetParameters'))
+  return new Set(allowing.flatMap((statement) => [statement.Resource].flat()).map(parameterOfArn).filter((name): name is string => name !== undefined))
+}
+
+// The settings serverless.yml hands the function, as the operator's shell names them (LOG_LEVEL
+// arrives as POWERTOOLS_LOG_LEVEL). A setting reaches the function only through a deploy.
+const FUNCTION_SETTINGS: Array<[setting: string, variable: string]> = [
+  'THINGER_API_URL',
+  'THINGER_USERNAME',
+  'THINGER_DEVICE_HOST',
+  'THINGER_TOKEN_PARAM',
+  'FLEET_KEY_PARAM',
+  'FLEET_KEY_VERSIONS',
+  'DENY_LIST_PARAM',
+  'REPLAY_PROTECTION',
+  'SEALING',
+  'DEVICE_ID_PATTERN',
+  'CLOCK_SKEW_SECONDS',
+  'SSM_CACHE_SECONDS',
+  'THINGER_TIMEOUT_MS',
+].map((name): [string, string] => [name, name])
+FUNCTION_SETTINGS.push(['LOG_LEVEL', 'POWERTOOLS_LOG_LEVEL'])
+
+/**
+ * The function that runs now: that the settings of this shell are the ones it was deployed with,
+ * and that its role (not only the packaged template's) may read every parameter the fleets need.
+ */
+async function checkDeployed(context: CliContext, functionName: string, fleets: Fleet[], add: Add): Promise<void> {
+  const port = context.deployed?.() ?? createDeployedPort(context.env)
+  const region = context.env.AWS_REGION || context.env.AWS_DEFAULT_REGION || 'the default region'
+  let deployed: Awaited<ReturnType<typeof port.describe>>
+  try {
+    deployed = await port.describe(functionName)
+  } catch (error) {
+    add('deployed: function', 'fail', (error as Error).message, 'give doctor the credentials and region of the deployment (AWS_PROFILE, AWS_REGION); it needs lambda:GetFunctionConfiguration, iam:ListRolePolicies, iam:GetRolePolicy, iam:ListAttachedRolePolicies')
+    return
+  }
+  if (deployed === undefined) {
+    add('deployed: function', 'fail', `no function ${functionName} in ${region}`, `deploy it (npx osls deploy --stage ${stageOf(context.env)}), or name the deployment: STAGE, AWS_REGION, or --deployed <function>`)
+    return
+  }
+  add('deployed: function', 'ok', `${functionName} in ${region}, role ${deployed.roleArn}`)
+
+  const differences = FUNCTION_SETTINGS.filter(([setting]) => (context.env[setting] ?? '') !== '').flatMap(([setting, variable]) => {
+    const mine = context.env[setting] ?? ''
+    const theirs = deployed.environment[variable] ?? ''
+    return mine === theirs ? [] : [`${setting}: this shell ${JSON.stringify(mine)}, the function ${JSON.stringify(theirs)}`]
+  })
+  const compared = FUNCTION_SETTINGS.filter(([setting]) => (context.env[setting] ?? '') !== '').length
+  if (differences.length > 0) {
+    add('deployed: settings', 'fail', differences.join('; '), `settings reach the function only by a deploy: npx osls deploy --stage ${stageOf(context.env)} with these settings (or run doctor with the deployed ones)`)
+  } else {
+    add('deployed: settings', 'ok', compared === 0 ? 'no setting in this shell to compare (the defaults, or a fleets file)' : `the function runs with the ${compared} setting(s) of this shell`)
+  }
+
+  const readable = readableParameters(deployed.statements)
+  const missing = parametersOf(fleets).filter((name) => !readable.has(name))
+  const attached = deployed.attachedPolicies.length > 0 ? ` (managed policies ${deployed.attachedPolicies.join(', ')} not read)` : ''
+  if (missing.length === 0) add('deployed: role reads the parameters', 'ok', `its inline policies may read all ${parametersOf(fleets).length}${attached}`)
+  else add('deployed: role reads the parameters', 'fail', `the running function's role may not read ${missing.join(', ')}${attached}`, 'deploy again with this fleets file and these settings (npx osls deploy)')
 }
 
 // `arn:…:parameter/name` as a string or as the Fn::Join osls writes (its last part is the name).

@@ -6,6 +6,7 @@ import { requiredActionsOf } from '../../lib/thinger/policy.js'
 import { LOCAL_FLEET_KEY, LOCAL_FLEETS_FILE, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
 import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import type { DoctorReport } from '../../cli/commands/doctor.js'
+import type { DeployedFunction, DeployedPort, PolicyStatement } from '../../cli/deployed.js'
 import { createRequire } from 'node:module'
 import { tokensLackingEach, tokenWithout } from '../support/tokens.js'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -213,5 +214,106 @@ describe('Command: doctor, a fleet whose CA certificates are in SSM', () => {
     // Assess
     expect(code).toBe(1)
     expect(role).toMatchObject({ result: 'fail', detail: expect.stringContaining(`may not read ${CA_PARAM}`) })
+  })
+})
+
+describe('Command: doctor --deployed (the function that runs now, through Lambda and IAM)', () => {
+  const ROLE_ARN = 'arn:aws:iam::123456789012:role/thinger-provisioner-prod-eu-west-1-lambdaRole'
+  const reading = (names: string[]): PolicyStatement[] => [
+    { Effect: 'Allow', Action: ['ssm:GetParameters'], Resource: names.map((name) => `arn:aws:ssm:eu-west-1:123456789012:parameter${name}`) },
+    { Effect: 'Allow', Action: ['logs:PutLogEvents'], Resource: 'arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/x:*' },
+  ]
+
+  /** A deployed function with the shell's settings and a role that reads every parameter, unless `overrides` say otherwise; `asked` collects the names doctor looked up. */
+  function deployedPort(overrides: Partial<DeployedFunction> | 'absent' | Error = {}, asked: string[] = []): () => DeployedPort {
+    return () => ({
+      async describe(name) {
+        asked.push(name)
+        if (overrides === 'absent') return undefined
+        if (overrides instanceof Error) throw overrides
+        return { environment: { STAGE: 'prod', THINGER_USERNAME: USERNAME, THINGER_API_URL: emulator.url, SEALING: 'optional' }, roleArn: ROLE_ARN, statements: reading(PARAMETERS), attachedPolicies: [], ...overrides }
+      },
+    })
+  }
+
+  async function doctorDeployed(port: () => DeployedPort, env: Record<string, string> = {}, ...args: string[]) {
+    const result = await run(['doctor', '--json', '--endpoint', endpointUrl, '--template', templateReading(PARAMETERS), '--deployed', ...args], {
+      env: { ...ENV_BASE, THINGER_API_URL: emulator.url, AWS_REGION: 'eu-west-1', ...env },
+      ssm: ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN }),
+      overrides: { deployed: port },
+    })
+    const report = result.stdout === '' ? undefined : (JSON.parse(result.stdout) as DoctorReport)
+    return { ...result, rows: report?.checks.filter((check) => check.check.startsWith('deployed:')) ?? [] }
+  }
+
+  it('passes when the function runs with this shell’s settings and its role reads every parameter; it looks up the stage’s function', async () => {
+    // Prepare
+    const asked: string[] = []
+
+    // Act
+    const { code, rows } = await doctorDeployed(deployedPort({}, asked), {}, '--cleanup-token-param', CLEANUP_PARAM)
+
+    // Assess
+    expect(code).toBe(0)
+    expect(asked).toEqual(['thinger-provisioner-prod-provision'])
+    expect(rows.map(({ check, result }) => [check, result])).toEqual([
+      ['deployed: function', 'ok'],
+      ['deployed: settings', 'ok'],
+      ['deployed: role reads the parameters', 'ok'],
+    ])
+    expect(rows[0]!.detail).toBe(`thinger-provisioner-prod-provision in eu-west-1, role ${ROLE_ARN}`)
+    expect(rows[1]!.detail).toBe('the function runs with the 2 setting(s) of this shell')
+  })
+
+  it('fails naming each setting of this shell the running function does not have, both values shown', async () => {
+    // Act
+    const { code, rows, stderr } = await doctorDeployed(deployedPort(), { SEALING: 'required', CLOCK_SKEW_SECONDS: '120', LOG_LEVEL: 'DEBUG' })
+
+    // Assess
+    expect(code).toBe(1)
+    expect(stderr).toContain('[checks_failed]')
+    expect(rows.find((row) => row.check === 'deployed: settings')).toEqual({
+      check: 'deployed: settings',
+      result: 'fail',
+      detail: 'SEALING: this shell "required", the function "optional"; CLOCK_SKEW_SECONDS: this shell "120", the function ""; LOG_LEVEL: this shell "DEBUG", the function ""',
+      fix: 'settings reach the function only by a deploy: npx osls deploy --stage prod with these settings (or run doctor with the deployed ones)',
+    })
+  })
+
+  it('fails naming the parameters the running function’s role may not read, even when the packaged template may', async () => {
+    // Act
+    const { code, rows } = await doctorDeployed(deployedPort({ statements: reading(PARAMETERS.filter((name) => !name.includes('claim-secret'))), attachedPolicies: ['ReadOnlyAccess'] }))
+
+    // Assess
+    expect(code).toBe(1)
+    expect(rows.find((row) => row.check === 'deployed: role reads the parameters')).toMatchObject({
+      result: 'fail',
+      detail: "the running function's role may not read /thinger-provisioner/local/workshop/claim-secret (managed policies ReadOnlyAccess not read)",
+    })
+  })
+
+  it.each([
+    ['not deployed', 'absent' as const, 'no function thinger-provisioner-prod-provision in eu-west-1', 'deploy it (npx osls deploy --stage prod)'],
+    ['unreadable without credentials', new Error('no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY'), 'no AWS credentials', 'lambda:GetFunctionConfiguration'],
+  ])('fails with one row and its fix when the function is %s', async (_label, state, detail, fix) => {
+    // Act
+    const { code, rows } = await doctorDeployed(deployedPort(state))
+
+    // Assess
+    expect(code).toBe(1)
+    expect(rows).toEqual([{ check: 'deployed: function', result: 'fail', detail: expect.stringContaining(detail), fix: expect.stringContaining(fix) }])
+  })
+
+  it('looks up the function --deployed names, and leaves the deployed checks out without the option', async () => {
+    // Prepare
+    const asked: string[] = []
+
+    // Act
+    await doctorDeployed(deployedPort({}, asked), {}, 'my-provisioner-fn')
+    const without = await run(['doctor', '--json', '--endpoint', endpointUrl, '--template', templateReading(PARAMETERS)], { env: { ...ENV_BASE, THINGER_API_URL: emulator.url }, ssm: ssmWith(tokenWithout('none')), overrides: { deployed: deployedPort({}, asked) } })
+
+    // Assess
+    expect(asked).toEqual(['my-provisioner-fn'])
+    expect((JSON.parse(without.stdout) as DoctorReport).checks.filter((check) => check.check.startsWith('deployed:'))).toEqual([])
   })
 })

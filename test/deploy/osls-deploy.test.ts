@@ -13,6 +13,7 @@ import { GetFunctionCommand, GetPolicyCommand, LambdaClient, ListFunctionsComman
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3'
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createDeployedPort } from '../../cli/deployed.js'
 import { freePort } from '../support/ports.js'
 import { cleanEnvironment } from '../support/package.js'
 
@@ -198,6 +199,31 @@ describe.skipIf(!motoInstalled)('Deployment: osls deploy, redeploy and remove ag
     const kms = statements.find((s) => [s.Action].flat().includes('kms:Decrypt'))!
     expect(kms.Condition.StringEquals).toEqual({ 'kms:ViaService': `ssm.${REGION}.amazonaws.com`, 'kms:EncryptionContext:PARAMETER_ARN': expected })
     expect(new Set(statements.flatMap((s) => [s.Action].flat()).map((a) => a.split(':')[0]))).toEqual(new Set(['kms', 'logs', 'ssm']))
+  })
+
+  it('shows doctor --deployed the running function: its settings and the parameters its role may read', async () => {
+    // Prepare
+    // moto 5.2.1 returns the document of a CloudFormation-made inline policy as a Python literal;
+    // AWS returns URL-encoded JSON, which is what the port reads: translate moto's answer to it.
+    const iam = {
+      send: async (command: any) => {
+        const output: any = await clients.iam.send(command)
+        if (command instanceof GetRolePolicyCommand) output.PolicyDocument = encodeURIComponent(JSON.stringify(readPolicy(decodeURIComponent(output.PolicyDocument))))
+        return output
+      },
+    }
+    const port = createDeployedPort({ AWS_REGION: REGION }, { lambda: clients.lambda, iam: iam as any })
+
+    // Act
+    const deployed = await port.describe(FUNCTION_NAME)
+    const missing = await port.describe(`${STACK}-absent`)
+
+    // Assess
+    expect(deployed!.environment).toMatchObject({ THINGER_USERNAME: SETTINGS.THINGER_USERNAME, DENY_LIST_PARAM, REPLAY_PROTECTION: 'off', SEALING: 'optional' })
+    expect(deployed!.roleArn).toMatch(new RegExp(`:role/${STACK}-${REGION}-lambdaRole$`))
+    const readable = deployed!.statements.filter((s) => [s.Action].flat().includes('ssm:GetParameters')).flatMap((s) => [s.Resource].flat())
+    expect(readable).toEqual([TOKEN_PARAM, FLEET_KEY_PARAM, `${FLEET_KEY_PARAM}-v2`, DENY_LIST_PARAM].map(parameterArn))
+    expect(missing).toBeUndefined()
   })
 
   it('routes POST /v1/provision to an integration that invokes the function, which lets API Gateway invoke it', async () => {
