@@ -13,6 +13,9 @@ export type CliErrorCode =
   | 'interrupted'
   | 'checks_failed'
   | 'invalid_certificate_request'
+  | 'refused_answer'
+  | 'not_sealed'
+  | 'sealed_not_opened'
 
 /** Exit code of a usage or configuration error; every other failure exits 1. */
 export const EXIT_USAGE = 2
@@ -35,6 +38,9 @@ const EXIT_CODE_BY_CODE: Record<CliErrorCode, number> = {
   thinger_error: EXIT_FAILURE,
   interrupted: EXIT_INTERRUPTED,
   invalid_certificate_request: EXIT_FAILURE,
+  refused_answer: EXIT_FAILURE,
+  not_sealed: EXIT_FAILURE,
+  sealed_not_opened: EXIT_FAILURE,
 }
 
 /**

@@ -8,6 +8,7 @@ import { registerFleetKey } from './commands/fleet-key.js'
 import { registerKeys } from './commands/keys.js'
 import { registerRevoke } from './commands/revoke.js'
 import { registerSign } from './commands/sign.js'
+import { registerOpen } from './commands/open.js'
 import { registerStatus } from './commands/status.js'
 import { registerTokenPolicy } from './commands/token-policy.js'
 import type { CliContext } from './context.js'
@@ -54,6 +55,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
   registerFleetKey(program, context)
   registerKeys(program, context)
   registerSign(program, context)
+  registerOpen(program, context)
   registerRevoke(program, context)
   registerStatus(program, context)
   registerTokenPolicy(program, context)

@@ -18,6 +18,7 @@ interface SignOptions {
   fleet?: string
   keyVersion?: number
   meta?: Record<string, string>
+  sealed?: boolean
 }
 
 /** `sign`: the body a device would POST to /v1/provision, for testing without a device. */
@@ -33,21 +34,20 @@ export function registerSign(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'add "fleet" to the body (default: the service\'s "default" fleet)')
     .option('--key-version <n>', 'add "keyVersion" to the body (default: 1, which the body then leaves out)', parseKeyVersion)
     .option('--meta <key=value>', 'add a "meta" entry (repeatable)', collectPairs)
+    .option('--sealed', 'protocol version 2: add "version": 2 and sign "v2\\n…", so the answer carries the credential sealed to the device key (read it with `open`); fleets with sealing: required take only these')
     .action(async (options: SignOptions) => sign(context, options))
 }
 
 async function sign(context: CliContext, options: SignOptions): Promise<void> {
-  if ((options.deviceKey === undefined) === (options.deviceKeyFile === undefined)) throw new CliError('usage', 'give either --device-key or --device-key-file')
-  const text = options.deviceKey ?? (await readDeviceKeyFile(options.deviceKeyFile!))
-  const deviceKey = text.trim()
-  if (!DEVICE_KEY_PATTERN.test(deviceKey)) throw new CliError('usage', 'the device key must be the base64 of 32 bytes (44 characters), as `keys derive` prints it')
+  const deviceKey = await readDeviceKey(options)
   const timestamp = options.timestamp ?? Math.floor(context.now() / 1000)
   const body = {
     device: options.device,
     ...(options.fleet === undefined ? {} : { fleet: options.fleet }),
     ...(options.keyVersion === undefined ? {} : { keyVersion: options.keyVersion }),
+    ...(options.sealed ? { version: 2 } : {}),
     timestamp,
-    signature: signRequest(Buffer.from(deviceKey, 'base64'), options.device, timestamp),
+    signature: signRequest(deviceKey, options.device, timestamp, options.sealed ? 2 : 1),
     ...(options.meta === undefined ? {} : { meta: options.meta }),
   }
   // The function's own parser: a body this prints is one the function accepts.
@@ -58,6 +58,14 @@ async function sign(context: CliContext, options: SignOptions): Promise<void> {
     throw error
   }
   context.stdout.write(`${JSON.stringify(body)}\n`)
+}
+
+/** The device key of --device-key or --device-key-file: 32 bytes, as `keys derive` prints them in base64. */
+export async function readDeviceKey(options: { deviceKey?: string; deviceKeyFile?: string }): Promise<Buffer> {
+  if ((options.deviceKey === undefined) === (options.deviceKeyFile === undefined)) throw new CliError('usage', 'give either --device-key or --device-key-file')
+  const text = (options.deviceKey ?? (await readDeviceKeyFile(options.deviceKeyFile!))).trim()
+  if (!DEVICE_KEY_PATTERN.test(text)) throw new CliError('usage', 'the device key must be the base64 of 32 bytes (44 characters), as `keys derive` prints it')
+  return Buffer.from(text, 'base64')
 }
 
 async function readDeviceKeyFile(file: string): Promise<string> {

@@ -187,6 +187,28 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     expect(stack.thinger.checkLogin(LOCAL_USERNAME, v1Devices[0]!, answer.json.credential)).toEqual({ ok: true })
   })
 
+  it('provisions sealed through the body `sign --sealed` prints, and `open` reads the credential with the device key', async () => {
+    // Prepare
+    const device = v1Devices[2]!
+    const signed = await cli('sign', '--device', device, '--device-key', keysOf.get(`${device}/v1`)!, '--fleet', FLEET, '--sealed', '--timestamp', String(++clock))
+    writeFileSync(join(dir, 'request.json'), signed.stdout)
+    secrets.add(JSON.parse(signed.stdout).signature)
+
+    // Act
+    const answer = await post(signed.stdout.trim())
+    writeFileSync(join(dir, 'answer.json'), JSON.stringify(answer.json))
+    // Not through cli(): printing the credential is what `open` is for, unlike every other command.
+    const opened = await runCliProcess(env, ['open', '--request', join(dir, 'request.json'), '--answer', join(dir, 'answer.json'), '--device-key', keysOf.get(`${device}/v1`)!])
+
+    // Assess
+    expect(answer.status).toBe(201)
+    expect(answer.json.credential).toBeUndefined()
+    expect([opened.code, opened.stderr]).toEqual([0, ''])
+    const credential = JSON.parse(opened.stdout).credential as string
+    secrets.add(credential)
+    expect(stack.thinger.checkLogin(LOCAL_USERNAME, device, credential)).toEqual({ ok: true })
+  })
+
   it('revokes the device: the deny list is created, the device disabled, and its next request refused with no Thinger call', async () => {
     // Act
     const revoked = await cli('revoke', '--fleet', FLEET, '--device', v1Devices[0]!)
