@@ -10,7 +10,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'a
 import { checkClock, decodeClaimSecret, decodeFleetKey, deriveDeviceKey, signedMessage, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, type SealKey, sealAnswer } from '../lib/attestation/seal.js'
 import { deriveEcdhSealKey } from '../lib/attestation/seal-ecdh.js'
-import { parseTrustAnchors, type TrustAnchor, type VerifiedDeviceKey, verifyCertificateSignature, verifyDeviceCertificate } from '../lib/attestation/x509.js'
+import { parseTrustAnchors, type VerifiedDeviceKey, verifyCertificateSignature, verifyDeviceCertificate } from '../lib/attestation/x509.js'
 import { ssmClientClass } from '../lib/aws/ssm-client.js'
 import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../lib/attestation/request.js'
 import { type Config, loadConfig, stageOf } from '../lib/config.js'
@@ -91,15 +91,10 @@ function buildChain(options: ProvisionHandlerOptions) {
   const settings = config
   const { names, settingOf, optional } = parameters
   const knownShared = new Map<string, number>()
-  // Parsed trust anchors by their PEM text: parsed once per container, again only when SSM's value changes.
-  const trustAnchors = new Map<string, TrustAnchor[]>()
-  const anchorsOf = (pem: unknown, setting: string): TrustAnchor[] => {
-    const known = typeof pem === 'string' ? trustAnchors.get(pem) : undefined
-    if (known !== undefined) return known
-    const parsed = parseTrustAnchors(pem, setting)
-    trustAnchors.set(pem as string, parsed)
-    return parsed
-  }
+  // Parsed trust anchors and deny lists by their text: parsed once per container, again only when
+  // SSM's value changes (each request checks every fleet's deny list).
+  const anchorsOf = memoisedByText(parseTrustAnchors)
+  const denyListOf = memoisedByText(parseDenyList)
   const ssmCacheKey = `thinger-provisioner-ssm-${++handlerCount}`
 
   return chain
@@ -178,11 +173,11 @@ function buildChain(options: ProvisionHandlerOptions) {
       // revoked in any fleet stays refused whichever fleet asks (device IDs are one space on
       // Thinger.io); key versions and certificates are the fleet's own (a serial means something
       // only beside the CAs the fleet trusts). Every deny list came in the one batch.
-      const denyList = parseDenyList(secret(fleet.denyListParam), settingOf(fleet.denyListParam))
+      const denyList = denyListOf(secret(fleet.denyListParam), settingOf(fleet.denyListParam))
       checkNotRevoked(denyList, device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
       if (certificateKey !== undefined) checkCertificateNotRevoked(denyList, certificateKey)
       for (const other of settings.fleets.values()) {
-        if (other !== fleet) checkNotRevoked(parseDenyList(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
+        if (other !== fleet) checkNotRevoked(denyListOf(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
       }
       // Each fleet may name its own Thinger.io account or instance; every token came in the one batched read.
       const target = fleet.thinger
@@ -246,3 +241,21 @@ function parametersOf(config: Config): { names: string[]; settingOf: SettingOfPa
 }
 
 export const handler = createProvisionHandler()
+
+// Values a warm container keeps parsed: as many as a deployment has fleets, twice over while SSM
+// hands out new values; past that the memo starts again rather than growing.
+const MAX_MEMOISED_VALUES = 64
+
+/** `parse` memoised by the text it parses (an SSM value); anything else, and every failure, is parsed each time. */
+function memoisedByText<T>(parse: (value: unknown, setting: string) => T): (value: unknown, setting: string) => T {
+  const parsed = new Map<string, T>()
+  return (value, setting) => {
+    if (typeof value !== 'string') return parse(value, setting)
+    const known = parsed.get(value)
+    if (known !== undefined) return known
+    const result = parse(value, setting)
+    if (parsed.size >= MAX_MEMOISED_VALUES) parsed.clear()
+    parsed.set(value, result)
+    return result
+  }
+}

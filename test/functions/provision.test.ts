@@ -296,6 +296,34 @@ describe.each(Object.keys(NAMED_VARIANTS))('Function: provision handler [Thinger
       expect(response.json.error.code).toBe('unknown_key_version')
     })
 
+    it('refuses a device revoked after the container parsed the deny list, once SSM hands out the new list', async () => {
+      // Prepare
+      const values = { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [DENY_LIST_PARAM]: JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [] }) }
+      const { handler } = makeHandler({ env: { SSM_CACHE_SECONDS: '1' }, ssm: values })
+      const before = await invoke(handler, event(signed('esp32_00000000b007')))
+
+      // Act
+      values[DENY_LIST_PARAM] = JSON.stringify({ version: 1, devices: ['esp32_00000000b007'], retiredKeyVersions: [] })
+      await new Promise((resolve) => setTimeout(resolve, 1_100))
+      const after = await invoke(handler, event(signed('esp32_00000000b007')))
+
+      // Assess
+      expect(before.statusCode).toBe(201)
+      expect([after.statusCode, after.json.error?.code]).toEqual([403, 'device_revoked'])
+    })
+
+    it('answers 500 for a broken deny list on every request, not only the first', async () => {
+      // Prepare
+      const { handler } = makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [DENY_LIST_PARAM]: '{"version":1}' } })
+
+      // Act
+      const first = await invoke(handler, event(signed('esp32_00000000b008')))
+      const second = await invoke(handler, event(signed('esp32_00000000b009')))
+
+      // Assess
+      expect([first.statusCode, second.statusCode]).toEqual([500, 500])
+    })
+
     it('answers 500 and names the deny list when it is not a deny list', async () => {
       // Prepare
       const { handler } = makeHandler({ ssm: { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [DENY_LIST_PARAM]: '{"devices":"all"}' } })
