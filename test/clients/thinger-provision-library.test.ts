@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 const LIBRARY = 'clients/ThingerProvision'
-// Six C++ compiles on a busy machine: a limit for a hung compiler, not a speed assertion.
+// Twelve C++ compiles on a busy machine: a limit for a hung compiler, not a speed assertion.
 const COMPILE_LIMIT_MS = 120_000
 const compiler = spawnSync('sh', ['-c', 'echo "#include <mbedtls/md.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 
@@ -58,7 +58,7 @@ describe('Library: ThingerProvision (Arduino and PlatformIO)', () => {
     expect(sketch).toMatch(/^#include <thinger_provision\.h>$/m)
   })
 
-  it.skipIf(!compiler)('compiles the ESP32 sketch on the host against the stub headers, with the key in NVS and in eFuse, and stops the eFuse build on a chip without the HMAC peripheral (a compile check, not a chip build)', () => {
+  it.skipIf(!compiler)('compiles the ESP32 sketch on the host against the stub headers, with the key in NVS, in eFuse and as an X.509 P-256 key, and stops the eFuse build on a chip without the HMAC peripheral or beside X.509 (a compile check, not a chip build)', () => {
     // Prepare
     const buildDir = mkdtempSync(join(tmpdir(), 'sketch-check-'))
 
@@ -69,6 +69,7 @@ describe('Library: ThingerProvision (Arduino and PlatformIO)', () => {
     // Assess
     expect(make.stderr).toBe('')
     expect(make.status).toBe(0)
-    expect(make.stdout).toContain('with the device key in NVS and in eFuse, and stops on a chip without the HMAC peripheral')
+    expect(make.stdout).toContain('with the device key in NVS and in eFuse, and with an X.509 certificate and P-256 key')
+    expect(make.stdout).toContain('stops on a chip without the HMAC peripheral and when eFuse and X.509 are both asked for')
   }, COMPILE_LIMIT_MS)
 })

@@ -1,6 +1,6 @@
 // Build-time settings of the sketch. Nothing here is a secret of the platform or of the fleet:
-// the per-device key lives in NVS or in an eFuse key block (see README.md), the Thinger
-// credentials come from the service.
+// the per-device key lives in NVS or in an eFuse key block, or the device's P-256 key and
+// certificate in NVS (see README.md); the Thinger credentials come from the service.
 #pragma once
 
 // Wi-Fi of the site. A product would take these from a captive portal (ThingerESP32WebConfig)
@@ -26,6 +26,17 @@
 // #define PROVISIONING_EFUSE_HMAC_KEY HMAC_KEY4
 // With the eFuse key: the version of the fleet key the burned keys were derived from (1 to 999).
 // #define PROVISIONING_EFUSE_KEY_VERSION 1
+
+// An X.509 device, for a fleet with proof [x509] (docs/fleets.md) on a chip without key hardware
+// (the classic ESP32, or any ESP32 whose factory wrote a P-256 key and certificate): define
+// PROVISIONING_X509 and the device proves itself with its P-256 private key and its certificate
+// (and an optional intermediate), written into NVS at the factory (set-x509-key, set-cert:
+// README.md); the credential comes sealed to that key (ECDH). Excludes
+// PROVISIONING_EFUSE_HMAC_KEY. The device ID is the certificate's subject common name; with
+// PROVISIONING_X509_MAC_DEVICE_ID it is esp32_ and the MAC, as without a certificate, and the
+// certificate must name it (as its common name, or as a DNS name for a fleet with deviceId: dns).
+// #define PROVISIONING_X509
+// #define PROVISIONING_X509_MAC_DEVICE_ID
 
 // Only for a private Thinger.io instance: the thinger.io library picks its TLS root certificate
 // at compile time from this define (community servers without it, Let's Encrypt with it). The

@@ -1,6 +1,7 @@
 // An ESP32 that provisions itself on Thinger.io through a thinger-provisioner service. It proves
 // who it is with its own device key (in NVS, or burned into an eFuse key block that only the HMAC
-// peripheral reads: PROVISIONING_EFUSE_HMAC_KEY) and receives its Thinger credentials; no account
+// peripheral reads: PROVISIONING_EFUSE_HMAC_KEY), or with a P-256 key and its X.509 certificate
+// (in NVS: PROVISIONING_X509), and receives its Thinger credentials; no account
 // token and no fleet-wide secret is in this firmware. It provisions when it has no credentials or
 // when Thinger keeps refusing them, with jittered exponential backoff.
 // Settings: settings.h. Factory steps and design notes: README.md. Protocol: docs/firmware.md.
@@ -19,6 +20,22 @@
 #endif
 #include <WiFiClientSecure.h>
 #include <ThingerESP32.h>
+#if defined(PROVISIONING_X509) && defined(PROVISIONING_EFUSE_HMAC_KEY)
+#error "PROVISIONING_X509 and PROVISIONING_EFUSE_HMAC_KEY exclude each other: an X.509 device signs with its P-256 key, an eFuse one with its HMAC key; keep one of them in settings.h"
+#endif
+#if defined(PROVISIONING_X509_MAC_DEVICE_ID) && !defined(PROVISIONING_X509)
+#error "PROVISIONING_X509_MAC_DEVICE_ID is an option of PROVISIONING_X509: define both, or neither"
+#endif
+#ifdef PROVISIONING_X509
+#include <mbedtls/asn1.h>
+#include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+#endif
 #ifdef PROVISIONING_EFUSE_HMAC_KEY
 #include <soc/soc_caps.h>
 #if !SOC_HMAC_SUPPORTED
@@ -56,6 +73,25 @@ static const char NVS_DEVICE[] = "device";
 static const char NVS_USERNAME[] = "username";
 static const char NVS_CREDENTIAL[] = "credential";
 static const char NVS_HOST[] = "host";
+static const char NVS_X509_KEY[] = "x509_key";     // the P-256 private scalar, 32 bytes
+static const char NVS_X509_CERT[] = "x509_cert";   // the device certificate, DER
+static const char NVS_X509_CHAIN[] = "x509_chain"; // its intermediate CA certificate, DER, if any
+
+// The request is sent from one static buffer: the head is written just before the body, so that
+// both leave in one write (one TLS record) without copying the body. An X.509 body is up to 4 KB:
+// too much for the loop task's stack.
+static const size_t REQUEST_HEAD_MAX_LEN = 384;
+#ifdef PROVISIONING_X509
+static const size_t REQUEST_BODY_MAX_LEN = TPROV_X509_REQUEST_BODY_MAX_LEN;
+// The certificate and its intermediate together, DER: with their base64 and the other fields the
+// request stays under the service's 4096 bytes (set-cert checks it with a trial request).
+static const size_t X509_DER_MAX_LEN = 2816;
+// The longest command line: "set-cert CERT CHAIN", both in base64.
+static const size_t SERIAL_LINE_MAX_LEN = 16 + 4 * ((X509_DER_MAX_LEN + 2) / 3) + 8;
+#else
+static const size_t REQUEST_BODY_MAX_LEN = TPROV_REQUEST_BODY_MAX_LEN;
+static const size_t SERIAL_LINE_MAX_LEN = 95;
+#endif
 
 #ifdef PROVISIONING_EFUSE_HMAC_KEY
 #ifndef PROVISIONING_EFUSE_KEY_VERSION
@@ -67,6 +103,9 @@ static_assert(PROVISIONING_EFUSE_KEY_VERSION >= 1 && PROVISIONING_EFUSE_KEY_VERS
               "PROVISIONING_EFUSE_KEY_VERSION is 1 to 999");
 static const char KEY_FIX[] = "burn the device key into the eFuse block with purpose HMAC_UP, read-protected (README.md)";
 static const char COMMANDS[] = "id | reprovision";
+#elif defined(PROVISIONING_X509)
+static const char KEY_FIX[] = "write the key and certificate at the factory (send: set-x509-key KEY, then set-cert CERT [CHAIN])";
+static const char COMMANDS[] = "id | set-x509-key KEY | set-cert CERT [CHAIN] | reprovision";
 #else
 static const char KEY_FIX[] = "re-key at the factory (send: set-key KEY)";
 static const char COMMANDS[] = "id | set-key KEY [VERSION] | reprovision";
@@ -93,24 +132,28 @@ static uint8_t g_auth_failures = 0;   // refused logins in a row (set from thing
 static uint32_t g_wifi_up_since_ms = 0;
 static char g_response_body[TPROV_RESPONSE_MAX_LEN];
 static tprov_response_t g_response;
+static char g_request[REQUEST_HEAD_MAX_LEN + REQUEST_BODY_MAX_LEN + 1];
+static char *const g_request_body = g_request + REQUEST_HEAD_MAX_LEN;
 
 // The client reads these buffers when it connects, so new credentials need no new object.
 ThingerESP32 thing(g_username, g_device_id, g_credential);
 
+#if !defined(PROVISIONING_X509) || defined(PROVISIONING_X509_MAC_DEVICE_ID)
 // esptool's read_mac order, lower-case, so the factory can derive the key from the label.
-static void make_device_id() {
+static void make_device_id(char out[TPROV_DEVICE_ID_MAX_LEN + 1]) {
   static const char HEX_DIGITS[] = "0123456789abcdef";
   uint64_t mac = ESP.getEfuseMac();
   size_t len = strlen("esp32_");
 
-  memcpy(g_device_id, "esp32_", len);
+  memcpy(out, "esp32_", len);
   for (int i = 0; i < 6; i++) {
     uint8_t b = (uint8_t)(mac >> (8 * i));
-    g_device_id[len++] = HEX_DIGITS[b >> 4];
-    g_device_id[len++] = HEX_DIGITS[b & 0x0F];
+    out[len++] = HEX_DIGITS[b >> 4];
+    out[len++] = HEX_DIGITS[b & 0x0F];
   }
-  g_device_id[len] = '\0';
+  out[len] = '\0';
 }
+#endif
 
 static bool read_nvs_string(const char *key, char *out, size_t size) {
   out[0] = '\0';
@@ -145,11 +188,334 @@ static const char *read_efuse_key_state() {
 }
 #endif
 
+#ifdef PROVISIONING_X509
+static void load_credentials();
+
+// The certificate and its intermediate, DER, back to back, as read from NVS at boot or taken by
+// set-cert. They are public: every request carries them.
+static unsigned char g_x509_der[X509_DER_MAX_LEN];
+static size_t g_cert_len = 0;  // 0: no usable certificate
+static size_t g_chain_len = 0; // 0: no intermediate
+static const char *g_cert_state = "absent"; // what `id` says: present, absent, or what is wrong
+static mbedtls_entropy_context g_entropy;
+static mbedtls_ctr_drbg_context g_drbg;
+static bool g_drbg_seeded = false;
+
+// CTR-DRBG seeded from mbedTLS's entropy source, which ESP-IDF feeds from the hardware RNG (true
+// random once the radio is on: setup() starts Wi-Fi first). It blinds the scalar multiplications;
+// the signatures themselves are deterministic (RFC 6979) where mbedTLS has it.
+static bool seed_drbg() {
+  static const unsigned char PERSONALIZATION[] = "thinger-provisioner device";
+  if (!g_drbg_seeded) {
+    mbedtls_entropy_init(&g_entropy);
+    mbedtls_ctr_drbg_init(&g_drbg);
+    g_drbg_seeded = mbedtls_ctr_drbg_seed(&g_drbg, mbedtls_entropy_func, &g_entropy,
+                                          PERSONALIZATION, sizeof PERSONALIZATION - 1) == 0;
+    if (!g_drbg_seeded) {
+      mbedtls_ctr_drbg_free(&g_drbg);
+      mbedtls_entropy_free(&g_entropy);
+    }
+  }
+  return g_drbg_seeded;
+}
+
+static bool read_x509_key(unsigned char d[TPROV_P256_SCALAR_LEN]) {
+  return prefs.isKey(NVS_X509_KEY) && prefs.getBytesLength(NVS_X509_KEY) == TPROV_P256_SCALAR_LEN &&
+         prefs.getBytes(NVS_X509_KEY, d, TPROV_P256_SCALAR_LEN) == TPROV_P256_SCALAR_LEN;
+}
+
+// TPROV_ERR_KEY: d is 0 or not below the curve order. TPROV_ERR_CRYPTO: no random generator.
+static tprov_status_t open_p256_key(tprov_key_t &key, tprov_p256_key_t &storage,
+                                    const unsigned char d[TPROV_P256_SCALAR_LEN]) {
+  if (!seed_drbg()) {
+    return TPROV_ERR_CRYPTO;
+  }
+  return tprov_key_from_p256(&key, &storage, d, mbedtls_ctr_drbg_random, &g_drbg);
+}
+
+static tprov_certificate_t x509_certificate(size_t cert_len, size_t chain_len) {
+  tprov_certificate_t certificate = { g_x509_der, cert_len, nullptr, 0 };
+  if (chain_len > 0) {
+    certificate.chain_der = g_x509_der + cert_len;
+    certificate.chain_der_len = chain_len;
+  }
+  return certificate;
+}
+
+// True when the certificate's public key is d·G on P-256: the certificate is this key's, so a key
+// and a certificate of two different devices are caught at the factory, not by the service.
+static bool certificate_has_key(const mbedtls_x509_crt &crt, const unsigned char d[TPROV_P256_SCALAR_LEN]) {
+  unsigned char written[TPROV_P256_POINT_LEN + 16];
+  unsigned char computed[TPROV_P256_POINT_LEN];
+  unsigned char *p = written + sizeof written;
+  size_t computed_len = 0;
+  mbedtls_ecp_group grp;
+  mbedtls_ecp_point q;
+  mbedtls_mpi m;
+
+  if (mbedtls_pk_get_type(&crt.pk) != MBEDTLS_PK_ECKEY ||
+      mbedtls_pk_write_pubkey(&p, written, &crt.pk) != TPROV_P256_POINT_LEN || !seed_drbg()) {
+    return false; // RSA, another curve, or no random generator
+  }
+  mbedtls_ecp_group_init(&grp);
+  mbedtls_ecp_point_init(&q);
+  mbedtls_mpi_init(&m);
+  bool same = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) == 0 &&
+              mbedtls_mpi_read_binary(&m, d, TPROV_P256_SCALAR_LEN) == 0 &&
+              mbedtls_ecp_mul(&grp, &q, &m, &grp.G, mbedtls_ctr_drbg_random, &g_drbg) == 0 &&
+              mbedtls_ecp_point_write_binary(&grp, &q, MBEDTLS_ECP_PF_UNCOMPRESSED, &computed_len,
+                                             computed, sizeof computed) == 0 &&
+              computed_len == sizeof computed && memcmp(p, computed, sizeof computed) == 0;
+  mbedtls_mpi_free(&m); // mbedTLS wipes the scalar's copy
+  mbedtls_ecp_point_free(&q);
+  mbedtls_ecp_group_free(&grp);
+  return same;
+}
+
+// The subject's common name, when there is exactly one and it is a valid device ID (the service
+// reads it the same way: x509.deviceId cn, docs/protocol.md).
+static bool certificate_cn(const mbedtls_x509_crt &crt, char out[TPROV_DEVICE_ID_MAX_LEN + 1]) {
+  const mbedtls_x509_name *cn = nullptr;
+  for (const mbedtls_x509_name *name = &crt.subject; name != nullptr; name = name->next) {
+    if (name->oid.p != nullptr && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) == 0) {
+      if (cn != nullptr) {
+        return false;
+      }
+      cn = name;
+    }
+  }
+  if (cn == nullptr || cn->val.len == 0 || cn->val.len > TPROV_DEVICE_ID_MAX_LEN) {
+    return false;
+  }
+  memcpy(out, cn->val.p, cn->val.len);
+  out[cn->val.len] = '\0';
+  return strlen(out) == cn->val.len && tprov_validate_device_id(out) == TPROV_OK;
+}
+
+#ifdef PROVISIONING_X509_MAC_DEVICE_ID
+// The certificate names the device as its common name or as one of its DNS names (x509.deviceId
+// cn or dns): otherwise the service would answer certificate_device_mismatch.
+static bool certificate_names(const mbedtls_x509_crt &crt, const char *device) {
+  char cn[TPROV_DEVICE_ID_MAX_LEN + 1];
+  if (certificate_cn(crt, cn) && strcmp(cn, device) == 0) {
+    return true;
+  }
+  for (const mbedtls_x509_sequence *san = &crt.subject_alt_names; san != nullptr && san->buf.p != nullptr;
+       san = san->next) {
+    if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME) &&
+        san->buf.len == strlen(device) && memcmp(san->buf.p, device, san->buf.len) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+#endif
+
+// Checks a certificate and its intermediate (chain_len 0: none) against the device's key, and
+// writes the device ID they give. Returns nullptr when they are usable, else the code that `id`
+// and set-cert report.
+static const char *check_x509(size_t cert_len, size_t chain_len,
+                              const unsigned char d[TPROV_P256_SCALAR_LEN],
+                              char device[TPROV_DEVICE_ID_MAX_LEN + 1]) {
+  mbedtls_x509_crt crt;
+  mbedtls_x509_crt issuer;
+  const char *problem = nullptr;
+
+  mbedtls_x509_crt_init(&crt);
+  mbedtls_x509_crt_init(&issuer);
+  if (cert_len == 0 || mbedtls_x509_crt_parse_der(&crt, g_x509_der, cert_len) != 0) {
+    problem = "invalid_certificate";
+  } else if (chain_len > 0 &&
+             mbedtls_x509_crt_parse_der(&issuer, g_x509_der + cert_len, chain_len) != 0) {
+    problem = "invalid_chain";
+  } else if (chain_len > 0 && (crt.issuer_raw.len != issuer.subject_raw.len ||
+                               memcmp(crt.issuer_raw.p, issuer.subject_raw.p, crt.issuer_raw.len) != 0)) {
+    problem = "chain_mismatch"; // the intermediate did not issue this certificate
+  } else if (!certificate_has_key(crt, d)) {
+    problem = "key_mismatch";
+  } else {
+#ifdef PROVISIONING_X509_MAC_DEVICE_ID
+    make_device_id(device);
+    if (!certificate_names(crt, device)) {
+      problem = "certificate_device_mismatch";
+    }
+#else
+    if (!certificate_cn(crt, device)) {
+      problem = "certificate_device_id"; // no common name, several, or not a Thinger device ID
+    }
+#endif
+  }
+  mbedtls_x509_crt_free(&crt);
+  mbedtls_x509_crt_free(&issuer);
+  return problem;
+}
+
+// A trial request with the longest timestamp: a certificate too large for the service's 4096
+// bytes is refused at the factory rather than found in the field.
+static const char *check_request_fits(const char *device, size_t cert_len, size_t chain_len,
+                                      const unsigned char d[TPROV_P256_SCALAR_LEN]) {
+  tprov_key_t key;
+  tprov_p256_key_t storage;
+  tprov_certificate_t certificate = x509_certificate(cert_len, chain_len);
+  tprov_request_options_t options = { PROVISIONING_FLEET, 0, true };
+  size_t body_len = 0;
+
+  tprov_status_t status = open_p256_key(key, storage, d);
+  if (status == TPROV_OK) {
+    status = tprov_build_request(device, UINT64_MAX, &key, &options, &certificate, g_request_body,
+                                 REQUEST_BODY_MAX_LEN + 1, &body_len);
+  }
+  tprov_memzero(&storage, sizeof storage);
+  tprov_memzero(g_request, sizeof g_request);
+  if (status == TPROV_OK) {
+    return nullptr;
+  }
+  return status == TPROV_ERR_BUFFER_TOO_SMALL ? "certificate_too_large" : tprov_status_name(status);
+}
+
+// Reads the key and the certificates from NVS and checks them together: sets g_device_id (the
+// certificate's common name, or the MAC's ID), g_cert_state, g_key_state and g_have_key.
+static void load_x509_identity() {
+  unsigned char d[TPROV_P256_SCALAR_LEN];
+  char device[TPROV_DEVICE_ID_MAX_LEN + 1] = "";
+  bool have_key = read_x509_key(d);
+  size_t cert_len = prefs.isKey(NVS_X509_CERT) ? prefs.getBytesLength(NVS_X509_CERT) : 0;
+  size_t chain_len = prefs.isKey(NVS_X509_CHAIN) ? prefs.getBytesLength(NVS_X509_CHAIN) : 0;
+
+  g_cert_len = 0;
+  g_chain_len = 0;
+#ifdef PROVISIONING_X509_MAC_DEVICE_ID
+  make_device_id(g_device_id);
+#else
+  g_device_id[0] = '\0'; // no certificate, no ID
+#endif
+  g_key_state = have_key ? "present" : prefs.isKey(NVS_X509_KEY) ? "unreadable" : "absent";
+  if (cert_len == 0) {
+    g_cert_state = "absent";
+  } else if (cert_len + chain_len > sizeof g_x509_der ||
+             prefs.getBytes(NVS_X509_CERT, g_x509_der, cert_len) != cert_len ||
+             (chain_len > 0 && prefs.getBytes(NVS_X509_CHAIN, g_x509_der + cert_len, chain_len) != chain_len)) {
+    g_cert_state = "unreadable";
+  } else if (!have_key) {
+    g_cert_state = "present"; // checked against the key once there is one
+  } else {
+    const char *problem = check_x509(cert_len, chain_len, d, device);
+    g_cert_state = problem != nullptr ? problem : "present";
+    if (problem == nullptr) {
+      g_cert_len = cert_len;
+      g_chain_len = chain_len;
+      memcpy(g_device_id, device, sizeof device);
+    }
+  }
+  g_have_key = have_key && g_cert_len > 0;
+  tprov_memzero(d, sizeof d);
+}
+
+// "set-x509-key KEY": the private scalar, 32 bytes in base64. Write-once, as set-key: re-keying
+// takes an erased flash.
+static void set_x509_key(const char *key_b64) {
+  unsigned char d[TPROV_P256_SCALAR_LEN + 1];
+  size_t d_len = 0;
+  tprov_key_t key;
+  tprov_p256_key_t storage;
+  tprov_status_t status = TPROV_ERR_KEY;
+
+  if (prefs.isKey(NVS_X509_KEY)) {
+    Serial.println("error=key_already_set");
+    return;
+  }
+  if (mbedtls_base64_decode(d, sizeof d, &d_len, (const unsigned char *)key_b64, strlen(key_b64)) == 0 &&
+      d_len == TPROV_P256_SCALAR_LEN) {
+    status = open_p256_key(key, storage, d);
+  }
+  if (status == TPROV_ERR_KEY) {
+    Serial.println("error=invalid_key");
+  } else if (status != TPROV_OK) {
+    Serial.printf("error=crypto_failed (%s)\n", tprov_status_name(status));
+  } else if (prefs.putBytes(NVS_X509_KEY, d, TPROV_P256_SCALAR_LEN) != TPROV_P256_SCALAR_LEN) {
+    Serial.println("error=nvs_write_failed");
+  } else {
+    load_x509_identity(); // a certificate written before the key is checked now
+    Serial.println("ok");
+  }
+  tprov_memzero(d, sizeof d);
+  tprov_memzero(&storage, sizeof storage);
+}
+
+// Decodes base64 text into out; the code to report, or nullptr.
+static const char *decode_der(const char *text, size_t text_len, unsigned char *out, size_t size,
+                              size_t &len, const char *too_large, const char *invalid) {
+  int ret = mbedtls_base64_decode(out, size, &len, (const unsigned char *)text, text_len);
+  if (ret == MBEDTLS_ERR_BASE64_BUFFER_TOO_SMALL) {
+    return too_large;
+  }
+  return ret == 0 ? nullptr : invalid;
+}
+
+// "set-cert CERT [CHAIN]": the device certificate and its intermediate, DER in base64. Taken only
+// for the stored key, with a usable device ID, and small enough for a request; it replaces the
+// stored ones (a renewed certificate for the same key), never the key.
+static void set_certificate(const char *args) {
+  const char *space = strchr(args, ' ');
+  size_t cert_b64_len = space != nullptr ? (size_t)(space - args) : strlen(args);
+  const char *chain_b64 = space != nullptr ? space + 1 : "";
+  size_t cert_len = 0;
+  size_t chain_len = 0;
+  unsigned char d[TPROV_P256_SCALAR_LEN];
+  char device[TPROV_DEVICE_ID_MAX_LEN + 1];
+  const char *problem = nullptr;
+
+  if (!read_x509_key(d)) {
+    problem = "no_key"; // set-x509-key first
+  } else {
+    problem = decode_der(args, cert_b64_len, g_x509_der, sizeof g_x509_der, cert_len,
+                         "certificate_too_large", "invalid_certificate");
+  }
+  if (problem == nullptr) {
+    problem = decode_der(chain_b64, strlen(chain_b64), g_x509_der + cert_len,
+                         sizeof g_x509_der - cert_len, chain_len, "certificate_too_large",
+                         "invalid_chain");
+  }
+  if (problem == nullptr) {
+    problem = check_x509(cert_len, chain_len, d, device);
+  }
+  if (problem == nullptr) {
+    problem = check_request_fits(device, cert_len, chain_len, d);
+  }
+  if (problem == nullptr) {
+    prefs.remove(NVS_X509_CHAIN);
+    if (prefs.putBytes(NVS_X509_CERT, g_x509_der, cert_len) != cert_len ||
+        (chain_len > 0 && prefs.putBytes(NVS_X509_CHAIN, g_x509_der + cert_len, chain_len) != chain_len)) {
+      problem = "nvs_write_failed";
+    }
+  }
+  tprov_memzero(d, sizeof d);
+  load_x509_identity(); // what NVS holds now, whether or not this one was taken
+  load_credentials();   // a certificate of another device ID drops the stored credentials
+  if (problem != nullptr) {
+    Serial.printf("error=%s\n", problem);
+  } else {
+    Serial.println("ok");
+  }
+}
+#endif
+
+#ifdef PROVISIONING_X509
+typedef tprov_p256_key_t KeyStorage;
+#else
+typedef tprov_hmac_key_t KeyStorage;
+#endif
+
 // The device key as the core uses it. From NVS, decoded into storage (wipe it after); from
 // eFuse, a handle on the HMAC peripheral. False when the stored key is unusable.
-static bool open_device_key(tprov_key_t &key, tprov_hmac_key_t &storage,
-                            uint32_t &key_version) {
-#ifdef PROVISIONING_EFUSE_HMAC_KEY
+static bool open_device_key(tprov_key_t &key, KeyStorage &storage, uint32_t &key_version) {
+#if defined(PROVISIONING_X509)
+  unsigned char d[TPROV_P256_SCALAR_LEN];
+  bool ok = read_x509_key(d) && open_p256_key(key, storage, d) == TPROV_OK;
+  tprov_memzero(d, sizeof d);
+  key_version = 0; // X.509 requests carry no key version
+  return ok;
+#elif defined(PROVISIONING_EFUSE_HMAC_KEY)
   (void)storage;
   key = tprov_key_t();
   key.type = TPROV_KEY_HMAC;
@@ -269,41 +635,43 @@ static bool parse_header_number(const char *text, uint32_t &out) {
   return true;
 }
 
-// POSTs body to the service and parses the answer into g_response. HTTP/1.1 with
-// Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
+// POSTs the body_len bytes at g_request_body to the service and parses the answer into
+// g_response. HTTP/1.1 with Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
 // answer is refused: the service sends Content-Length).
 // The key opens the sealed credential of the answer (protocol v2, docs/protocol.md); timestamp
 // is the one the request was signed with.
-static void https_post(const char *body, size_t body_len, uint64_t timestamp,
-                       const tprov_key_t &key, Exchange &ex) {
+static void https_post(size_t body_len, uint64_t timestamp, const tprov_key_t &key, Exchange &ex) {
   WiFiClientSecure client;
-  char request[512];
+  char head[REQUEST_HEAD_MAX_LEN + 1];
   char line[128];
 
   ex = Exchange();
   ex.parse_status = TPROV_ERR_RESPONSE_EMPTY;
   client.setCACert(PROVISIONING_ROOT_CA);
   if (!client.connect(PROVISIONING_HOST, PROVISIONING_PORT)) {
+    tprov_memzero(g_request, sizeof g_request);
     char reason[96];
     client.lastError(reason, sizeof reason);
     Serial.printf("[PROVISION] cannot connect to %s: %s\n", PROVISIONING_HOST, reason);
     return;
   }
 
-  // Head and body in one write, so in one TLS record.
-  int head_len = snprintf(request, sizeof request,
+  // Head and body in one write, so in one TLS record: the head goes just before the body.
+  int head_len = snprintf(head, sizeof head,
                           "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
                           "Accept: %s\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
                           PROVISIONING_BASE_PATH, TPROV_PATH, PROVISIONING_HOST,
                           TPROV_CONTENT_TYPE, TPROV_ACCEPT, (unsigned)body_len);
-  if (head_len < 0 || (size_t)head_len + body_len > sizeof request) {
+  if (head_len < 0 || (size_t)head_len > REQUEST_HEAD_MAX_LEN || body_len > REQUEST_BODY_MAX_LEN) {
+    tprov_memzero(g_request, sizeof g_request);
     client.stop();
     return;
   }
-  memcpy(request + head_len, body, body_len);
+  char *request = g_request_body - head_len;
+  memcpy(request, head, (size_t)head_len);
   size_t request_len = (size_t)head_len + body_len;
   bool sent = client.write((const uint8_t *)request, request_len) == request_len;
-  tprov_memzero(request, sizeof request);
+  tprov_memzero(g_request, sizeof g_request);
   if (!sent) {
     client.stop();
     return;
@@ -372,10 +740,15 @@ static void https_post(const char *body, size_t body_len, uint64_t timestamp,
 // One provisioning round: a request, plus one immediate retry if the clock was refused.
 static void provision() {
   tprov_key_t key;
-  tprov_hmac_key_t storage;
+  KeyStorage storage;
   uint32_t key_version = 1;
-  char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
   bool resynced = false;
+#ifdef PROVISIONING_X509
+  tprov_certificate_t certificate = x509_certificate(g_cert_len, g_chain_len);
+  const tprov_certificate_t *cert = &certificate;
+#else
+  const tprov_certificate_t *cert = nullptr;
+#endif
 
   if (!open_device_key(key, storage, key_version)) {
     Serial.printf("[PROVISION] the stored device key is unusable: %s\n", KEY_FIX);
@@ -391,17 +764,17 @@ static void provision() {
     uint64_t timestamp = now > 0 ? (uint64_t)now : 0;
     // sealed: the credential comes encrypted to this device's key, so a replayed request is worthless.
     tprov_request_options_t options = { PROVISIONING_FLEET, key_version, true };
-    tprov_status_t status = tprov_build_request(g_device_id, timestamp, &key, &options, nullptr,
-                                                body, sizeof body, &body_len);
+    tprov_status_t status = tprov_build_request(g_device_id, timestamp, &key, &options, cert,
+                                                g_request_body, REQUEST_BODY_MAX_LEN + 1, &body_len);
     if (status != TPROV_OK) {
+      tprov_memzero(g_request, sizeof g_request);
       Serial.printf("[PROVISION] the device key is unusable (%s): %s\n", tprov_status_name(status),
                     KEY_FIX);
       schedule_attempt(REFUSED_PARK_MS);
       break;
     }
     Serial.printf("[PROVISION] provisioning %s\n", g_device_id);
-    https_post(body, body_len, timestamp, key, ex);
-    tprov_memzero(body, sizeof body);
+    https_post(body_len, timestamp, key, ex); // wipes the request
 
     tprov_next_t next = tprov_next_step(ex.http_status, ex.parse_status, &g_response);
     if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && !resynced) {
@@ -448,12 +821,29 @@ static void provision() {
 
 // Factory commands on the serial port, one per line. The key can be set only while none is
 // stored; re-keying takes an erased flash. Nothing prints a key or a credential. With the eFuse
-// key there is no set-key: the key is burned with espefuse (README.md).
+// key there is no set-key: the key is burned with espefuse (README.md). An X.509 device takes
+// its P-256 key (set-x509-key) and its certificate (set-cert) instead.
 static void run_command(const char *line) {
   if (strcmp(line, "id") == 0) {
+#ifdef PROVISIONING_X509
+    uint64_t mac = ESP.getEfuseMac();
+    Serial.printf("device=%s\nmac=%02x:%02x:%02x:%02x:%02x:%02x\nkey=%s\ncertificate=%s\n"
+                  "provisioned=%s\n", g_device_id, (unsigned)(uint8_t)mac, (unsigned)(uint8_t)(mac >> 8),
+                  (unsigned)(uint8_t)(mac >> 16), (unsigned)(uint8_t)(mac >> 24),
+                  (unsigned)(uint8_t)(mac >> 32), (unsigned)(uint8_t)(mac >> 40), g_key_state,
+                  g_cert_state, g_have_credentials ? "yes" : "no");
+#else
     Serial.printf("device=%s\nkey=%s\nprovisioned=%s\n", g_device_id, g_key_state,
                   g_have_credentials ? "yes" : "no");
-#ifdef PROVISIONING_EFUSE_HMAC_KEY
+#endif
+#if defined(PROVISIONING_X509)
+  } else if (strncmp(line, "set-key ", 8) == 0) {
+    Serial.println("error=x509_device (send: set-x509-key KEY, then set-cert CERT [CHAIN])");
+  } else if (strncmp(line, "set-x509-key ", 13) == 0) {
+    set_x509_key(line + 13);
+  } else if (strncmp(line, "set-cert ", 9) == 0) {
+    set_certificate(line + 9);
+#elif defined(PROVISIONING_EFUSE_HMAC_KEY)
   } else if (strncmp(line, "set-key ", 8) == 0) {
     Serial.println("error=key_in_efuse");
 #else
@@ -492,7 +882,7 @@ static void run_command(const char *line) {
 }
 
 static void handle_serial() {
-  static char line[96];
+  static char line[SERIAL_LINE_MAX_LEN + 1];
   static size_t len = 0;
   static bool overflow = false;
 
@@ -533,22 +923,35 @@ static void on_thinger_state(ThingerClient::THINGER_STATE state) {
 }
 
 void setup() {
+#ifdef PROVISIONING_X509
+  Serial.setRxBufferSize(SERIAL_LINE_MAX_LEN + 2); // a whole set-cert line, even while provisioning
+#endif
   Serial.begin(115200);
   prefs.begin(NVS_NAMESPACE, false);
-  make_device_id();
-#ifdef PROVISIONING_EFUSE_HMAC_KEY
+  WiFi.mode(WIFI_STA); // the radio on first: the hardware RNG is truly random with it
+#if defined(PROVISIONING_X509)
+  load_x509_identity();
+#elif defined(PROVISIONING_EFUSE_HMAC_KEY)
+  make_device_id(g_device_id);
   g_key_state = read_efuse_key_state();
   g_have_key = strcmp(g_key_state, "efuse") == 0;
 #else
+  make_device_id(g_device_id);
   g_have_key = prefs.isKey(NVS_DEVICE_KEY);
   g_key_state = g_have_key ? "present" : "absent";
 #endif
   load_credentials();
+#ifdef PROVISIONING_X509
+  Serial.printf("[PROVISION] device %s, key %s, certificate %s%s%s, credentials %s\n",
+                g_device_id[0] != '\0' ? g_device_id : "(none)", g_key_state, g_cert_state,
+                has_device_key() ? "" : ": ", has_device_key() ? "" : KEY_FIX,
+                g_have_credentials ? "stored" : "none");
+#else
   Serial.printf("[PROVISION] device %s, key %s%s%s, credentials %s\n", g_device_id, g_key_state,
                 has_device_key() ? "" : ": ", has_device_key() ? "" : KEY_FIX,
                 g_have_credentials ? "stored" : "none");
+#endif
 
-  WiFi.mode(WIFI_STA);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   configTime(0, 0, "pool.ntp.org", "time.google.com");
   thing.add_wifi(WIFI_SSID, WIFI_PASSWORD);

@@ -23,6 +23,7 @@ extern "C" uint32_t esp_random(void);
 class HardwareSerial {
 public:
   void begin(unsigned long baud, uint32_t config = 0x800001c, int8_t rxPin = -1, int8_t txPin = -1, bool invert = false, unsigned long timeout_ms = 20000UL, uint8_t rxfifo_full_thrhd = 112);
+  size_t setRxBufferSize(size_t new_size);
   int available(void);
   int read(void);
   size_t println(const char[]);

@@ -9,7 +9,10 @@ public:
   bool remove(const char *key);
   size_t putUInt(const char *key, uint32_t value);
   size_t putString(const char *key, const char *value);
+  size_t putBytes(const char *key, const void *value, size_t len);
   bool isKey(const char *key);
   uint32_t getUInt(const char *key, uint32_t defaultValue = 0);
   size_t getString(const char *key, char *value, size_t maxLen);
+  size_t getBytesLength(const char *key);
+  size_t getBytes(const char *key, void *buf, size_t maxLen);
 };
