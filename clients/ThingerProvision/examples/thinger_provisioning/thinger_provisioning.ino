@@ -86,8 +86,10 @@ static const size_t REQUEST_BODY_MAX_LEN = TPROV_X509_REQUEST_BODY_MAX_LEN;
 // The certificate and its intermediate together, DER: with their base64 and the other fields the
 // request stays under the service's 4096 bytes (set-cert checks it with a trial request).
 static const size_t X509_DER_MAX_LEN = 2816;
-// The longest command line: "set-cert CERT CHAIN", both in base64.
-static const size_t SERIAL_LINE_MAX_LEN = 16 + 4 * ((X509_DER_MAX_LEN + 2) / 3) + 8;
+// The longest command line: "set-cert CERT CHAIN", both in base64, with room to spare so that
+// certificates a little too large are answered certificate_too_large rather than line_too_long.
+static const size_t SERIAL_LINE_MAX_LEN = 4095;
+static_assert(SERIAL_LINE_MAX_LEN >= 16 + 4 * ((X509_DER_MAX_LEN + 2) / 3) + 8, "a set-cert line fits");
 #else
 static const size_t REQUEST_BODY_MAX_LEN = TPROV_REQUEST_BODY_MAX_LEN;
 static const size_t SERIAL_LINE_MAX_LEN = 95;
