@@ -1,17 +1,28 @@
-// Runs the example sketch's factory commands on the host, linked with mbedTLS and the C core, so
-// that a test can play the factory station (test/clients/sketch-station.test.ts): host
-// definitions of the stub headers' calls, NVS as a file, no network (Wi-Fi never connects, so the
-// sketch never provisions here). Host check only (see README.md); Arduino ignores extras/.
+// Runs the example sketch on the host, linked with mbedTLS and the C core, so that a test can
+// play the factory station (test/clients/sketch-station.test.ts) and let the device provision
+// against the running service (test/e2e/sketch-x509.test.ts): host definitions of the stub
+// headers' calls, NVS as a file, the serial port fed from stdin. Host check only (see README.md);
+// Arduino ignores extras/.
 //
-// usage: sketch-station NVS_FILE MAC < commands   (MAC: 12 hex digits, as esptool read_mac prints them)
-//   boots the sketch (setup()) with the NVS entries of NVS_FILE (created if absent), feeds the
-//   command lines of stdin to its serial port, prints what it answers, and writes NVS back.
-//   A second run with the same file is a reboot.
+// usage: [SKETCH_STATION_SERVICE=127.0.0.1:PORT] sketch-station NVS_FILE MAC < commands
+//   (MAC: 12 hex digits, as esptool read_mac prints them). Boots the sketch (setup()) with the
+//   NVS entries of NVS_FILE (created if absent), feeds the command lines of stdin to its serial
+//   port, prints what it answers, and writes NVS back; a second run with the same file is a
+//   reboot. Without SKETCH_STATION_SERVICE, Wi-Fi never connects and the sketch never provisions.
+//   With it, Wi-Fi is up, the TLS client is a plain TCP connection to that address (the local
+//   stack speaks HTTP), and the sketch runs until it has provisioned or two minutes of its
+//   time have passed (its waits cost no real time unless a connection is open); then `id`.
 #include <Arduino.h>
 #include <Preferences.h>
 #include <ThingerESP32.h>
 #include <WiFi.h>
 #include <WiFiClientSecure.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -26,7 +37,16 @@ std::map<std::string, std::vector<unsigned char>> nvs;
 std::string serial_input;
 size_t serial_read = 0;
 uint64_t efuse_mac = 0;
-unsigned long now_ms = 0;
+unsigned long virtual_ms = 0; // waits without a connection open, skipped
+const char *service = nullptr; // "127.0.0.1:PORT", or no network
+int socket_fd = -1;
+bool peer_closed = false;
+
+unsigned long real_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (unsigned long)ts.tv_sec * 1000UL + (unsigned long)(ts.tv_nsec / 1000000);
+}
 
 bool load_nvs(const char *path) {
   std::ifstream in(path);
@@ -56,8 +76,14 @@ bool save_nvs(const char *path) {
 } // namespace
 
 // Arduino.h
-unsigned long millis() { return now_ms += 10; }
-void delay(uint32_t ms) { now_ms += ms; }
+unsigned long millis() { return real_ms() + virtual_ms; }
+void delay(uint32_t ms) {
+  if (socket_fd >= 0) {
+    usleep(ms * 1000); // waiting for the service: real time
+  } else {
+    virtual_ms += ms;
+  }
+}
 void configTime(long, int, const char *, const char *, const char *) {}
 extern "C" uint32_t esp_random(void) { return (uint32_t)rand(); }
 void HardwareSerial::begin(unsigned long, uint32_t, int8_t, int8_t, bool, unsigned long, uint8_t) {}
@@ -117,18 +143,66 @@ size_t Preferences::getBytes(const char *key, void *buf, size_t maxLen) {
   return entry->second.size();
 }
 
-// WiFi.h, WiFiClientSecure.h: never connected.
+// WiFi.h, WiFiClientSecure.h: connected only with SKETCH_STATION_SERVICE, over plain TCP to it
+// (one connection at a time, as the sketch makes them).
 bool WiFiClass::mode(wifi_mode_t) { return true; }
 wl_status_t WiFiClass::begin(const char *, const char *, int32_t, const uint8_t *, bool) { return WL_DISCONNECTED; }
-wl_status_t WiFiClass::status() { return WL_DISCONNECTED; }
+wl_status_t WiFiClass::status() { return service != nullptr ? WL_CONNECTED : WL_DISCONNECTED; }
 WiFiClass WiFi;
-int WiFiClientSecure::connect(const char *, uint16_t) { return 0; }
-size_t WiFiClientSecure::write(const uint8_t *, size_t) { return 0; }
-int WiFiClientSecure::available() { return 0; }
-int WiFiClientSecure::read() { return -1; }
-void WiFiClientSecure::stop() {}
-uint8_t WiFiClientSecure::connected() { return 0; }
-int WiFiClientSecure::lastError(char *buf, const size_t size) { return snprintf(buf, size, "no network on the host"); }
+int WiFiClientSecure::connect(const char *, uint16_t) {
+  const char *colon = service != nullptr ? strrchr(service, ':') : nullptr;
+  if (colon == nullptr) {
+    return 0;
+  }
+  struct sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)atoi(colon + 1));
+  std::string host(service, (size_t)(colon - service));
+  socket_fd = socket(AF_INET, SOCK_STREAM, 0);
+  peer_closed = false;
+  if (socket_fd < 0 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+      ::connect(socket_fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    stop();
+    return 0;
+  }
+  return 1;
+}
+size_t WiFiClientSecure::write(const uint8_t *buf, size_t size) {
+  size_t sent = 0;
+  while (socket_fd >= 0 && sent < size) {
+    ssize_t n = send(socket_fd, buf + sent, size - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      break;
+    }
+    sent += (size_t)n;
+  }
+  return sent;
+}
+int WiFiClientSecure::available() {
+  unsigned char byte;
+  if (socket_fd < 0 || peer_closed) {
+    return 0;
+  }
+  ssize_t n = recv(socket_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) {
+    peer_closed = true;
+  }
+  return n > 0 ? 1 : 0;
+}
+int WiFiClientSecure::read() {
+  unsigned char byte;
+  return socket_fd >= 0 && recv(socket_fd, &byte, 1, 0) == 1 ? byte : -1;
+}
+void WiFiClientSecure::stop() {
+  if (socket_fd >= 0) {
+    close(socket_fd);
+  }
+  socket_fd = -1;
+}
+uint8_t WiFiClientSecure::connected() { return socket_fd >= 0 && !peer_closed ? 1 : 0; }
+int WiFiClientSecure::lastError(char *buf, const size_t size) {
+  return snprintf(buf, size, service != nullptr ? "connection refused" : "no network on the host");
+}
 void WiFiClientSecure::setCACert(const char *) {}
 
 // ThingerESP32.h
@@ -158,9 +232,17 @@ int main(int argc, char **argv) {
     efuse_mac |= ((mac >> (8 * (5 - i))) & 0xFF) << (8 * i);
   }
   serial_input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  service = getenv("SKETCH_STATION_SERVICE");
   setup();
   while (serial_read < serial_input.size()) {
     loop();
+  }
+  if (service != nullptr) {
+    const unsigned long until_ms = millis() + 120000UL;
+    while (!g_have_credentials && (long)(millis() - until_ms) < 0) {
+      loop();
+    }
+    run_command("id");
   }
   return save_nvs(argv[1]) ? 0 : 1;
 }

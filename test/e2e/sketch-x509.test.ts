@@ -1,0 +1,98 @@
+import { execFile, spawnSync } from 'node:child_process'
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { newDeviceId } from '../support/device.js'
+import { emulatorClient } from '../support/emulator-client.js'
+import { type Issued, issue, newCa } from '../support/pki.js'
+
+const run = promisify(execFile)
+const MAC = '246f28a1b2c3'
+const toolchain = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
+if (!toolchain) console.warn('SKIPPED: the sketch run on the host needs a C++ compiler and the mbedTLS headers (Debian: libmbedtls-dev)')
+
+/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
+const localCa = (): Issued => {
+  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
+  const pem = readFileSync('local/x509/ca.pem', 'utf8')
+  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
+}
+const scalar = (key: KeyObject): string => Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url').toString('base64')
+
+/**
+ * The ESP32 sketch built with PROVISIONING_X509 (fleet `factory`), run on the host
+ * (extras/host-check/station.cpp: plain TCP instead of TLS, NVS in a file) against the running
+ * stack: the factory writes its key and certificate over the serial commands, and the sketch's
+ * own request (tprov_build_request with the certificate, one write) and answer handling
+ * (tprov_parse_response_with_key, ECDH-sealed) provision it under the certificate's common name.
+ */
+describe.skipIf(!toolchain)('Sketch: an X.509 device provisions against the running service', () => {
+  const service = new URL(inject('provisionUrl'))
+  const emulator = emulatorClient(inject('thingerUrl'))
+  let dir: string
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sketch-x509-'))
+    await run('make', ['-C', 'clients/c', 'sketch-station', `BUILD_DIR=${dir}`], { timeout: 180_000 })
+  }, 200_000)
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Boots the sketch with Wi-Fi up, sends the factory lines, lets it run; its serial output and NVS. */
+  async function board(name: string, lines: string[]) {
+    const child = execFile(join(dir, 'sketch-station-x509'), [join(dir, `${name}.nvs`), MAC], { env: { ...process.env, SKETCH_STATION_SERVICE: `127.0.0.1:${service.port}` }, timeout: 120_000 })
+    child.stdin!.end(lines.map((line) => `${line}\n`).join(''))
+    let stdout = ''
+    let stderr = ''
+    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    const nvs = new Map(readFileSync(join(dir, `${name}.nvs`), 'utf8').trimEnd().split('\n').map((line) => line.split(' ') as [string, string]))
+    const text = (key: string) => Buffer.from((nvs.get(key) ?? '-').slice(1), 'hex').toString('utf8').replace(/\0$/, '')
+    return { code, stderr, lines: stdout.trimEnd().split('\n'), nvs, text }
+  }
+
+  it('provisions a new device under its certificate’s common name in one Thinger call; the sealed credential opens and logs in', async () => {
+    // Prepare
+    const device = newDeviceId('x5')
+    const issued = await issue(localCa(), device)
+    const callsBefore = await emulator.callCount()
+
+    // Act
+    const result = await board('new', [`set-x509-key ${scalar(issued.privateKey)}`, `set-cert ${issued.der.toString('base64')}`])
+
+    // Assess
+    expect(result.stderr).toBe('')
+    expect(result.code).toBe(0)
+    expect(result.lines.slice(0, 3)).toEqual(['[PROVISION] device (none), key absent, certificate absent: write the key and certificate at the factory (send: set-x509-key KEY, then set-cert CERT [CHAIN]), credentials none', 'ok', 'ok'])
+    expect(result.lines).toContain(`[PROVISION] provisioning ${device}`)
+    expect(result.lines).toContain(`[PROVISION] provisioned ${device} for account ${result.text('username')} on ${new URL(inject('thingerUrl')).host} (new device)`)
+    expect(result.lines.slice(-5)).toEqual([`device=${device}`, 'mac=24:6f:28:a1:b2:c3', 'key=present', 'certificate=present', 'provisioned=yes'])
+    expect((await emulator.callCount()) - callsBefore).toBe(1)
+    expect(result.text('device')).toBe(device)
+    expect(result.lines.join('\n')).not.toContain(result.text('credential'))
+    expect(await emulator.login(device, result.text('credential'))).toBe(200)
+  })
+
+  it('is refused for a certificate of a CA the fleet does not trust: the service’s code on the serial port, nothing stored, no Thinger call', async () => {
+    // Prepare
+    const device = newDeviceId('x5')
+    const issued = await issue(await newCa(), device)
+    const callsBefore = await emulator.callCount()
+
+    // Act
+    const result = await board('untrusted', [`set-x509-key ${scalar(issued.privateKey)}`, `set-cert ${issued.der.toString('base64')}`])
+
+    // Assess
+    expect(result.code).toBe(0)
+    expect(result.lines).toContain('[PROVISION] refused (HTTP 403, certificate_untrusted)')
+    expect(result.lines.slice(-1)).toEqual(['provisioned=no'])
+    expect(result.nvs.has('credential')).toBe(false)
+    expect((await emulator.callCount()) - callsBefore).toBe(0)
+  })
+})
