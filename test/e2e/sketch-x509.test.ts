@@ -1,11 +1,11 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, type KeyObject, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import { newDeviceId } from '../support/device.js'
+import { deviceKeyOf, newDeviceId } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
 import { type Issued, issue, newCa } from '../support/pki.js'
 
@@ -29,7 +29,7 @@ const scalar = (key: KeyObject): string => Buffer.from(key.export({ format: 'jwk
  * own request (tprov_build_request with the certificate, one write) and answer handling
  * (tprov_parse_response_with_key, ECDH-sealed) provision it under the certificate's common name.
  */
-describe.skipIf(!toolchain)('Sketch: an X.509 device provisions against the running service', () => {
+describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the default build, provision against the running service', () => {
   const service = new URL(inject('provisionUrl'))
   const emulator = emulatorClient(inject('thingerUrl'))
   let dir: string
@@ -44,14 +44,15 @@ describe.skipIf(!toolchain)('Sketch: an X.509 device provisions against the runn
   })
 
   /** Boots the sketch with Wi-Fi up, sends the factory lines, lets it run; its serial output and NVS. */
-  async function board(name: string, lines: string[]) {
-    const child = execFile(join(dir, 'sketch-station-x509'), [join(dir, `${name}.nvs`), MAC], { env: { ...process.env, SKETCH_STATION_SERVICE: `127.0.0.1:${service.port}` }, timeout: 120_000 })
+  async function board(name: string, lines: string[], variant: 'x509' | 'nvs' = 'x509', mac = MAC) {
+    const child = execFile(join(dir, `sketch-station-${variant}`), [join(dir, `${name}.nvs`), mac], { env: { ...process.env, SKETCH_STATION_SERVICE: `127.0.0.1:${service.port}` }, timeout: 120_000 })
     child.stdin!.end(lines.map((line) => `${line}\n`).join(''))
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (chunk) => (stdout += chunk))
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    expect(stderr).toBe('')
     const nvs = new Map(readFileSync(join(dir, `${name}.nvs`), 'utf8').trimEnd().split('\n').map((line) => line.split(' ') as [string, string]))
     const text = (key: string) => Buffer.from((nvs.get(key) ?? '-').slice(1), 'hex').toString('utf8').replace(/\0$/, '')
     return { code, stderr, lines: stdout.trimEnd().split('\n'), nvs, text }
@@ -94,5 +95,23 @@ describe.skipIf(!toolchain)('Sketch: an X.509 device provisions against the runn
     expect(result.lines.slice(-1)).toEqual(['provisioned=no'])
     expect(result.nvs.has('credential')).toBe(false)
     expect((await emulator.callCount()) - callsBefore).toBe(0)
+  })
+
+  it('the default build (device key in NVS, set-key) still provisions, from the same static request buffer', async () => {
+    // Prepare
+    const mac = randomBytes(6).toString('hex')
+    const device = `esp32_${mac}`
+    const callsBefore = await emulator.callCount()
+
+    // Act
+    const first = await board('hmac', [`set-key ${deviceKeyOf(device)}`], 'nvs', mac)
+    const callsForNew = (await emulator.callCount()) - callsBefore
+
+    // Assess
+    expect(first.code).toBe(0)
+    expect(first.lines).toContain(`[PROVISION] provisioned ${device} for account ${first.text('username')} on ${new URL(inject('thingerUrl')).host} (new device)`)
+    expect(first.lines.slice(-3)).toEqual([`device=${device}`, 'key=present', 'provisioned=yes'])
+    expect(callsForNew).toBe(1)
+    expect(await emulator.login(device, first.text('credential'))).toBe(200)
   })
 })
