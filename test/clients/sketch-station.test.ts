@@ -1,25 +1,18 @@
 import { spawnSync } from 'node:child_process'
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
+import { type Issued, issue, localCa, newCa, newKeyPair, p256Scalar } from '../support/pki.js'
 
 // Two C++ builds linked with mbedTLS on a busy machine: a limit for a hung compiler, not a speed assertion.
 const BUILD_LIMIT_MS = 180_000
 const MAC = '246f28a1b2c3'
 const toolchain = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 
-/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
-const localCa = (): Issued => {
-  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
-  const pem = readFileSync('local/x509/ca.pem', 'utf8')
-  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
-}
-
-/** What set-x509-key takes: the private scalar, 32 bytes, base64 (what the README's station script sends). */
-const scalar = (key: KeyObject): string => Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url').toString('base64')
+/** What set-x509-key takes: the private scalar in base64 (what the README's station script sends). */
+const scalar = (key: KeyObject): string => p256Scalar(key).toString('base64')
 
 /**
  * The example sketch built with PROVISIONING_X509 and run on the host (extras/host-check/station.cpp),
@@ -72,7 +65,7 @@ describe.skipIf(!toolchain)('Sketch: the X.509 factory commands (set-x509-key, s
     ])
     expect(reboot.boot).toEqual(['[PROVISION] device x5_246f28a1b2c3, key present, certificate present, credentials none'])
     expect(reboot.answers).toEqual(['device=x5_246f28a1b2c3', 'mac=24:6f:28:a1:b2:c3', 'key=present', 'certificate=present', 'provisioned=no'])
-    expect(nvs('good').get('x509_key')).toBe(`-${Buffer.from(keys.privateKey.export({ format: 'jwk' }).d as string, 'base64url').toString('hex')}`)
+    expect(nvs('good').get('x509_key')).toBe(`-${p256Scalar(keys.privateKey).toString('hex')}`)
     expect(nvs('good').get('x509_cert')).toBe(`-${device.der.toString('hex')}`)
   })
 
@@ -130,7 +123,7 @@ describe.skipIf(!toolchain)('Sketch: the X.509 factory commands (set-x509-key, s
       'device=', 'mac=24:6f:28:a1:b2:c3', 'key=present', 'certificate=absent', 'provisioned=no',
     ])
     expect([...nvs('bad').keys()]).toEqual(['x509_key'])
-    expect(nvs('bad').get('x509_key')).toBe(`-${Buffer.from(keys.privateKey.export({ format: 'jwk' }).d as string, 'base64url').toString('hex')}`)
+    expect(nvs('bad').get('x509_key')).toBe(`-${p256Scalar(keys.privateKey).toString('hex')}`)
   })
 
   it('takes an intermediate beside the certificate, and a renewed certificate for the same key replaces both', async () => {
@@ -158,7 +151,7 @@ describe.skipIf(!toolchain)('Sketch: the X.509 factory commands (set-x509-key, s
     // Prepare
     const keys = newKeyPair()
     const other = await issue(ca, 'x5_246f28a1b2c3')
-    const d = Buffer.from(keys.privateKey.export({ format: 'jwk' }).d as string, 'base64url')
+    const d = p256Scalar(keys.privateKey)
     writeFileSync(join(dir, 'image.nvs'), `x509_cert -${other.der.toString('hex')}\nx509_key -${d.toString('hex')}\n`)
 
     // Act

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { createPrivateKey, createPublicKey, type KeyObject, randomBytes } from 'node:crypto'
+import { type KeyObject, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,20 +7,15 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { deviceKeyOf, newDeviceId } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
-import { type Issued, issue, newCa } from '../support/pki.js'
+import { issue, localCa, newCa, p256Scalar } from '../support/pki.js'
 
 const run = promisify(execFile)
 const MAC = '246f28a1b2c3'
 const toolchain = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
 if (!toolchain) console.warn('SKIPPED: the sketch run on the host needs a C++ compiler and the mbedTLS headers (Debian: libmbedtls-dev)')
 
-/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
-const localCa = (): Issued => {
-  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
-  const pem = readFileSync('local/x509/ca.pem', 'utf8')
-  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
-}
-const scalar = (key: KeyObject): string => Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url').toString('base64')
+/** What set-x509-key takes: the private scalar in base64 (what the README's station script sends). */
+const scalar = (key: KeyObject): string => p256Scalar(key).toString('base64')
 
 /**
  * The ESP32 sketch built with PROVISIONING_X509 (fleet `factory`), run on the host

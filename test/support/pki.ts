@@ -1,4 +1,5 @@
-import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { buildCertificate, CLIENT_AUTH, type CertificateTemplate, toPem } from '../../cli/certificates.js'
 import { signedMessage } from '../../lib/attestation/keys.js'
 
@@ -83,4 +84,16 @@ export function certificateBody(device: Issued & { device: string }, options: { 
     ...(options.chain ? { chain: options.chain.map((der) => der.toString('base64')) } : {}),
     signature: signWithCertificateKey(device.privateKey, device.device, timestamp, options.version ?? 1),
   }
+}
+
+/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
+export function localCa(): Issued {
+  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
+  const pem = readFileSync('local/x509/ca.pem', 'utf8')
+  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
+}
+
+/** A P-256 private key's scalar, 32 bytes big-endian: what tprov_key_from_p256() and the sketch's set-x509-key take. */
+export function p256Scalar(key: KeyObject): Buffer {
+  return Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url')
 }
