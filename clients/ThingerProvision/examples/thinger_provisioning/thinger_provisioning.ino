@@ -369,10 +369,16 @@ static const char *check_request_fits(const char *device, size_t cert_len, size_
   }
   tprov_memzero(&storage, sizeof storage);
   tprov_memzero(g_request, sizeof g_request);
-  if (status == TPROV_OK) {
+  switch (status) {
+  case TPROV_OK:
     return nullptr;
+  case TPROV_ERR_BUFFER_TOO_SMALL:
+    return "certificate_too_large";
+  case TPROV_ERR_REQUEST_OPTION:
+    return "invalid_fleet_setting"; // PROVISIONING_FLEET in settings.h breaks the protocol's rules
+  default:
+    return "crypto_failed";
   }
-  return status == TPROV_ERR_BUFFER_TOO_SMALL ? "certificate_too_large" : tprov_status_name(status);
 }
 
 // Reads the key and the certificates from NVS and checks them together: sets g_device_id (the
