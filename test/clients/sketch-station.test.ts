@@ -10,6 +10,7 @@ import { type Issued, issue, localCa, newCa, newKeyPair, p256Scalar } from '../s
 const BUILD_LIMIT_MS = 180_000
 const MAC = '246f28a1b2c3'
 const toolchain = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
+if (!toolchain && process.env.REQUIRE_C_CLIENT === '1') throw new Error('the sketch run on the host is required (REQUIRE_C_CLIENT=1) but a C++ compiler or the mbedTLS headers are missing')
 
 /** What set-x509-key takes: the private scalar in base64 (what the README's station script sends). */
 const scalar = (key: KeyObject): string => p256Scalar(key).toString('base64')

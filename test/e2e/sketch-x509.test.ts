@@ -12,6 +12,7 @@ import { issue, localCa, newCa, p256Scalar } from '../support/pki.js'
 const run = promisify(execFile)
 const MAC = '246f28a1b2c3'
 const toolchain = spawnSync('sh', ['-c', 'echo "#include <mbedtls/x509_crt.h>" | c++ -x c++ -E - >/dev/null'], { stdio: 'ignore' }).status === 0
+if (!toolchain && process.env.REQUIRE_C_CLIENT === '1') throw new Error('the sketch run on the host is required (REQUIRE_C_CLIENT=1) but a C++ compiler or the mbedTLS headers are missing')
 if (!toolchain) console.warn('SKIPPED: the sketch run on the host needs a C++ compiler and the mbedTLS headers (Debian: libmbedtls-dev)')
 
 /** What set-x509-key takes: the private scalar in base64 (what the README's station script sends). */
