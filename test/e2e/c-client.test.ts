@@ -16,6 +16,16 @@ if (!toolchain) {
   console.warn('SKIPPED: the C client suite needs make, a C compiler and the mbedTLS and libcurl headers (Debian: libmbedtls-dev libcurl4-openssl-dev)')
 }
 
+/** A new device ID, its device key derived by the client itself (`--derive-key`) into an owner-only file, and where its credentials go. */
+async function deviceWithKeyFile(client: string, prefix: string, fleetKey: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'c-client-'))
+  const device = newDeviceId(prefix)
+  const keyFile = join(dir, 'device.key')
+  const { stdout: deviceKey } = await run(client, ['--derive-key', '--device', device, '--fleet-key', fleetKey])
+  writeFileSync(keyFile, deviceKey.trim(), { mode: 0o600 })
+  return { dir, device, keyFile, out: join(dir, 'credentials') }
+}
+
 describe.skipIf(!toolchain)('The C reference client (clients/c) against the running service', () => {
   beforeAll(async () => {
     await run('make', ['-C', 'clients/c', 'all'], { timeout: 120_000 })
@@ -38,12 +48,7 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
 
   it.skipIf(!existsSync('clients/c/build/mbedtls3/provision'))('built against mbedTLS 3.6 (make -C clients/c mbedtls3), provisions a device-key device whose sealed credential logs in', async () => {
     // Prepare
-    const dir = mkdtempSync(join(tmpdir(), 'c-client-'))
-    const device = newDeviceId('m3')
-    const keyFile = join(dir, 'device.key')
-    const out = join(dir, 'credentials')
-    const { stdout: deviceKey } = await run('clients/c/build/mbedtls3/provision', ['--derive-key', '--device', device, '--fleet-key', LOCAL_FLEET_KEY])
-    writeFileSync(keyFile, deviceKey.trim(), { mode: 0o600 })
+    const { dir, device, keyFile, out } = await deviceWithKeyFile('clients/c/build/mbedtls3/provision', 'm3', LOCAL_FLEET_KEY)
 
     try {
       // Act
@@ -60,12 +65,7 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
 
   it('provisions into another fleet with --fleet, and the fleet’s profile applies', async () => {
     // Prepare
-    const dir = mkdtempSync(join(tmpdir(), 'c-client-'))
-    const device = newDeviceId('ws')
-    const keyFile = join(dir, 'device.key')
-    const out = join(dir, 'credentials')
-    const { stdout: deviceKey } = await run('clients/c/build/provision', ['--derive-key', '--device', device, '--fleet-key', LOCAL_WORKSHOP_FLEET_KEY])
-    writeFileSync(keyFile, deviceKey.trim(), { mode: 0o600 })
+    const { dir, device, keyFile, out } = await deviceWithKeyFile('clients/c/build/provision', 'ws', LOCAL_WORKSHOP_FLEET_KEY)
 
     try {
       // Act
