@@ -636,6 +636,22 @@ static bool valid_fleet_name(const char *fleet)
     return i > 0;
 }
 
+/* The fleet a request names: NULL for the service's default ("" or no options). */
+static const char *request_fleet(const tprov_request_options_t *options)
+{
+    return options != NULL && options->fleet != NULL && options->fleet[0] != '\0' ? options->fleet
+                                                                                  : NULL;
+}
+
+/* The options every request shares: a fleet name and a key version within the protocol's rules. */
+static bool valid_fleet_and_version(const tprov_request_options_t *options)
+{
+    const char *fleet = request_fleet(options);
+
+    return (fleet == NULL || valid_fleet_name(fleet)) &&
+           (options == NULL || options->key_version <= KEY_VERSION_MAX);
+}
+
 static bool valid_key(const tprov_key_t *key)
 {
     switch (key->type) {
@@ -647,10 +663,13 @@ static bool valid_key(const tprov_key_t *key)
 }
 
 /* The combinations of key, certificate and options the protocol refuses. */
-static bool valid_request_options(const tprov_key_t *key, const char *fleet, uint32_t key_version,
-                                  bool sealed, const tprov_certificate_t *certificate)
+static bool valid_request_options(const tprov_key_t *key, const tprov_request_options_t *options,
+                                  const tprov_certificate_t *certificate)
 {
-    if ((fleet != NULL && !valid_fleet_name(fleet)) || key_version > KEY_VERSION_MAX) {
+    uint32_t key_version = options != NULL ? options->key_version : 0u;
+    bool sealed = options != NULL && options->sealed;
+
+    if (!valid_fleet_and_version(options)) {
         return false;
     }
     if (key->type == TPROV_KEY_HMAC) {
@@ -698,9 +717,7 @@ tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
                                    const tprov_certificate_t *certificate, char *out,
                                    size_t out_size, size_t *out_len)
 {
-    const char *fleet = options != NULL && options->fleet != NULL && options->fleet[0] != '\0'
-                            ? options->fleet
-                            : NULL;
+    const char *fleet = request_fleet(options);
     uint32_t key_version = options != NULL ? options->key_version : 0u;
     bool sealed = options != NULL && options->sealed;
     char message[SIGNED_MESSAGE_MAX_LEN];
@@ -720,7 +737,7 @@ tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
     if (device_id == NULL || key == NULL || !valid_key(key)) {
         return TPROV_ERR_ARGUMENT;
     }
-    if (!valid_request_options(key, fleet, key_version, sealed, certificate)) {
+    if (!valid_request_options(key, options, certificate)) {
         return TPROV_ERR_REQUEST_OPTION;
     }
     status = tprov_validate_device_id(device_id);
@@ -801,9 +818,6 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
                                              const tprov_request_options_t *options, char *out,
                                              size_t out_size, size_t *out_len)
 {
-    const char *fleet = options != NULL && options->fleet != NULL && options->fleet[0] != '\0'
-                            ? options->fleet
-                            : NULL;
     tprov_hmac_key_t storage;
     tprov_key_t key;
     tprov_status_t status;
@@ -816,8 +830,8 @@ tprov_status_t tprov_build_request_body_with(const char *device_id, uint64_t tim
         return TPROV_ERR_BUFFER_TOO_SMALL;
     }
     out[0] = '\0';
-    if ((fleet != NULL && !valid_fleet_name(fleet)) ||
-        (options != NULL && options->key_version > KEY_VERSION_MAX)) {
+    /* Before the key and the device ID, as tprov_build_request_body_with always answered. */
+    if (!valid_fleet_and_version(options)) {
         return TPROV_ERR_REQUEST_OPTION;
     }
     status = key_from_b64(device_id, device_key_b64, &key, &storage);
@@ -1076,6 +1090,10 @@ typedef struct {
     uint64_t timestamp;
 } opener_t;
 
+static tprov_status_t open_sealed(const char *sealed_b64, size_t sealed_len, const opener_t *opener,
+                                  const char *username, const char *device, const char *host,
+                                  char *out, size_t out_size);
+
 static tprov_status_t parse_body(const char *body, size_t len, const char *expected_device,
                                  const opener_t *opener, tprov_response_t *out)
 {
@@ -1128,14 +1146,9 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
         return TPROV_ERR_RESPONSE_DEVICE_MISMATCH;
     }
     if (opener != NULL) {
-        status = opener->key != NULL
-                     ? tprov_open_sealed_with_key(state.sealed, state.sealed_len, opener->key,
-                                                  out->device, opener->timestamp, out->username,
-                                                  out->host, out->credential,
-                                                  sizeof out->credential)
-                     : tprov_open_sealed(state.sealed, state.sealed_len, opener->seal_key,
-                                         out->username, out->device, out->host, out->credential,
-                                         sizeof out->credential);
+        /* The device was validated with its line, the key by the public entry point. */
+        status = open_sealed(state.sealed, state.sealed_len, opener, out->username, out->device,
+                             out->host, out->credential, sizeof out->credential);
         if (status != TPROV_OK) {
             return status;
         }
@@ -1299,38 +1312,6 @@ static tprov_status_t open_envelope(const unsigned char *envelope, size_t envelo
     return status;
 }
 
-tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
-                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
-                                 const char *device, const char *host, char *out,
-                                 size_t out_size)
-{
-    unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
-    size_t envelope_len = 0;
-    size_t header_len = 0;
-    tprov_status_t status;
-
-    if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
-        out == NULL || out_size == 0) {
-        return TPROV_ERR_ARGUMENT;
-    }
-    out[0] = '\0';
-    status = decode_envelope(sealed_b64, sealed_len, envelope, sizeof envelope, &envelope_len,
-                             &header_len);
-    /* A seal key in hand opens hmac-mode envelopes only: ECDH derives its key from the envelope. */
-    if (status == TPROV_OK && envelope[1] != TPROV_SEAL_MODE_HMAC) {
-        status = TPROV_ERR_SEALED;
-    }
-    if (status == TPROV_OK) {
-        status = open_envelope(envelope, envelope_len, header_len, key, username, device, host, out,
-                               out_size);
-    }
-    if (status != TPROV_OK && status != TPROV_ERR_ARGUMENT && status != TPROV_ERR_BUFFER_TOO_SMALL) {
-        tprov_memzero(out, out_size);
-    }
-    tprov_memzero(envelope, sizeof envelope);
-    return status;
-}
-
 /* The seal key of an ECDH envelope: HMAC-SHA256(Z, SEAL_LABEL_ECDH device "\n" timestamp), Z the
  * x-coordinate the key's ecdh callback agrees with the service's ephemeral point. */
 static tprov_status_t ecdh_seal_key(const tprov_key_t *key,
@@ -1353,10 +1334,37 @@ static tprov_status_t ecdh_seal_key(const tprov_key_t *key,
     return status;
 }
 
-tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_len,
-                                          const tprov_key_t *key, const char *device,
-                                          uint64_t timestamp, const char *username,
-                                          const char *host, char *out, size_t out_size)
+/* The seal key of a decoded envelope: the opener's own (hmac mode only: ECDH derives its key
+ * from the envelope), or the one its key derives for the envelope's mode. Each key opens its own
+ * mode only: an envelope of another mode is not for this device. */
+static tprov_status_t envelope_seal_key(const opener_t *opener, const unsigned char *envelope,
+                                        const char *device, unsigned char seal_key[TPROV_SEAL_KEY_LEN])
+{
+    const tprov_key_t *key = opener->key;
+
+    if (key == NULL) {
+        if (envelope[1] != TPROV_SEAL_MODE_HMAC) {
+            return TPROV_ERR_SEALED;
+        }
+        memcpy(seal_key, opener->seal_key, TPROV_SEAL_KEY_LEN);
+        return TPROV_OK;
+    }
+    if (envelope[1] == TPROV_SEAL_MODE_HMAC && key->type == TPROV_KEY_HMAC) {
+        return key_mac(key, SEAL_LABEL, device, opener->timestamp, seal_key);
+    }
+    /* Only an uncompressed point opens (0x04); the callback checks it is on the curve. */
+    if (envelope[1] == TPROV_SEAL_MODE_ECDH && key->type == TPROV_KEY_P256 && key->ecdh != NULL &&
+        envelope[SEAL_HEADER_LEN] == 0x04u) {
+        return ecdh_seal_key(key, envelope + SEAL_HEADER_LEN, device, opener->timestamp, seal_key);
+    }
+    return TPROV_ERR_SEALED;
+}
+
+/* Decodes, picks the seal key and opens; on failure out is wiped (but for a bad argument or a
+ * small buffer, which say nothing about the envelope). Arguments were checked by the caller. */
+static tprov_status_t open_sealed(const char *sealed_b64, size_t sealed_len, const opener_t *opener,
+                                  const char *username, const char *device, const char *host,
+                                  char *out, size_t out_size)
 {
     unsigned char envelope[TPROV_SEALED_MAX_LEN + DECODE_SLACK];
     unsigned char seal_key[TPROV_SEAL_KEY_LEN];
@@ -1364,28 +1372,11 @@ tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_
     size_t header_len = 0;
     tprov_status_t status;
 
-    if (sealed_b64 == NULL || key == NULL || !valid_key(key) || username == NULL ||
-        device == NULL || host == NULL || out == NULL || out_size == 0) {
-        return TPROV_ERR_ARGUMENT;
-    }
     out[0] = '\0';
-    status = tprov_validate_device_id(device);
-    if (status != TPROV_OK) {
-        return status;
-    }
     status = decode_envelope(sealed_b64, sealed_len, envelope, sizeof envelope, &envelope_len,
                              &header_len);
-    /* Each key opens its own mode only: an envelope of another mode is not for this device. */
     if (status == TPROV_OK) {
-        if (envelope[1] == TPROV_SEAL_MODE_HMAC && key->type == TPROV_KEY_HMAC) {
-            status = key_mac(key, SEAL_LABEL, device, timestamp, seal_key);
-        } else if (envelope[1] == TPROV_SEAL_MODE_ECDH && key->type == TPROV_KEY_P256 &&
-                   key->ecdh != NULL && envelope[SEAL_HEADER_LEN] == 0x04u) {
-            /* Only an uncompressed point opens (0x04); the callback checks it is on the curve. */
-            status = ecdh_seal_key(key, envelope + SEAL_HEADER_LEN, device, timestamp, seal_key);
-        } else {
-            status = TPROV_ERR_SEALED;
-        }
+        status = envelope_seal_key(opener, envelope, device, seal_key);
     }
     if (status == TPROV_OK) {
         status = open_envelope(envelope, envelope_len, header_len, seal_key, username, device, host,
@@ -1397,6 +1388,44 @@ tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_
     tprov_memzero(seal_key, sizeof seal_key);
     tprov_memzero(envelope, sizeof envelope);
     return status;
+}
+
+tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
+                                 const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
+                                 const char *device, const char *host, char *out,
+                                 size_t out_size)
+{
+    opener_t opener = { NULL, NULL, 0u };
+
+    if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
+        out == NULL || out_size == 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    opener.seal_key = key;
+    return open_sealed(sealed_b64, sealed_len, &opener, username, device, host, out, out_size);
+}
+
+tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_len,
+                                          const tprov_key_t *key, const char *device,
+                                          uint64_t timestamp, const char *username,
+                                          const char *host, char *out, size_t out_size)
+{
+    opener_t opener = { NULL, NULL, 0u };
+    tprov_status_t status;
+
+    if (sealed_b64 == NULL || key == NULL || !valid_key(key) || username == NULL ||
+        device == NULL || host == NULL || out == NULL || out_size == 0) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    out[0] = '\0';
+    /* The device ID goes into the seal key's message: it must have the protocol's length. */
+    status = tprov_validate_device_id(device);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    opener.key = key;
+    opener.timestamp = timestamp;
+    return open_sealed(sealed_b64, sealed_len, &opener, username, device, host, out, out_size);
 }
 
 int64_t tprov_clock_offset(uint64_t server_time, uint64_t now)
