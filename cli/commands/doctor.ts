@@ -169,22 +169,24 @@ function readableParameters(statements: Array<{ Effect?: string; Action?: string
 
 // The settings serverless.yml hands the function, as the operator's shell names them (LOG_LEVEL
 // arrives as POWERTOOLS_LOG_LEVEL). A setting reaches the function only through a deploy.
-const FUNCTION_SETTINGS: Array<[setting: string, variable: string]> = [
-  'THINGER_API_URL',
-  'THINGER_USERNAME',
-  'THINGER_DEVICE_HOST',
-  'THINGER_TOKEN_PARAM',
-  'FLEET_KEY_PARAM',
-  'FLEET_KEY_VERSIONS',
-  'DENY_LIST_PARAM',
-  'REPLAY_PROTECTION',
-  'SEALING',
-  'DEVICE_ID_PATTERN',
-  'CLOCK_SKEW_SECONDS',
-  'SSM_CACHE_SECONDS',
-  'THINGER_TIMEOUT_MS',
-].map((name): [string, string] => [name, name])
-FUNCTION_SETTINGS.push(['LOG_LEVEL', 'POWERTOOLS_LOG_LEVEL'])
+const FUNCTION_SETTINGS: ReadonlyArray<readonly [setting: string, variable: string]> = [
+  ...[
+    'THINGER_API_URL',
+    'THINGER_USERNAME',
+    'THINGER_DEVICE_HOST',
+    'THINGER_TOKEN_PARAM',
+    'FLEET_KEY_PARAM',
+    'FLEET_KEY_VERSIONS',
+    'DENY_LIST_PARAM',
+    'REPLAY_PROTECTION',
+    'SEALING',
+    'DEVICE_ID_PATTERN',
+    'CLOCK_SKEW_SECONDS',
+    'SSM_CACHE_SECONDS',
+    'THINGER_TIMEOUT_MS',
+  ].map((name) => [name, name] as const),
+  ['LOG_LEVEL', 'POWERTOOLS_LOG_LEVEL'],
+]
 
 /**
  * The function that runs now: that the settings of this shell are the ones it was deployed with,
@@ -206,12 +208,13 @@ async function checkDeployed(context: CliContext, functionName: string, fleets: 
   }
   add('deployed: function', 'ok', `${functionName} in ${region}, role ${deployed.roleArn}`)
 
-  const differences = FUNCTION_SETTINGS.filter(([setting]) => (context.env[setting] ?? '') !== '').flatMap(([setting, variable]) => {
+  const given = FUNCTION_SETTINGS.filter(([setting]) => (context.env[setting] ?? '') !== '')
+  const differences = given.flatMap(([setting, variable]) => {
     const mine = context.env[setting] ?? ''
     const theirs = deployed.environment[variable] ?? ''
     return mine === theirs ? [] : [`${setting}: this shell ${JSON.stringify(mine)}, the function ${JSON.stringify(theirs)}`]
   })
-  const compared = FUNCTION_SETTINGS.filter(([setting]) => (context.env[setting] ?? '') !== '').length
+  const compared = given.length
   if (differences.length > 0) {
     add('deployed: settings', 'fail', differences.join('; '), `settings reach the function only by a deploy: npx osls deploy --stage ${stageOf(context.env)} with these settings (or run doctor with the deployed ones)`)
   } else {
@@ -219,9 +222,10 @@ async function checkDeployed(context: CliContext, functionName: string, fleets: 
   }
 
   const readable = readableParameters(deployed.statements)
-  const missing = parametersOf(fleets).filter((name) => !readable.has(name))
+  const needed = parametersOf(fleets)
+  const missing = needed.filter((name) => !readable.has(name))
   const attached = deployed.attachedPolicies.length > 0 ? ` (managed policies ${deployed.attachedPolicies.join(', ')} not read)` : ''
-  if (missing.length === 0) add('deployed: role reads the parameters', 'ok', `its inline policies may read all ${parametersOf(fleets).length}${attached}`)
+  if (missing.length === 0) add('deployed: role reads the parameters', 'ok', `its inline policies may read all ${needed.length}${attached}`)
   else add('deployed: role reads the parameters', 'fail', `the running function's role may not read ${missing.join(', ')}${attached}`, 'deploy again with this fleets file and these settings (npx osls deploy)')
 }
 
