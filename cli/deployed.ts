@@ -1,6 +1,6 @@
 import type { IAMClient } from '@aws-sdk/client-iam'
 import type { LambdaClient } from '@aws-sdk/client-lambda'
-import { describeAwsError } from './aws-errors.js'
+import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
 
 const AWS_MAX_ATTEMPTS = 3
@@ -51,7 +51,7 @@ export function createDeployedPort(env: NodeJS.ProcessEnv, options: { lambda?: P
       try {
         configuration = await lambda.send(new lambdaSdk.GetFunctionConfigurationCommand({ FunctionName: functionName }))
       } catch (error) {
-        if ((error as { name?: string }).name === 'ResourceNotFoundException') return undefined
+        if (awsErrorName(error) === 'ResourceNotFoundException') return undefined
         throw describeAwsError(error, 'lambda:GetFunctionConfiguration', functionName)
       }
       const roleArn = configuration.Role ?? ''

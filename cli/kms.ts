@@ -1,5 +1,5 @@
 import type { KMSClient } from '@aws-sdk/client-kms'
-import { describeAwsError } from './aws-errors.js'
+import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
 
 const KMS_MAX_ATTEMPTS = 3
@@ -61,7 +61,7 @@ export function createKmsPort(env: NodeJS.ProcessEnv, options: { client?: Pick<K
         const described = await client.send(new sdk.DescribeKeyCommand({ KeyId: alias }))
         return described.KeyMetadata?.KeyId
       } catch (error) {
-        if ((error as { name?: string }).name === 'NotFoundException') return undefined
+        if (awsErrorName(error) === 'NotFoundException') return undefined
         throw describeAwsError(error, 'kms:DescribeKey', alias)
       }
     },

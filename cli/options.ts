@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises'
 import { InvalidArgumentError } from 'commander'
+import { CliError } from './errors.js'
 
 /** The highest key version a request may carry (lib/attestation/request.ts). */
 export const MAX_KEY_VERSION = 999
@@ -26,4 +28,13 @@ export function collectPairs(value: string, previous: Record<string, string> = {
   const separator = value.indexOf('=')
   if (separator < 1) throw new InvalidArgumentError('must be KEY=VALUE')
   return { ...previous, [value.slice(0, separator)]: value.slice(separator + 1) }
+}
+
+/** The text of the file an option names (`--device-key-file`, `--answer`); `not_found` naming the option when it cannot be read. */
+export async function readOptionFile(file: string, option: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch (error) {
+    throw new CliError('not_found', `${option} ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
 }

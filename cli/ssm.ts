@@ -1,8 +1,8 @@
 import type { SSMClient } from '@aws-sdk/client-ssm'
+import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
 
 const SSM_MAX_ATTEMPTS = 3
-const MAX_AWS_MESSAGE_CHARS = 200
 
 /** The few SSM Parameter Store operations the command line uses; tests give an in-memory one. */
 export interface SsmPort {
@@ -53,7 +53,7 @@ export function createSsmPort(env: NodeJS.ProcessEnv, options: { client?: Pick<S
         return { value: Parameter?.Value ?? '', version: Parameter?.Version ?? 0, ...(modified ? { lastModifiedMs: new Date(modified).getTime() } : {}) }
       } catch (error) {
         if (awsErrorName(error) === 'ParameterNotFound') return undefined
-        throw describeAwsError(error, 'ssm:GetParameter', name, false)
+        throw describeAwsError(error, 'ssm:GetParameter', name)
       }
     },
     async putParameter(input) {
@@ -83,24 +83,8 @@ export function createSsmPort(env: NodeJS.ProcessEnv, options: { client?: Pick<S
         if (awsErrorName(error) === 'ParameterAlreadyExists') {
           throw new CliError('already_exists', `SSM parameter ${input.name} already exists; it was left as it is`)
         }
-        throw describeAwsError(error, 'ssm:PutParameter', input.name, input.secret === true)
+        throw describeAwsError(error, 'ssm:PutParameter', input.name, { secret: input.secret === true })
       }
     },
   }
-}
-
-function awsErrorName(error: unknown): string {
-  return (error as { name?: unknown })?.name === undefined ? '' : String((error as { name: unknown }).name)
-}
-
-function describeAwsError(error: unknown, action: string, name: string, secret: boolean): CliError {
-  const errorName = awsErrorName(error)
-  const message = error instanceof Error ? error.message : String(error)
-  if (errorName === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new CliError('config', 'no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY', { cause: error })
-  }
-  if (/region is missing/i.test(message)) return new CliError('config', 'setting AWS_REGION: is required', { cause: error })
-  if (errorName === 'AccessDeniedException') return new CliError('aws_error', `AWS refused ${action} on ${name}: your identity lacks that permission`, { cause: error })
-  const detail = secret ? '' : `: ${message.slice(0, MAX_AWS_MESSAGE_CHARS)}`
-  return new CliError('aws_error', `${action} on ${name} failed with ${errorName || 'an unknown error'}${detail}`, { cause: error })
 }

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises'
 import { relative } from 'node:path'
 import { type Command, Option } from 'commander'
 import { decodeFleetKey, deriveDeviceKey } from '../../lib/attestation/keys.js'
@@ -8,7 +7,7 @@ import type { CliContext } from '../context.js'
 import { deriveKeysCsv } from '../derive-csv.js'
 import { loadDenyList } from '../deny-list.js'
 import { CliError } from '../errors.js'
-import { parseKeyVersion } from '../options.js'
+import { parseKeyVersion, readOptionFile } from '../options.js'
 import { createProgressBar, formatCount } from '../progress.js'
 import { checkDeviceIds, findFleet, requireKeyedFleet, loadSettings } from '../settings.js'
 
@@ -97,9 +96,7 @@ async function readFleetKey(context: CliContext, fleet: Fleet & { keyParam: stri
     )
   }
   if (file !== undefined) {
-    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      throw new CliError('not_found', `--fleet-key-file ${file} cannot be read: ${error.code ?? 'error'}`)
-    })
+    const text = await readOptionFile(file, '--fleet-key-file')
     return decodeKey(text, `--fleet-key-file ${file}`)
   }
   const name = keyVersionParam(fleet.keyParam, version)

@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises'
 import { type Command, Option } from 'commander'
 import { deriveHmacSealKey, openSealed, SealOpenError } from '../../lib/attestation/seal.js'
 import type { CliContext } from '../context.js'
 import { CliError } from '../errors.js'
-import { parseWholeNumber } from '../options.js'
+import { parseWholeNumber, readOptionFile } from '../options.js'
 import { readDeviceKey } from './sign.js'
 
 interface OpenOptions {
@@ -65,12 +64,9 @@ async function readRequest(file: string): Promise<{ device?: string; timestamp?:
   return { device: body.device, timestamp: body.timestamp }
 }
 
-async function readText(file: string, option: string): Promise<string> {
-  try {
-    return await readFile(file === '-' ? '/dev/stdin' : file, 'utf8')
-  } catch (error) {
-    throw new CliError('not_found', `${option} ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`)
-  }
+/** The file an option names, or standard input for "-". */
+function readText(file: string, option: string): Promise<string> {
+  return readOptionFile(file === '-' ? '/dev/stdin' : file, option)
 }
 
 function readJson(text: string, option: string): unknown {

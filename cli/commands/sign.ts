@@ -1,11 +1,10 @@
-import { readFile } from 'node:fs/promises'
 import { type Command, Option } from 'commander'
 import { signRequest } from '../../lib/attestation/keys.js'
 import { parseProvisionRequest } from '../../lib/attestation/request.js'
 import { ValidationError } from '../../lib/errors.js'
 import type { CliContext } from '../context.js'
 import { CliError } from '../errors.js'
-import { collectPairs, parseKeyVersion, parseWholeNumber } from '../options.js'
+import { collectPairs, parseKeyVersion, parseWholeNumber, readOptionFile } from '../options.js'
 
 // A device key is always the base64 of 32 bytes (HMAC-SHA256): 43 characters and one '='.
 const DEVICE_KEY_PATTERN = /^[A-Za-z0-9+/]{43}=$/
@@ -63,15 +62,7 @@ async function sign(context: CliContext, options: SignOptions): Promise<void> {
 /** The device key of --device-key or --device-key-file: 32 bytes, as `keys derive` prints them in base64. */
 export async function readDeviceKey(options: { deviceKey?: string; deviceKeyFile?: string }): Promise<Buffer> {
   if ((options.deviceKey === undefined) === (options.deviceKeyFile === undefined)) throw new CliError('usage', 'give either --device-key or --device-key-file')
-  const text = (options.deviceKey ?? (await readDeviceKeyFile(options.deviceKeyFile!))).trim()
+  const text = (options.deviceKey ?? (await readOptionFile(options.deviceKeyFile!, '--device-key-file'))).trim()
   if (!DEVICE_KEY_PATTERN.test(text)) throw new CliError('usage', 'the device key must be the base64 of 32 bytes (44 characters), as `keys derive` prints it')
   return Buffer.from(text, 'base64')
-}
-
-async function readDeviceKeyFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8')
-  } catch (error) {
-    throw new CliError('not_found', `--device-key-file ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`)
-  }
 }
