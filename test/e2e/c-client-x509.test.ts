@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { newDeviceId } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
-import { type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
+import { issue, type Issued, localCa, newCa, newKeyPair } from '../support/pki.js'
 
 const run = promisify(execFile)
 const CLIENT = 'clients/c/build/provision'
@@ -22,13 +22,6 @@ const toolchain = spawnSync('make', ['-C', 'clients/c', '-q', 'all'], { stdio: '
 if (!toolchain) {
   if (process.env.REQUIRE_C_CLIENT === '1') throw new Error('the C client is required (REQUIRE_C_CLIENT=1) but make, a C compiler, mbedTLS or libcurl headers are missing')
   console.warn('SKIPPED: the C client X.509 suite needs make, a C compiler and the mbedTLS and libcurl headers (Debian: libmbedtls-dev libcurl4-openssl-dev)')
-}
-
-/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
-const localCa = (): Issued => {
-  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
-  const pem = readFileSync('local/x509/ca.pem', 'utf8')
-  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
 }
 
 const keyPem = (key: KeyObject, type: 'pkcs8' | 'sec1' = 'pkcs8') => key.export({ type, format: 'pem' }) as string

@@ -1,24 +1,15 @@
-import { createPrivateKey, createPublicKey } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { describe, expect, inject, it } from 'vitest'
 import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { LOCAL_USERNAME } from '../../local/defaults.js'
 import { newDeviceId } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
-import { certificateBody, type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
+import { certificateBody, issue, type Issued, localCa, newCa, newKeyPair } from '../support/pki.js'
 
 const provisionUrl = inject('provisionUrl')
 const thingerUrl = inject('thingerUrl')
 const emulator = emulatorClient(thingerUrl)
 const host = new URL(thingerUrl).host
 const HOUR_MS = 3600_000
-
-/** The local stack's CA (local/x509, LOCAL DEV ONLY), which the `factory` fleet trusts. */
-const localCa = (): Issued => {
-  const privateKey = createPrivateKey(readFileSync('local/x509/ca.key.pem'))
-  const pem = readFileSync('local/x509/ca.pem', 'utf8')
-  return { privateKey, publicKey: createPublicKey(privateKey), pem, der: Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'), subject: { commonName: 'thinger-provisioner LOCAL DEV ONLY CA', organization: 'thinger-provisioner' } }
-}
 
 async function post(body: unknown): Promise<{ status: number; json: Record<string, any> }> {
   const response = await fetch(provisionUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
