@@ -1,13 +1,13 @@
 import { GetParametersCommand } from '@aws-sdk/client-ssm'
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createProvisionHandler } from '../../functions/provision.js'
 import { createRequire } from 'node:module'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey, SealOpenError } from '../../lib/attestation/seal.js'
 import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
-import { captureProcessOutput } from '../support/output.js'
+import { captureOutputOfEachTest } from '../support/output.js'
 import { answerFrom, ssmHolding } from '../support/ssm.js'
 
 const USERNAME = 'acme'
@@ -18,7 +18,6 @@ const FLEET_KEY_PARAM = '/thinger-provisioner/test/fleet-key'
 const NOW_MS = 1_764_150_000_000
 
 let emulator: ThingerEmulator
-let output: string[]
 const secrets = new Set<string>([TOKEN, FLEET_KEY])
 
 beforeAll(async () => {
@@ -29,15 +28,9 @@ afterAll(async () => {
 })
 beforeEach(() => {
   emulator.reset()
-  output = []
-  captureProcessOutput(output)
 })
-afterEach(() => {
-  vi.restoreAllMocks()
-  // Whatever happened in the test, nothing secret may have been logged.
-  const logs = output.join('')
-  for (const secret of secrets) expect(logs).not.toContain(secret)
-})
+// Whatever happened in the test, nothing secret may have been logged.
+const capturedOutput = captureOutputOfEachTest(secrets)
 
 const ssmWith = ssmHolding
 
@@ -92,8 +85,7 @@ async function invoke(handler: ReturnType<typeof makeHandler>['handler'], e: API
 }
 
 function logLines(): Array<Record<string, unknown>> {
-  return output
-    .join('')
+  return capturedOutput()
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>)

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import fc from 'fast-check'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
 import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { parseCertificate } from '../../lib/attestation/x509.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
-import { captureProcessOutput } from '../support/output.js'
+import { captureOutputOfEachTest } from '../support/output.js'
 import { certificateBody, type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
 import { ssmHolding } from '../support/ssm.js'
 
@@ -26,7 +26,6 @@ const HOUR_MS = 3600_000
 let emulator: ThingerEmulator
 let ca: Issued
 let fleets: unknown
-let output: string[]
 let requestCount = 0
 
 beforeAll(async () => {
@@ -62,12 +61,11 @@ afterAll(async () => {
 })
 beforeEach(() => {
   emulator.reset()
-  output = []
-  captureProcessOutput(output)
 })
-afterEach(() => {
-  vi.restoreAllMocks()
-})
+// Whatever happened in the test, nothing secret may have been logged: the token, the fleet keys,
+// every credential an answer carried or a device opened.
+const secrets = new Set<string>([TOKEN, Buffer.alloc(32, 3).toString('base64'), Buffer.alloc(32, 4).toString('base64')])
+const capturedOutput = captureOutputOfEachTest(secrets)
 
 function handlerWith(ssm: Record<string, string> = {}): ProvisionHandler {
   const client = ssmHolding({ [TOKEN_PARAM]: TOKEN, [CA_PARAM]: ca.pem, '/x509/bundled/fleet-key': Buffer.alloc(32, 3).toString('base64'), '/x509/keys/fleet-key': Buffer.alloc(32, 4).toString('base64'), ...ssm }).client
@@ -78,7 +76,9 @@ async function post(handler: ProvisionHandler, body: unknown): Promise<{ status:
   const context = { awsRequestId: `r${++requestCount}`, functionName: 'provision', getRemainingTimeInMillis: () => 10_000 } as unknown as Context
   const raw = typeof body === 'string' ? body : JSON.stringify(body)
   const response = (await handler(apiEvent(raw), context)) as APIGatewayProxyStructuredResultV2
-  return { status: response.statusCode ?? 0, json: JSON.parse(String(response.body)) }
+  const json = JSON.parse(String(response.body))
+  if (typeof json?.credential === 'string') secrets.add(json.credential)
+  return { status: response.statusCode ?? 0, json }
 }
 
 const deviceOf = async (device: string, issuer = ca, overrides: Parameters<typeof issue>[2] = {}) => ({ ...(await issue(issuer, device, overrides)), device })
@@ -96,7 +96,7 @@ describe('Function: provision handler, X.509 devices', () => {
     expect(answer.json).toMatchObject({ username: USERNAME, device: 'x5_new_1', host: 'acme.aws.thinger.io', created: true })
     expect(emulator.checkLogin(USERNAME, 'x5_new_1', answer.json.credential)).toEqual({ ok: true })
     expect(emulator.calls()).toHaveLength(1)
-    expect(output.join('')).toContain(`"certificate":"${(await import('node:crypto')).createHash('sha256').update(device.der).digest('hex')}"`)
+    expect(capturedOutput()).toContain(`"certificate":"${(await import('node:crypto')).createHash('sha256').update(device.der).digest('hex')}"`)
   })
 
   it('seals a v2 answer to the certificate’s key: the device opens it, and it logs in', async () => {
@@ -111,6 +111,7 @@ describe('Function: provision handler, X.509 devices', () => {
     expect(answer.status).toBe(201)
     expect(answer.json.credential).toBeUndefined()
     const credential = openEcdhSealed(answer.json.sealed, device.privateKey, device.device, Number(body.timestamp), { username: USERNAME, device: device.device, host: 'acme.aws.thinger.io' })
+    secrets.add(credential)
     expect(emulator.checkLogin(USERNAME, device.device, credential)).toEqual({ ok: true })
   })
 
@@ -212,7 +213,7 @@ describe('Function: provision handler, X.509 devices', () => {
 
     // Assess
     expect([answer.status, answer.json.error.code]).toEqual([500, 'internal_error'])
-    expect(output.join('')).toContain('fleets.factory.x509.caParam')
+    expect(capturedOutput()).toContain('fleets.factory.x509.caParam')
     expect(emulator.calls()).toEqual([])
   })
 
