@@ -49,11 +49,12 @@ function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJEC
   const data = document.toJS()
   if (!validate(data)) throw new FleetsFileError(file, validate.errors.map(describeSchemaError).filter(Boolean))
   const problems = []
-  const caCertificates = {}
+  // By fleet name in a Map: a fleet may be named `constructor` or `__proto__`.
+  const caCertificates = new Map()
   for (const [name, fleet] of Object.entries(data.fleets)) {
     checkFleet(name, fleet, problems)
     if (fleet.x509?.caFile !== undefined && !(options.allowMissingCaFile && !existsSync(resolve(baseDir, fleet.x509.caFile)))) {
-      caCertificates[name] = readCaFile(name, fleet.x509.caFile, baseDir, problems)
+      caCertificates.set(name, readCaFile(name, fleet.x509.caFile, baseDir, problems))
     }
   }
   if (problems.length > 0) throw new FleetsFileError(file, problems)
@@ -196,9 +197,9 @@ function defaultDenyListParam(name, fleet) {
 }
 
 function normalize(data, caCertificates) {
-  const fleets = {}
+  const fleets = []
   for (const [name, fleet] of Object.entries(data.fleets)) {
-    fleets[name] = {
+    fleets.push([name, {
       proof: [...fleet.proof].sort(),
       keyParam: fleet.keyParam,
       keyVersions: fleet.keyParam ? [...(fleet.keyVersions ?? [1])].sort((a, b) => a - b) : undefined,
@@ -206,7 +207,7 @@ function normalize(data, caCertificates) {
       ...(fleet.x509
         ? {
             x509: {
-              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates[name] }),
+              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates.get(name) }),
               deviceId: fleet.x509.deviceId ?? 'cn',
             },
           }
@@ -220,9 +221,10 @@ function normalize(data, caCertificates) {
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
       ...(fleet.meta === undefined ? {} : { meta: fleet.meta }),
       ...(fleet.thinger ? { thinger: { ...fleet.thinger } } : {}),
-    }
+    }])
   }
-  return { version: 1, fleets }
+  // From entries, so that a fleet named `__proto__` stays an own key (an assignment would set the prototype and drop it).
+  return { version: 1, fleets: Object.fromEntries(fleets) }
 }
 
 /** Every SSM parameter the function reads: each fleet's Thinger.io token (its own, or the deployment's) and secrets. */

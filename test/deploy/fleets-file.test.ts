@@ -97,6 +97,29 @@ describe('Deployment: fleets files', () => {
     expect(message).toContain(expected)
   })
 
+  it('keeps fleets and meta keys named like Object.prototype members as own keys, each with its own settings', () => {
+    // Act
+    const fleets = parseFleets(`version: 1
+fleets:
+  __proto__:
+    proof: [hmac]
+    keyParam: /p/key
+    devicePattern: 'p_[a-z]{4}'
+  constructor:
+    proof: [claim]
+    claimParam: /c/claim
+    meta:
+      constructor: { pattern: '[a-z]{1,8}' }
+`)
+    const bundled = JSON.parse(JSON.stringify(fleets)) as typeof fleets
+
+    // Assess
+    expect(Object.keys(bundled.fleets).sort()).toEqual(['__proto__', 'constructor'])
+    expect(Object.getPrototypeOf(bundled.fleets)).toBe(Object.prototype)
+    expect(bundled.fleets.__proto__).toMatchObject({ keyParam: '/p/key', devicePattern: 'p_[a-z]{4}' })
+    expect(bundled.fleets.constructor).toMatchObject({ claimParam: '/c/claim', meta: { constructor: { pattern: '[a-z]{1,8}' } } })
+  })
+
   it('accepts the usual ID patterns as free of catastrophic backtracking', () => {
     for (const pattern of ['[A-Za-z0-9_-]{1,32}', 'ws_[a-z0-9]{4,29}', 'esp32_[0-9a-f]{12}', 'gh_[0-9a-f]{12}|mk_[a-z0-9]{6,29}']) {
       expect(() => parseFleets(`version: 1\nfleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: '${pattern}'\n`)).not.toThrow()

@@ -296,6 +296,9 @@ describe('Security where features meet (local stack over HTTP, test/e2e/fixtures
       ['an escape sequence', { site: 'lab', owner: 'ann\u001b[2J' }],
       ['markup', { site: 'lab', owner: '<img src=x onerror=alert(1)>' }],
       ['a zero-width space', { site: 'lab', owner: 'ann\u200b' }],
+      // Issue 17: keys that name Object.prototype members passed the declared-keys check.
+      ['the key constructor, which the fleet does not declare', { site: 'lab', constructor: 'x' }],
+      ['the key __proto__, which the fleet does not declare', { site: 'lab', ['__proto__']: 'x' }],
     ])('answers 400 invalid_request for %s, creating nothing', async (_label, meta) => {
       // Prepare
       const id = newDeviceId('mt')
