@@ -5,6 +5,9 @@ import type { DenyList } from './fleet.js'
 const CERTIFICATE_ENTRY = /^(key:[0-9a-f]{64}|serial:[0-9a-f]{1,40}|sha256:[0-9a-f]{64})$/
 const LEGACY_FINGERPRINT_ENTRY = /^sha256:/
 
+// A list's certificate entries as a set, once per parsed list (the function keeps parsed lists per SSM value).
+const certificateSets = new WeakMap<readonly string[], Set<string>>()
+
 /** What a missing deny-list parameter stands for: nothing revoked. */
 export const EMPTY_DENY_LIST_JSON = JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [] } satisfies DenyList)
 
@@ -59,11 +62,16 @@ export function checkNotRevoked(list: DenyList, device: string, keyVersion: numb
  * @throws CertificateError `certificate_revoked`.
  */
 export function checkCertificateNotRevoked(list: DenyList, path: readonly CertificateIdentity[]): void {
-  const revoked = list.certificates
-  if (revoked === undefined || revoked.length === 0) return
+  const entries = list.certificates
+  if (entries === undefined || entries.length === 0) return
+  let revoked = certificateSets.get(entries)
+  if (revoked === undefined) {
+    revoked = new Set(entries)
+    certificateSets.set(entries, revoked)
+  }
   for (const certificate of path) {
     const names = certificateDenyEntries(certificate).filter((entry) => certificate.role !== 'ca' || !entry.startsWith('serial:'))
-    if (names.some((entry) => revoked.includes(entry))) {
+    if (names.some((entry) => revoked.has(entry))) {
       throw new CertificateError('certificate_revoked', certificate.role === 'device' ? 'this certificate has been revoked' : `the ${certificate.role === 'ca' ? 'CA' : 'intermediate'} certificate of this chain has been revoked`)
     }
   }
