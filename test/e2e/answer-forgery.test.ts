@@ -99,7 +99,7 @@ describe('A party in the middle answering in the service’s place (issue 17, fi
   ] as const)('the player refuses %s, with one line and exit 1', async (_name, mode, args) => {
     // Prepare
     proxy.setMode(mode)
-    const device = args.includes('--claim') ? `ws_${randomBytes(6).toString('hex')}` : newDeviceId('mitm')
+    const device = (args as readonly string[]).includes('--claim') ? `ws_${randomBytes(6).toString('hex')}` : newDeviceId('mitm')
 
     // Act
     const run = await player([device, ...args])
@@ -131,7 +131,7 @@ describe('A party in the middle answering in the service’s place (issue 17, fi
   ])('the player accepts the genuine answer for %s through the same proxy', async (_name, args) => {
     // Prepare
     proxy.setMode('pass')
-    const device = args.includes('--claim') ? `ws_${randomBytes(6).toString('hex')}` : newDeviceId('mitm')
+    const device = (args as readonly string[]).includes('--claim') ? `ws_${randomBytes(6).toString('hex')}` : newDeviceId('mitm')
 
     // Act
     const run = await player([device, ...args])
