@@ -23,7 +23,8 @@ const scalar = (key: KeyObject): string => p256Scalar(key).toString('base64')
  * (extras/host-check/station.cpp: plain TCP instead of TLS, NVS in a file) against the running
  * stack: the factory writes its key and certificate over the serial commands, and the sketch's
  * own request (tprov_build_request with the certificate, one write) and answer handling
- * (tprov_parse_response_with_key, ECDH-sealed) provision it under the certificate's common name.
+ * (tprov_parse_answer, ECDH-sealed and signed by the stack's answer key, which the build pins)
+ * provision it under the certificate's common name.
  */
 describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the default build, provision against the running service', () => {
   const service = new URL(inject('provisionUrl'))
@@ -32,7 +33,8 @@ describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sketch-x509-'))
-    await run('make', ['-C', 'clients/c', 'sketch-station', `BUILD_DIR=${dir}`], { timeout: 180_000 })
+    // The X.509 builds pin the running stack's answer key (their answers could be forged otherwise).
+    await run('make', ['-C', 'clients/c', 'sketch-station', `BUILD_DIR=${dir}`, `SKETCH_STATION_ANSWER_KEY=${inject('answerPublicKey')}`], { timeout: 180_000 })
   }, 200_000)
 
   afterAll(() => {
