@@ -99,9 +99,9 @@ export function generateAnswerKey(): string {
   return privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64')
 }
 
-/** The public half of an answer key as firmware pins it: the 65-byte uncompressed point `04 ‖ x ‖ y`. */
+/** The public half of an answer key (given the private or the public key) as firmware pins it: the 65-byte uncompressed point `04 ‖ x ‖ y`. */
 export function answerPublicPoint(key: KeyObject): Buffer {
-  const { x, y } = createPublicKey(key).export({ format: 'jwk' })
+  const { x, y } = (key.type === 'public' ? key : createPublicKey(key)).export({ format: 'jwk' })
   return Buffer.concat([Buffer.from([0x04]), Buffer.from(x as string, 'base64url'), Buffer.from(y as string, 'base64url')])
 }
 

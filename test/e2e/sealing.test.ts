@@ -62,7 +62,7 @@ describe('Sealed credentials (protocol v2) against the running stack', () => {
     // Assess
     expect(json.status).toBe(201)
     const answer = JSON.parse(json.text) as Record<string, string>
-    expect(Object.keys(answer)).toEqual(['username', 'device', 'sealed', 'host', 'created'])
+    expect(Object.keys(answer)).toEqual(['username', 'device', 'sealed', 'host', 'created', 'answerSignature'])
     const credential = openSealed(answer.sealed!, jsonDevice.sealKey, { username: LOCAL_USERNAME, device: jsonDevice.device, host })
     expect(await emulator.login(jsonDevice.device, credential)).toBe(200)
 
