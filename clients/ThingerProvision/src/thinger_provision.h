@@ -25,10 +25,13 @@
  * HMAC peripheral with the device key burned into an eFuse block, its Digital Signature
  * peripheral, a TPM. tprov_key_from_device_key() and tprov_key_from_p256() are the mbedTLS
  * implementations with the key in memory. With a key, a round is:
- *   1. tprov_build_request(device, timestamp, &key, &{.sealed = true}, &certificate or NULL, body, ...)
+ *   1. tprov_build_request(device, timestamp, &key, &{.sealed = true, .request_hash = hash},
+ *                          &certificate or NULL, body, ...)
  *   2. POST as above
- *   3. tprov_parse_response_with_key(body, length, device, timestamp, &key, &response)
+ *   3. tprov_parse_answer(body, length, device, timestamp, &key, &answer_keys, hash, &response)
  *   4. tprov_next_step() as above.
+ * answer_keys are the service's answer keys the firmware pins (see tprov_answer_keys_t): with them
+ * only answers the service signed for this very request are accepted, in every envelope mode.
  */
 #ifndef THINGER_PROVISION_H
 #define THINGER_PROVISION_H
