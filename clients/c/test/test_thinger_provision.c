@@ -1656,6 +1656,60 @@ static void test_v1_and_mode_1_answers_need_no_pinned_key(void)
     tprov_memzero(&storage, sizeof storage);
 }
 
+/* Whatever a party in the middle changes in a signed answer, nothing but the signed fields is ever
+ * accepted: a success always carries the service's username, host, credential and created. */
+static void test_mutated_signed_answers_yield_the_signed_fields_or_nothing(void)
+{
+    static const char seed[] = SIGNED_SEALED_BODY;
+    char body[TPROV_RESPONSE_MAX_LEN + 16];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+    int successes = 0;
+    int i;
+
+    device_key(&key, &storage);
+    for (i = 0; i < 1500; i++) {
+        size_t len = strlen(seed);
+        int edits;
+        tprov_status_t status;
+
+        memcpy(body, seed, len);
+        for (edits = 1 + (int)(next_random() % 3u); edits > 0; edits--) {
+            size_t at = next_random() % len;
+            uint32_t what = next_random() % 4u;
+
+            if (what == 0) {
+                body[at] = (char)(next_random() & 0xFFu);
+            } else if (what == 1) {
+                body[at] = "AB+/=\n"[next_random() % 6u];
+            } else if (what == 2 && len > 1) {
+                len = at + 1;
+            } else if (len + 8 < sizeof body) {
+                memmove(body + at + 8, body + at, len - at);
+                memcpy(body + at, "x=1\nAAAA", 8);
+                len += 8;
+            }
+        }
+        status = tprov_parse_answer(body, len, DEVICE_ID, TIMESTAMP, &key, &g_pinned,
+                                    g_request_hash, &r);
+        if (status == TPROV_OK && r.kind == TPROV_RESPONSE_SUCCESS) {
+            successes++;
+            CHECK(strcmp(r.username, "acme") == 0 && strcmp(r.host, "backend.thinger.io") == 0);
+            CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0 && r.created);
+        } else if (status != TPROV_OK) {
+            CHECK(is_all_zero(&r, sizeof r));
+        }
+        if (g_case_failures > 0) {
+            fprintf(stderr, "  iteration %d\n", i);
+            break;
+        }
+    }
+    /* Some mutations leave the signed fields intact (an unknown line, a cut after the signature). */
+    CHECK(successes > 0);
+    tprov_memzero(&storage, sizeof storage);
+}
+
 static int g_verify_calls;
 
 static int counting_verify(void *ctx, const unsigned char public_key[TPROV_P256_POINT_LEN],
@@ -2241,6 +2295,7 @@ int main(void)
     RUN(test_claim_and_ecdh_envelopes_need_a_pinned_key);
     RUN(test_v1_and_mode_1_answers_need_no_pinned_key);
     RUN(test_the_second_pinned_key_verifies_during_a_rotation);
+    RUN(test_mutated_signed_answers_yield_the_signed_fields_or_nothing);
     RUN(test_answer_keys_and_arguments_are_validated);
 
     printf("%d passed, %d failed\n", g_passed, g_failed);
