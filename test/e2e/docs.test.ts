@@ -41,7 +41,7 @@ describe('Docs: operations.md, "Rehearsing without AWS"', () => {
     // Assess
     expect(run.stderr).not.toMatch(/^\s+at /m)
     expect(run.status).toBe(0)
-    expect(run.stdout).toMatch(new RegExp(`\\{"username":"demo","device":"${device}","credential":"[^"]+","host":"[^"]+","created":true\\}`))
+    expect(run.stdout).toMatch(new RegExp(`\\{"username":"demo","device":"${device}","credential":"[^"]+","host":"[^"]+","created":true,"answerSignature":"[^"]+"\\}`))
     expect(run.stdout).toContain(`${device}: disabled on Thinger.io`)
     expect(run.stdout).toContain(`${device}: deleted on Thinger.io`)
   }, BLOCK_LIMIT_MS)
