@@ -59,6 +59,10 @@ flagged "$out/answer/signed-v1" '\000' username=acme device=$device \
     credential=Xq3kP9vL2mN8rT5wY7zA1bC4 host=$host created=true answer_signature=$sig_v1
 flagged "$out/answer/signed-ecdh" '\000' username=acme device=$device sealed=$sealed_ecdh host=$host \
     created=true answer_signature=$sig_ecdh
+# the other values of created and host, signed by nothing (only the accepting callback passes it)
+flagged "$out/answer/existed-port" '\000' username=acme device=$device \
+    credential=Xq3kP9vL2mN8rT5wY7zA1bC4 host=127.0.0.1:18090 created=false request_id=c0ffee \
+    answer_signature=$sig_v1
 flagged "$out/answer/clock-skew" '\000' error=clock_skew server_time=1764150412 request_id=c0ffee
 printf '\000%s' BEbkvrsJVTiANGn39mDOrQWXj91l36YhFVMPWCJAAN3SmWYqOVaMp02n7TaXb1+Xre6vE9XF17zKCrCSxpVvpfY= \
     >"$out/answer/answer-key"
