@@ -444,12 +444,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                            status[PIN_REFUSE] == TPROV_ERR_ANSWER_SIGNATURE));
         /* Both callbacks see the same bodies up to the verification. */
         FUZZ_ASSERT(refuse.calls == 2u * accept.calls);
-        /* A pinned success is never an unsigned one. */
+        /* A pinned success is never an unsigned one, and each key opens only its own mode. */
         for (p = PIN_ONE; p < PIN_COUNT; p++) {
             if (is_success(status[p], &out[p])) {
                 size_t value_len = 0;
 
                 FUZZ_ASSERT(line_value(body, len, "answer_signature", &value_len) != NULL);
+                FUZZ_ASSERT(k == 0 || sealed_mode(body, len) == (k == 1 ? TPROV_SEAL_MODE_HMAC
+                                                                        : TPROV_SEAL_MODE_ECDH));
             }
         }
     }
