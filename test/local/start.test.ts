@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readdirSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest'
+import { parseAnswerPublicKey } from '../../lib/attestation/answer-signature.js'
 import { freePort } from '../support/ports.js'
 import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
 
@@ -65,6 +68,29 @@ describe('Program: npm start', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
     expect(run.code).toBe(2)
     expect(run.stderr.trim()).toBe('npm start: SSM_PORT must be a port number from 1 to 65535, got "45o3"')
     expect(hasStackTrace(run.stderr)).toBe(false)
+  })
+
+  it('prints the public half of its answer key and writes it where the device player pins it from', async () => {
+    // Prepare
+    const env = { ...(await freePorts()), ANSWER_KEY_FILE: join(mkdtempSync(join(tmpdir(), 'answer-key-')), 'answer-key.pub') }
+    const child = spawn(process.execPath, ['--import', 'tsx', START], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    onTestFinished(() => void (child.exitCode === null && child.kill('SIGTERM')))
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    while (!output.includes('Stop with Ctrl+C') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 100))
+
+    // Act
+    const played = await runProgram('local/device.ts', ['esp32_a1b2c3d4e5f6'], env)
+    child.kill('SIGINT')
+    await once(child, 'exit')
+
+    // Assess
+    const publicKey = readFileSync(env.ANSWER_KEY_FILE, 'utf8').trim()
+    expect(() => parseAnswerPublicKey(publicKey)).not.toThrow()
+    expect(output).toContain(`answer public key      ${publicKey}`)
+    expect(played.stdout).toContain('answer signature: verified under the pinned answer key')
+    expect(played.code).toBe(0)
   })
 
   it('stops everything it started, serverless-offline included, on Ctrl+C during the start', async () => {
