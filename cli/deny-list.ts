@@ -39,7 +39,7 @@ export function setDevicesRevoked(list: DenyList, devices: string[], revoked: bo
   return { list: { ...list, devices: [...current].sort() }, changed }
 }
 
-/** Adds certificate entries (`serial:<hex>`, `sha256:<hex>`) to the deny list (revoke) or removes them; the list stays sorted. */
+/** Adds certificate entries (`key:<hex>`, `serial:<hex>`, legacy `sha256:<hex>`) to the deny list (revoke) or removes them; the list stays sorted. */
 export function setCertificatesRevoked(list: DenyList, entries: string[], revoked: boolean): DenyListEdit<string> {
   const current = new Set(list.certificates ?? [])
   const changed = [...new Set(entries)].filter((entry) => current.has(entry) !== revoked)

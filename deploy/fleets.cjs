@@ -49,11 +49,12 @@ function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJEC
   const data = document.toJS()
   if (!validate(data)) throw new FleetsFileError(file, validate.errors.map(describeSchemaError).filter(Boolean))
   const problems = []
-  const caCertificates = {}
+  // By fleet name in a Map: a fleet may be named `constructor` or `__proto__`.
+  const caCertificates = new Map()
   for (const [name, fleet] of Object.entries(data.fleets)) {
     checkFleet(name, fleet, problems)
     if (fleet.x509?.caFile !== undefined && !(options.allowMissingCaFile && !existsSync(resolve(baseDir, fleet.x509.caFile)))) {
-      caCertificates[name] = readCaFile(name, fleet.x509.caFile, baseDir, problems)
+      caCertificates.set(name, readCaFile(name, fleet.x509.caFile, baseDir, problems))
     }
   }
   if (problems.length > 0) throw new FleetsFileError(file, problems)
@@ -138,7 +139,12 @@ function checkPattern(source, where, problems) {
     problems.push(`${where}: not a valid regular expression (${error.message})`)
     return false
   }
-  const diagnostics = checkRegex(`^(?:${source})$`, '', { timeout: REDOS_TIMEOUT_MS })
+  const unsupported = unsupportedConstruct(source)
+  if (unsupported !== undefined) {
+    problems.push(`${where}: uses ${unsupported}, which the build cannot prove free of catastrophic backtracking; rewrite it without backreferences and lookarounds`)
+    return false
+  }
+  const diagnostics = checkBounded(`^(?:${source})$`)
   if (diagnostics.status === 'safe') return true
   if (diagnostics.status === 'vulnerable') {
     const attack = diagnostics.attack?.pattern ? `, for example on ${diagnostics.attack.pattern}` : ''
@@ -147,6 +153,51 @@ function checkPattern(source, where, problems) {
     problems.push(`${where}: could not be proven free of catastrophic backtracking (${diagnostics.error?.kind ?? 'unknown'}); simplify it`)
   }
   return false
+}
+
+/**
+ * The first backreference or lookaround of a pattern, described; undefined when it has none. The
+ * backtracking checker cannot bound these (a backreference such as `(a|\1)+` overflows its stack
+ * past its own timeout), and device IDs and meta values never need them.
+ */
+function unsupportedConstruct(source) {
+  let inClass = false
+  for (let index = 0; index < source.length; index++) {
+    const char = source[index]
+    if (char === '\\') {
+      const next = source[index + 1] ?? ''
+      if (!inClass && next >= '1' && next <= '9') return `a backreference (\\${next})`
+      if (!inClass && next === 'k' && source[index + 2] === '<') return 'a named backreference (\\k<…>)'
+      index++
+    } else if (inClass) {
+      if (char === ']') inClass = false
+    } else if (char === '[') {
+      inClass = true
+    } else if (char === '(' && source[index + 1] === '?') {
+      const kind = source.slice(index + 2, index + 4)
+      if (kind[0] === '=' || kind[0] === '!') return `a lookahead (${source.slice(index, index + 3)})`
+      if (kind === '<=' || kind === '<!') return `a lookbehind (${source.slice(index, index + 4)})`
+    }
+  }
+  return undefined
+}
+
+/**
+ * recheck's verdict on a pattern, bounded: its pure JavaScript checker runs in this process, where
+ * its timeout holds and a stack overflow is an exception (its default native agent, once crashed,
+ * leaves the synchronous call waiting for ever). Any failure of the checker is a verdict too.
+ */
+function checkBounded(anchored) {
+  const backend = process.env.RECHECK_SYNC_BACKEND
+  process.env.RECHECK_SYNC_BACKEND = 'pure'
+  try {
+    return checkRegex(anchored, '', { timeout: REDOS_TIMEOUT_MS })
+  } catch (error) {
+    return { status: 'unknown', error: { kind: error instanceof RangeError ? 'the checker ran out of stack' : `the checker failed: ${error.message}` } }
+  } finally {
+    if (backend === undefined) delete process.env.RECHECK_SYNC_BACKEND
+    else process.env.RECHECK_SYNC_BACKEND = backend
+  }
 }
 
 /**
@@ -196,9 +247,9 @@ function defaultDenyListParam(name, fleet) {
 }
 
 function normalize(data, caCertificates) {
-  const fleets = {}
+  const fleets = []
   for (const [name, fleet] of Object.entries(data.fleets)) {
-    fleets[name] = {
+    fleets.push([name, {
       proof: [...fleet.proof].sort(),
       keyParam: fleet.keyParam,
       keyVersions: fleet.keyParam ? [...(fleet.keyVersions ?? [1])].sort((a, b) => a - b) : undefined,
@@ -206,7 +257,7 @@ function normalize(data, caCertificates) {
       ...(fleet.x509
         ? {
             x509: {
-              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates[name] }),
+              ...(fleet.x509.caParam ? { caParam: fleet.x509.caParam } : { caFile: fleet.x509.caFile, caCertificates: caCertificates.get(name) }),
               deviceId: fleet.x509.deviceId ?? 'cn',
             },
           }
@@ -220,9 +271,10 @@ function normalize(data, caCertificates) {
       profile: { type: 'Generic', ...(fleet.profile ?? {}) },
       ...(fleet.meta === undefined ? {} : { meta: fleet.meta }),
       ...(fleet.thinger ? { thinger: { ...fleet.thinger } } : {}),
-    }
+    }])
   }
-  return { version: 1, fleets }
+  // From entries, so that a fleet named `__proto__` stays an own key (an assignment would set the prototype and drop it).
+  return { version: 1, fleets: Object.fromEntries(fleets) }
 }
 
 /**

@@ -17,7 +17,7 @@ import { admitToFleet, parseProvisionRequest, type ProvisionRequest } from '../l
 import { type Config, loadConfig, stageOf } from '../lib/config.js'
 import { CertificateError, ConfigError } from '../lib/errors.js'
 import { checkCertificateNotRevoked, checkNotRevoked, EMPTY_DENY_LIST_JSON, parseDenyList } from '../lib/fleets/deny-list.js'
-import { type Fleet, keyVersionParam, needsProvisioningRecord } from '../lib/fleets/fleet.js'
+import { type Fleet, keyVersionParam, needsProvisioningRecord, sameThingerAccount } from '../lib/fleets/fleet.js'
 import { planProvisioning, type ProvisioningPlan } from '../lib/provisioning/plan.js'
 import { provisionDevice } from '../lib/provisioning/provision.js'
 import { ThingerClient, type ThingerCallRecord } from '../lib/thinger/client.js'
@@ -100,6 +100,7 @@ function buildChain(options: ProvisionHandlerOptions) {
   // SSM's value changes (each request checks every fleet's deny list).
   const anchorsOf = memoisedByText(parseTrustAnchors)
   const denyListOf = memoisedByText(parseDenyList)
+  const sameAccount = fleetsOfSameAccount(settings.fleets)
   // The answer key likewise: parsing a PKCS#8 key costs more than signing with it.
   const answerKeyOf = memoisedByText(parseAnswerKey)
   let answerKeyMissingLogged = false
@@ -189,14 +190,15 @@ function buildChain(options: ProvisionHandlerOptions) {
         if (request.version === 2) sealKey = deriveClaimSealKey(claimSecret, device)
       }
       // After the proof, so that only the device itself learns that it was revoked. A device ID
-      // revoked in any fleet stays refused whichever fleet asks (device IDs are one space on
-      // Thinger.io); key versions and certificates are the fleet's own (a serial means something
-      // only beside the CAs the fleet trusts). Every deny list came in the one batch.
+      // revoked in a fleet stays refused whichever fleet of the same Thinger.io account asks
+      // (device IDs are one space per account); key versions and certificates are the fleet's own
+      // (a serial means something only beside the CAs the fleet trusts). A deny list that does not
+      // parse fails only the fleets of its account. Every deny list came in the one batch.
       const denyList = denyListOf(secret(fleet.denyListParam), settingOf(fleet.denyListParam))
       checkNotRevoked(denyList, device, proof.kind === 'hmac' ? proof.keyVersion : undefined)
-      if (certificateKey !== undefined) checkCertificateNotRevoked(denyList, certificateKey)
-      for (const other of settings.fleets.values()) {
-        if (other !== fleet) checkNotRevoked(denyListOf(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
+      if (certificateKey !== undefined) checkCertificateNotRevoked(denyList, certificateKey.path)
+      for (const other of sameAccount.get(fleet) ?? []) {
+        checkNotRevoked(denyListOf(secret(other.denyListParam), settingOf(other.denyListParam)), device, undefined)
       }
       // Each fleet may name its own Thinger.io account or instance; every token came in the one batched read.
       const target = fleet.thinger
@@ -231,7 +233,7 @@ function buildChain(options: ProvisionHandlerOptions) {
         statusCode: result.created ? 201 : 200,
         // Last, so that parsers that stop at the fields they know never meet it before them.
         body: answerKey === undefined ? answer : { ...answer, answerSignature: signAnswer(answer, bodySha256, answerKey) },
-        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, answerSigned: answerKey !== undefined, created: result.created, thingerCalls: calls.length, ...(certificateKey ? { certificate: certificateKey.fingerprint } : {}) },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, answerSigned: answerKey !== undefined, created: result.created, thingerCalls: calls.length, ...(certificateKey ? { certificate: certificateKey.fingerprint, certificateKey: certificateKey.keyId } : {}) },
       }
     })
 }
@@ -262,6 +264,15 @@ function parametersOf(config: Config): { names: string[]; settingOf: SettingOfPa
   add(config.answerKeyParam, 'ANSWER_KEY_PARAM')
   optional[config.answerKeyParam] = ANSWER_KEY_MISSING
   return { names: [...settings.keys()], settingOf: (name) => settings.get(name) ?? 'SSM parameter', optional }
+}
+
+/**
+ * For each fleet, the other fleets whose devices live in the same Thinger.io account (the same API
+ * URL and username): the fleets whose deny lists name device IDs it must refuse too.
+ */
+function fleetsOfSameAccount(fleets: ReadonlyMap<string, Fleet>): Map<Fleet, Fleet[]> {
+  const all = [...fleets.values()]
+  return new Map(all.map((fleet) => [fleet, all.filter((other) => other !== fleet && sameThingerAccount(other, fleet))]))
 }
 
 export const handler = createProvisionHandler()

@@ -15,6 +15,7 @@ import { stageOf } from '../../lib/config.js'
 import type { CliContext } from '../context.js'
 import { createDeployedPort, type PolicyStatement } from '../deployed.js'
 import { loadDenyList } from '../deny-list.js'
+import { legacyFingerprintEntries } from '../../lib/fleets/deny-list.js'
 import { CliError, EXIT_INTERRUPTED } from '../errors.js'
 import { findFleet, loadSettings } from '../settings.js'
 
@@ -306,6 +307,15 @@ async function checkFleetSecrets(ssm: ReturnType<CliContext['ssm']>, fleets: Fle
     try {
       const { list } = await loadDenyList(ssm, fleet.denyListParam)
       add(`ssm: fleet "${fleet.name}" deny list`, 'ok', `${fleet.denyListParam}: ${list.devices.length} device(s), ${list.retiredKeyVersions.length} retired version(s)${list.certificates?.length ? `, ${list.certificates.length} certificate(s)` : ''}`)
+      const legacy = legacyFingerprintEntries(list)
+      if (legacy.length > 0) {
+        add(
+          `ssm: fleet "${fleet.name}" certificate revocations`,
+          'warn',
+          `${legacy.length} legacy sha256: entr${legacy.length === 1 ? 'y' : 'ies'} (${legacy.slice(0, 3).join(', ')}${legacy.length > 3 ? ', …' : ''}): each refuses one encoding of a certificate, not the same certificate with its signature re-encoded`,
+          `run thinger-provisioner revoke --fleet ${fleet.name} --certificate FILE for each of those certificates: it writes key:<hex> and drops the sha256: entry (docs/operations.md, "Revoking a certificate")`,
+        )
+      }
     } catch (error) {
       if (!(error instanceof CliError)) throw error
       add(`ssm: fleet "${fleet.name}" deny list`, 'fail', error.message, `fix it with thinger-provisioner revoke/unrevoke --fleet ${fleet.name}, or delete ${fleet.denyListParam}`)

@@ -36,7 +36,7 @@ export function registerRevoke(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to revoke (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to retire: every device flashed with it is refused', parseKeyVersion)
-    .option('--certificate <cert>', 'device certificate to refuse (403 certificate_revoked): a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
+    .option('--certificate <cert>', 'certificate to refuse (403 certificate_revoked): a PEM or DER file (written as key:<hex>, its public key), key:<hex> or serial:<hex>; a CA or intermediate refuses every certificate under it (repeatable)', collect, [])
     .option('--delete', 'delete the device on Thinger.io: disabled at once, deleted once every function has the new deny list (SSM_CACHE_SECONDS + 10 s)')
     .option('--force', 'retire a key version even when no other version of the fleet would remain')
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
@@ -48,7 +48,7 @@ export function registerRevoke(program: Command, context: CliContext): void {
     .option('--fleet <name>', 'fleet of the fleets file (FLEETS_FILE), or "default"', 'default')
     .option('--device <id>', 'device to accept again (repeatable)', collect, [])
     .option('--key-version <n>', 'key version to accept again', parseKeyVersion)
-    .option('--certificate <cert>', 'device certificate to accept again: a PEM or DER file, sha256:<fingerprint> or serial:<hex> (repeatable)', collect, [])
+    .option('--certificate <cert>', 'certificate to accept again: a PEM or DER file (its key: and legacy sha256: entries), key:<hex>, serial:<hex> or sha256:<fingerprint> (repeatable)', collect, [])
     .option('--token-param <name>', 'SSM parameter of the Thinger.io token to use (default: THINGER_TOKEN_PARAM)')
     .action(async (options: RevokeOptions) => revoke(context, options, false))
 }
@@ -125,23 +125,38 @@ async function revoke(context: CliContext, options: RevokeOptions, revoked: bool
 }
 
 async function revokeCertificates(context: CliContext, options: RevokeOptions, revoked: boolean): Promise<void> {
-  const entries = options.certificate.map((value) => certificateDenyEntry(value))
+  const entries = options.certificate.map((value) => certificateDenyEntry(value, { revoking: revoked }))
   const config = loadSettings(context.env, { thinger: false })
   const fleet = findFleet(config, options.fleet)
   if (!fleet.proof.includes('x509')) context.stderr.write(`note: fleet "${fleet.name}" does not accept certificates (proof: ${fleet.proof.join(', ')})\n`)
   const ssm = context.ssm()
   const read = await loadDenyList(ssm, fleet.denyListParam)
-  const edit = setCertificatesRevoked(read.list, entries.map((entry) => entry.entry), revoked)
-  if (edit.changed.length > 0) {
-    const warning = await saveDenyList(ssm, fleet.denyListParam, read, edit.list)
+  // revoke writes what identifies the certificate and drops the legacy fingerprint of the same
+  // file, which it replaces; unrevoke removes both.
+  const named = entries.map((entry) => entry.entry)
+  const legacy = entries.flatMap((entry) => entry.alsoNaming)
+  const first = setCertificatesRevoked(read.list, named, revoked)
+  const second = setCertificatesRevoked(first.list, legacy, false)
+  const changed = [...first.changed, ...second.changed]
+  if (changed.length > 0) {
+    const warning = await saveDenyList(ssm, fleet.denyListParam, read, second.list)
     if (warning !== undefined) context.stderr.write(`warning: ${warning}\n`)
   }
   const delay = `within the function's SSM cache time (SSM_CACHE_SECONDS, ${config.ssmCacheSeconds} s in this environment)`
-  for (const { entry, source } of entries) {
-    const done = edit.changed.includes(entry)
+  for (const { entry, alsoNaming, source, isCa } of entries) {
+    const done = first.changed.includes(entry)
     const state = revoked ? (done ? 'added to' : 'already in') : done ? 'removed from' : 'not in'
-    const effect = revoked ? `; refused with 403 certificate_revoked ${delay}` : done ? `; accepted again ${delay}` : ''
-    context.stdout.write(`certificate ${entry}${source ? ` (${source})` : ''} of fleet "${fleet.name}": ${state} the deny list ${fleet.denyListParam}${effect}\n`)
+    const scope = entry.startsWith('serial:')
+      ? ' (a device certificate or intermediate of this serial, from any CA the fleet trusts: every device under such an intermediate too)'
+      : isCa
+        ? ', a CA certificate: every certificate issued under it'
+        : entry.startsWith('key:') && revoked
+          ? ' (every certificate of this key, however encoded)'
+          : ''
+    const effect = revoked ? `; refused with 403 certificate_revoked${scope} ${delay}` : done ? `; accepted again ${delay}` : ''
+    const replaced = alsoNaming.filter((other) => second.changed.includes(other))
+    const legacyNote = replaced.length === 0 ? '' : revoked ? `; replaces ${replaced.join(', ')}, which missed the certificate re-encoded` : `; ${replaced.join(', ')} removed too`
+    context.stdout.write(`certificate ${entry}${source ? ` (${source})` : ''} of fleet "${fleet.name}": ${state} the deny list ${fleet.denyListParam}${effect}${legacyNote}\n`)
   }
 }
 

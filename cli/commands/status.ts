@@ -2,7 +2,9 @@ import type { Command } from 'commander'
 import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
 import type { CliContext } from '../context.js'
 import { loadDenyList } from '../deny-list.js'
+import { legacyFingerprintEntries } from '../../lib/fleets/deny-list.js'
 import { escapeUnprintable } from '../escape.js'
+import { sameThingerAccount } from '../../lib/fleets/fleet.js'
 import { checkDeviceIds, findFleet, loadSettings } from '../settings.js'
 import { connectThinger, thingerCall } from '../thinger.js'
 
@@ -19,9 +21,11 @@ export interface DeviceStatus {
   device: string
   /** On the fleet's deny list. */
   revoked: boolean
-  /** Every fleet whose deny list holds the device: the function refuses it whichever fleet asks. */
+  /** Every fleet of the same Thinger.io account whose deny list holds the device: the function refuses it whichever of those fleets asks. */
   revokedIn: string[]
   denyListParam: string
+  /** The fleet's legacy `sha256:` certificate entries, which miss a re-encoded twin: revoke those certificates again. */
+  legacyCertificateEntries: string[]
   keyVersions: number[]
   retiredKeyVersions: number[]
   /** The device as Thinger.io describes it (never a credential), or null when it does not exist. */
@@ -47,7 +51,8 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
   const config = loadSettings(context.env, { thinger: true })
   const fleet = findFleet(config, options.fleet)
   checkDeviceIds([options.device])
-  const fleets = [...config.fleets.values()]
+  // Device IDs are one space per Thinger.io account: the function checks the deny lists of the fleets of the same account.
+  const fleets = [...config.fleets.values()].filter((each) => sameThingerAccount(each, fleet))
   const [lists, thinger] = await Promise.all([
     Promise.all(fleets.map((each) => loadDenyList(context.ssm(), each.denyListParam))),
     connectThinger(context, config, options.tokenParam, fleet),
@@ -62,6 +67,7 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
     revoked: list.devices.includes(options.device),
     revokedIn: fleets.filter((_each, index) => lists[index]!.list.devices.includes(options.device)).map((each) => each.name),
     denyListParam: fleet.denyListParam,
+    legacyCertificateEntries: legacyFingerprintEntries(list),
     keyVersions: fleet.keyVersions ?? [],
     retiredKeyVersions: list.retiredKeyVersions,
     thinger: device === undefined ? null : { ...device },
@@ -77,7 +83,13 @@ function describe(status: DeviceStatus): string {
   const lines = [
     `device        ${status.device} (fleet "${status.fleet}")`,
     `deny list     ${status.revoked ? 'REVOKED' : 'not revoked'} (${status.denyListParam})` +
-      `${status.revokedIn.some((name) => name !== status.fleet) ? `; REVOKED in fleet ${status.revokedIn.filter((name) => name !== status.fleet).join(', ')}, so refused in every fleet` : ''}`,
+      `${status.revokedIn.some((name) => name !== status.fleet) ? `; REVOKED in fleet ${status.revokedIn.filter((name) => name !== status.fleet).join(', ')}, so refused in every fleet of this Thinger.io account` : ''}`,
+    ...(status.legacyCertificateEntries.length === 0
+      ? []
+      : [
+          `certificates  ${status.legacyCertificateEntries.length} legacy sha256: entr${status.legacyCertificateEntries.length === 1 ? 'y' : 'ies'} in the fleet's deny list miss the same certificate re-encoded: ` +
+            `run revoke --fleet ${status.fleet} --certificate FILE again for each (docs/operations.md)`,
+        ]),
     `key versions  ${versions}`,
     device === null
       ? 'thinger.io    no such device'

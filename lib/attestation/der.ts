@@ -134,3 +134,16 @@ export function readUnsignedHex(element: DerElement | undefined, what: string): 
   while (start < content.length - 1 && content[start] === 0) start++
   return content.subarray(start).toString('hex')
 }
+
+/** The DER encoding of an element read by {@link readElement}: the reader accepts the shortest length form only, so this is the original bytes. */
+export function encodeElement(element: DerElement): Buffer {
+  const { length } = element.content
+  let header: number[]
+  if (length < 0x80) header = [element.tag, length]
+  else {
+    const octets: number[] = []
+    for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) octets.unshift(rest % 256)
+    header = [element.tag, 0x80 | octets.length, ...octets]
+  }
+  return Buffer.concat([Buffer.from(header), element.content])
+}

@@ -103,7 +103,8 @@ function parseMeta(meta: unknown): Record<string, string> {
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new ValidationError('"meta" must be an object')
   const entries = Object.entries(meta)
   if (entries.length > MAX_META_KEYS) throw new ValidationError(`"meta" may have at most ${MAX_META_KEYS} keys`)
-  const result: Record<string, string> = {}
+  // Built from entries, so a `__proto__` key stays an own key (an assignment would set the prototype and drop it).
+  const result: Array<[string, string]> = []
   for (const [key, value] of entries) {
     if (!META_KEY_PATTERN.test(key)) throw new ValidationError('"meta" keys must match ^[a-z0-9_]{1,32}$')
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_META_VALUE_CHARS) {
@@ -112,9 +113,9 @@ function parseMeta(meta: unknown): Record<string, string> {
     if (UNPRINTABLE_META.test(value)) {
       throw new ValidationError(`"meta" value of "${key}" must be printable text, without control or format characters or < >`)
     }
-    result[key] = value
+    result.push([key, value])
   }
-  return result
+  return Object.fromEntries(result)
 }
 
 /**
@@ -140,7 +141,8 @@ export function admitToFleet(request: ProvisionRequest, fleets: ReadonlyMap<stri
     throw new AttestationError('device_not_allowed', 'this device ID is not allowed in this fleet')
   }
   for (const [key, value] of Object.entries(request.meta)) {
-    const rule = fleet.meta?.[key]
+    // Own keys only: `constructor` or `__proto__` must not find Object.prototype's members.
+    const rule = fleet.meta !== undefined && Object.hasOwn(fleet.meta, key) ? fleet.meta[key] : undefined
     if (rule === undefined) throw new ValidationError(`"meta" key "${key}" is not accepted by this fleet`)
     if (rule.pattern !== undefined && !rule.pattern.test(value)) throw new ValidationError(`"meta" value of "${key}" does not match this fleet's rule`)
   }

@@ -1,11 +1,13 @@
 import { createHash, type KeyObject, verify as verifySignatureBytes, X509Certificate, constants as cryptoConstants } from 'node:crypto'
 import { AttestationError, CertificateError, ConfigError } from '../errors.js'
-import { DER_TAG, DerError, type DerElement, expectTag, oidToString, readChildren, readTime, readUnsignedHex, readWhole } from './der.js'
+import { DER_TAG, DerError, type DerElement, encodeElement, expectTag, oidToString, readChildren, readTime, readUnsignedHex, readWhole } from './der.js'
 
 // At most one intermediate between the device certificate and a trusted CA (docs/protocol.md).
 const MAX_INTERMEDIATES = 1
 const MIN_RSA_BITS = 2048
 const MAX_RSA_BITS = 4096
+// RFC 5280 4.1.2.2: a serial is at most 20 octets; a longer one could not be named in a deny list.
+const MAX_SERIAL_OCTETS = 20
 const P256_SIGNATURE_BYTES = 64
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g
 const OID = {
@@ -35,8 +37,12 @@ export interface ParsedCertificate {
   cert: X509Certificate
   /** Lowercase hex, without leading zero bytes. */
   serial: string
-  /** SHA-256 of the DER, lowercase hex. */
+  /** SHA-256 of the DER, lowercase hex: one encoding of the certificate (an ECDSA signature has two). */
   fingerprint: string
+  /** SHA-256 of the subjectPublicKeyInfo DER, lowercase hex: the key, whatever encodes the certificate. */
+  keyId: string
+  /** How many octets the serial's INTEGER takes in the DER. */
+  serialOctets: number
   notBefore: number
   notAfter: number
   isCa: boolean
@@ -62,6 +68,19 @@ export interface VerifiedDeviceKey {
   keyType: 'ec-p256' | 'rsa'
   serial: string
   fingerprint: string
+  /** SHA-256 of the device certificate's subjectPublicKeyInfo DER: what identifies the device. */
+  keyId: string
+  /** Every certificate of the verified path: the device certificate, its intermediate if any, the trusted CA. */
+  path: CertificateIdentity[]
+}
+
+/** What names one certificate in a deny list (docs/x509.md, "Revoking a certificate"). */
+export interface CertificateIdentity {
+  serial: string
+  fingerprint: string
+  keyId: string
+  /** Where it sits in the path. */
+  role: 'device' | 'intermediate' | 'ca'
 }
 
 /**
@@ -93,7 +112,8 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
   const serial = readUnsignedHex(fields[offset], 'serial number')
   const validity = readChildren(expectTag(fields[offset + 3], DER_TAG.sequence, 'validity').content)
   const subject = expectTag(fields[offset + 4], DER_TAG.sequence, 'subject')
-  const publicKeyInfo = readChildren(expectTag(fields[offset + 5], DER_TAG.sequence, 'subjectPublicKeyInfo').content)
+  const publicKeyInfoElement = expectTag(fields[offset + 5], DER_TAG.sequence, 'subjectPublicKeyInfo')
+  const publicKeyInfo = readChildren(publicKeyInfoElement.content)
   const publicKeyBits = expectTag(publicKeyInfo[1], DER_TAG.bitString, 'subjectPublicKey').content
   const extensionsField = fields.slice(offset + 6).find((field) => field.tag === 0xa3)
   const extensions = readExtensions(extensionsField)
@@ -106,6 +126,8 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
   const subjectAltName = extensions.get(OID.subjectAltName)
   return {
     serial,
+    serialOctets: (fields[offset] as DerElement).content.length,
+    keyId: createHash('sha256').update(encodeElement(publicKeyInfoElement)).digest('hex'),
     notBefore: readTime(validity[0]),
     notAfter: readTime(validity[1]),
     isCa,
@@ -207,6 +229,11 @@ export function verifyDeviceCertificate(
     // Checked before its key verifies anything, so a hostile key costs nothing.
     if (keyKind(intermediate.cert.publicKey) === undefined) throw new CertificateError('certificate_key_not_allowed', 'the intermediate certificate has a key this service does not accept')
   }
+  for (const certificateInPath of [leaf, ...intermediates]) {
+    if (certificateInPath.serialOctets > MAX_SERIAL_OCTETS) {
+      throw new CertificateError('certificate_malformed', `${certificateInPath === leaf ? 'the certificate' : 'the intermediate certificate'} has a serial longer than ${MAX_SERIAL_OCTETS} octets (RFC 5280 4.1.2.2)`)
+    }
+  }
   if (intermediates.length > 0 && !isIssuedBy(leaf, intermediates[0] as ParsedCertificate)) {
     throw new CertificateError('certificate_untrusted', 'the certificate was not issued by the intermediate sent with it')
   }
@@ -226,7 +253,16 @@ export function verifyDeviceCertificate(
   if (!bound) {
     throw new CertificateError('certificate_device_mismatch', `the certificate is not this device’s (its ${options.deviceIdFrom === 'cn' ? 'subject common name' : 'DNS names'} must be the device ID)`)
   }
-  return { publicKey: leaf.cert.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint }
+  const identities = [
+    identityOf(leaf, 'device'),
+    ...intermediates.map((intermediate) => identityOf(intermediate, 'intermediate')),
+    identityOf(anchor, 'ca'),
+  ]
+  return { publicKey: leaf.cert.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint, keyId: leaf.keyId, path: identities }
+}
+
+function identityOf(certificate: ParsedCertificate, role: CertificateIdentity['role']): CertificateIdentity {
+  return { serial: certificate.serial, fingerprint: certificate.fingerprint, keyId: certificate.keyId, role }
 }
 
 /**
@@ -249,9 +285,12 @@ export function verifyCertificateSignature(key: VerifiedDeviceKey, message: stri
   if (!valid) throw new AttestationError('invalid_signature', 'the signature does not match the certificate’s key')
 }
 
-/** The deny-list entries that name a certificate: `serial:<hex>` and `sha256:<hex>` (lowercase, no colons). */
-export function certificateDenyEntries(key: Pick<VerifiedDeviceKey, 'serial' | 'fingerprint'>): string[] {
-  return [`serial:${key.serial}`, `sha256:${key.fingerprint}`]
+/**
+ * The deny-list entries that name a certificate: `key:<hex>` (its key, what `revoke --certificate`
+ * writes), `serial:<hex>` and the legacy `sha256:<hex>` (lowercase, no colons).
+ */
+export function certificateDenyEntries(certificate: Pick<CertificateIdentity, 'serial' | 'fingerprint' | 'keyId'>): string[] {
+  return [`key:${certificate.keyId}`, `serial:${certificate.serial}`, `sha256:${certificate.fingerprint}`]
 }
 
 function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {

@@ -58,12 +58,12 @@ export function ssmClientClass(options: StaleOnErrorOptions & { client?: Sender 
 }
 
 function withDefaults(output: GetParametersCommandOutput, defaults: Record<string, string>): GetParametersCommandOutput {
-  const missing = (output.InvalidParameters ?? []).filter((name) => name in defaults)
+  const missing = (output.InvalidParameters ?? []).filter((name) => Object.hasOwn(defaults, name))
   if (missing.length === 0) return output
   return {
     ...output,
     Parameters: [...(output.Parameters ?? []), ...missing.map((name) => ({ Name: name, Type: 'String' as const, Value: defaults[name], Version: 0 }))],
-    InvalidParameters: (output.InvalidParameters ?? []).filter((name) => !(name in defaults)),
+    InvalidParameters: (output.InvalidParameters ?? []).filter((name) => !Object.hasOwn(defaults, name)),
   }
 }
 

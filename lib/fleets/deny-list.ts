@@ -1,7 +1,12 @@
+import { type CertificateIdentity, certificateDenyEntries } from '../attestation/x509.js'
 import { AttestationError, CertificateError, ConfigError } from '../errors.js'
 import type { DenyList } from './fleet.js'
 
-const CERTIFICATE_ENTRY = /^(serial:[0-9a-f]{1,40}|sha256:[0-9a-f]{64})$/
+const CERTIFICATE_ENTRY = /^(key:[0-9a-f]{64}|serial:[0-9a-f]{1,40}|sha256:[0-9a-f]{64})$/
+const LEGACY_FINGERPRINT_ENTRY = /^sha256:/
+
+// A list's certificate entries as a set, once per parsed list (the function keeps parsed lists per SSM value).
+const certificateSets = new WeakMap<readonly string[], Set<string>>()
 
 /** What a missing deny-list parameter stands for: nothing revoked. */
 export const EMPTY_DENY_LIST_JSON = JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [] } satisfies DenyList)
@@ -31,7 +36,7 @@ export function parseDenyList(value: unknown, setting: string): DenyList {
     !candidate.retiredKeyVersions.every((v) => Number.isInteger(v)) ||
     (candidate.certificates !== undefined && (!Array.isArray(candidate.certificates) || !candidate.certificates.every((c) => typeof c === 'string' && CERTIFICATE_ENTRY.test(c))))
   ) {
-    throw new ConfigError(setting, 'the deny list must be {"version":1,"devices":[...],"retiredKeyVersions":[...]} with optional "certificates":["serial:<hex>"|"sha256:<hex>",...]')
+    throw new ConfigError(setting, 'the deny list must be {"version":1,"devices":[...],"retiredKeyVersions":[...]} with optional "certificates":["key:<hex>"|"serial:<hex>"|"sha256:<hex>",...] (lowercase hex)')
   }
   return candidate as DenyList
 }
@@ -48,13 +53,31 @@ export function checkNotRevoked(list: DenyList, device: string, keyVersion: numb
 }
 
 /**
- * Refuses a revoked device certificate, named in the deny list by its serial or its SHA-256
- * fingerprint (`serial:<hex>`, `sha256:<hex>`).
+ * Refuses a certificate path of which any certificate (the device's, its intermediate, the
+ * trusted CA) is named in the deny list: by its key (`key:<hex>`, what `revoke --certificate`
+ * writes), or by the SHA-256 of its DER (`sha256:<hex>`, the legacy entry: it misses a re-encoded
+ * twin); a bare serial (`serial:<hex>`) is matched against every certificate the device sent, its
+ * own and its intermediate's (a serial is unique only per issuer, so this errs towards refusing),
+ * never against the trusted CA's own serial (often 1), which would refuse the whole fleet.
  * @throws CertificateError `certificate_revoked`.
  */
-export function checkCertificateNotRevoked(list: DenyList, certificate: { serial: string; fingerprint: string }): void {
-  const revoked = list.certificates ?? []
-  if (revoked.includes(`serial:${certificate.serial}`) || revoked.includes(`sha256:${certificate.fingerprint}`)) {
-    throw new CertificateError('certificate_revoked', 'this certificate has been revoked')
+export function checkCertificateNotRevoked(list: DenyList, path: readonly CertificateIdentity[]): void {
+  const entries = list.certificates
+  if (entries === undefined || entries.length === 0) return
+  let revoked = certificateSets.get(entries)
+  if (revoked === undefined) {
+    revoked = new Set(entries)
+    certificateSets.set(entries, revoked)
   }
+  for (const certificate of path) {
+    const names = certificateDenyEntries(certificate).filter((entry) => certificate.role !== 'ca' || !entry.startsWith('serial:'))
+    if (names.some((entry) => revoked.has(entry))) {
+      throw new CertificateError('certificate_revoked', certificate.role === 'device' ? 'this certificate has been revoked' : `the ${certificate.role === 'ca' ? 'CA' : 'intermediate'} certificate of this chain has been revoked`)
+    }
+  }
+}
+
+/** The deny list's legacy `sha256:` entries: each refuses one encoding of a certificate, not its re-encoded twin (docs/operations.md). */
+export function legacyFingerprintEntries(list: DenyList): string[] {
+  return (list.certificates ?? []).filter((entry) => LEGACY_FINGERPRINT_ENTRY.test(entry))
 }

@@ -101,6 +101,14 @@ export function needsProvisioningRecord(fleet: Pick<Fleet, 'profile' | 'reprovis
   return fleet.reprovision === 'reject' || Object.values(elements).some((value) => value !== undefined)
 }
 
+/**
+ * True when the devices of two fleets live in the same Thinger.io account (the same API URL and
+ * username): one space of device IDs, so a device ID revoked in one is refused by the other.
+ */
+export function sameThingerAccount(a: Pick<Fleet, 'thinger'>, b: Pick<Fleet, 'thinger'>): boolean {
+  return a.thinger.apiUrl === b.thinger.apiUrl && a.thinger.username === b.thinger.username
+}
+
 /** Where key version `version` of a fleet lives: version 1 at `keyParam`, later ones beside it. */
 export function keyVersionParam(keyParam: string, version: number): string {
   return version === 1 ? keyParam : `${keyParam}-v${version}`
@@ -111,6 +119,10 @@ export interface DenyList {
   version: 1
   devices: string[]
   retiredKeyVersions: number[]
-  /** Revoked device certificates: `serial:<hex>` or `sha256:<fingerprint hex>`, lowercase (absent: none). */
+  /**
+   * Revoked certificates, each matched against every certificate of a device's path: `key:<hex>`
+   * (SHA-256 of the subjectPublicKeyInfo), `serial:<hex>`, or the legacy `sha256:<hex>` of one
+   * DER encoding; lowercase (absent: none).
+   */
   certificates?: string[]
 }

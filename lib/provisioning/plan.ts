@@ -34,7 +34,7 @@ export function planProvisioning(fleet: Fleet, device: string, meta: Record<stri
       if (metaKey === undefined) return name === 'device' ? device : fleet.name
       // The build refuses this (deploy/fleets.cjs); a definition handed in some other way too.
       if (idOnly) throw new ConfigError(`fleets.${fleet.name}`, `the ${what} uses {meta.${metaKey}}; IDs may use {device} and {fleet} only`)
-      const value = meta[metaKey] ?? fleet.meta?.[metaKey]?.default
+      const value = Object.hasOwn(meta, metaKey) ? meta[metaKey] : fleet.meta !== undefined && Object.hasOwn(fleet.meta, metaKey) ? fleet.meta[metaKey]?.default : undefined
       if (value === undefined) throw new ValidationError(`"meta" must have "${metaKey}": this fleet's ${what} uses it`)
       return value
     })

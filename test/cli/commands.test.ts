@@ -388,6 +388,7 @@ describe('Command: status', () => {
       revoked: true,
       revokedIn: ['default'],
       denyListParam: DENY_PARAM,
+      legacyCertificateEntries: [],
       keyVersions: [1, 2],
       retiredKeyVersions: [1],
       thinger: { device: 'dev_1', type: 'Generic', enabled: false, created: 1_764_150_000_000 },
@@ -412,7 +413,55 @@ describe('Command: status', () => {
 
     // Assess
     expect(JSON.parse(json.stdout)).toMatchObject({ fleet: 'beta', revoked: false, revokedIn: ['alpha'] })
-    expect(text.stdout).toContain('not revoked (/thinger-provisioner/local/security/beta-deny-list); REVOKED in fleet alpha, so refused in every fleet')
+    expect(text.stdout).toContain('not revoked (/thinger-provisioner/local/security/beta-deny-list); REVOKED in fleet alpha, so refused in every fleet of this Thinger.io account')
+  })
+
+  it('names the fleet’s legacy sha256: certificate entries, which a re-encoded twin passes', async () => {
+    // Prepare
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+    ssm.seed(DENY_PARAM, JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [], certificates: [`sha256:${'ab'.repeat(32)}`, 'serial:01'] }), 'String')
+
+    // Act
+    const json = await run(['status', '--device', 'dev_1', '--json'], { env: ENV, ssm, thinger: new MemoryThinger() })
+    const text = await run(['status', '--device', 'dev_1'], { env: ENV, ssm, thinger: new MemoryThinger() })
+
+    // Assess
+    expect(JSON.parse(json.stdout).legacyCertificateEntries).toEqual([`sha256:${'ab'.repeat(32)}`])
+    expect(text.stdout).toContain("certificates  1 legacy sha256: entry in the fleet's deny list miss the same certificate re-encoded: run revoke --fleet default --certificate FILE again for each")
+  })
+
+  it('counts a device revoked in a fleet of another Thinger.io account as not revoked there', async () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), 'status-accounts-'))
+    const fleetsFile = join(dir, 'fleets.yml')
+    writeFileSync(fleetsFile, `version: 1
+fleets:
+  own:
+    proof: [claim]
+    claimParam: /acme/own/claim
+  mine_too:
+    proof: [claim]
+    claimParam: /acme/mine/claim
+  customer:
+    proof: [claim]
+    claimParam: /acme/customer/claim
+    thinger: { username: customer_b, tokenParam: /acme/customer/thinger-token }
+`)
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+    ssm.seed('/acme/customer/thinger-token', TOKEN)
+    ssm.seed('/acme/customer/customer-deny-list', '{"version":1,"devices":["dev_1"],"retiredKeyVersions":[]}', 'String')
+    ssm.seed('/acme/mine/mine_too-deny-list', '{"version":1,"devices":["dev_2"],"retiredKeyVersions":[]}', 'String')
+    const env = { ...ENV, FLEETS_FILE: fleetsFile }
+
+    // Act
+    const other = await run(['status', '--fleet', 'own', '--device', 'dev_1', '--json'], { env, ssm, thinger: new MemoryThinger() })
+    const same = await run(['status', '--fleet', 'own', '--device', 'dev_2', '--json'], { env, ssm, thinger: new MemoryThinger() })
+
+    // Assess
+    expect(JSON.parse(other.stdout)).toMatchObject({ revoked: false, revokedIn: [] })
+    expect(JSON.parse(same.stdout)).toMatchObject({ revoked: false, revokedIn: ['mine_too'] })
   })
 
   it('escapes control, C1 and bidi characters that a device or Thinger.io stored, in text and JSON', async () => {

@@ -212,6 +212,25 @@ describe('Command: doctor, a fleet whose CA certificates are in SSM', () => {
     expect(emulator.devices(USERNAME)).toEqual([])
   })
 
+  it('warns about legacy sha256: certificate entries, which a re-encoded twin passes, and says to revoke those certificates again', async () => {
+    // Prepare
+    const ssm = ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN, [CA_PARAM]: caPem })
+    ssm.seed(DENY_PARAM, JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [], certificates: [`key:${'cd'.repeat(32)}`, `sha256:${'ab'.repeat(32)}`] }), 'String')
+    const env = { STAGE: 'prod', THINGER_USERNAME: USERNAME, FLEETS_FILE: fleetsFile, THINGER_API_URL: emulator.url }
+
+    // Act
+    const result = await run(['doctor', '--json', '--cleanup-token-param', CLEANUP_PARAM, '--template', templateReading([TOKEN_PARAM, ANSWER_KEY_PARAM, CA_PARAM, DENY_PARAM])], { env, ssm })
+
+    // Assess
+    expect(result.code).toBe(0)
+    expect((JSON.parse(result.stdout) as DoctorReport).checks.find((check) => check.check === 'ssm: fleet "factory" certificate revocations')).toEqual({
+      check: 'ssm: fleet "factory" certificate revocations',
+      result: 'warn',
+      detail: `1 legacy sha256: entry (sha256:${'ab'.repeat(32)}): each refuses one encoding of a certificate, not the same certificate with its signature re-encoded`,
+      fix: expect.stringContaining('revoke --fleet factory --certificate FILE'),
+    })
+  })
+
   it('fails when the packaged template\'s role may not read the CA parameter', async () => {
     // Act
     const { code, role } = await doctorOfFactory(caPem, [TOKEN_PARAM, ANSWER_KEY_PARAM, DENY_PARAM])

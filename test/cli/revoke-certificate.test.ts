@@ -12,6 +12,7 @@ const DENY_PARAM = '/thinger-provisioner/prod/default-deny-list'
 let dir: string
 let fingerprint: string
 let serial: string
+let keyId: string
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'revoke-cert-'))
@@ -19,26 +20,49 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'dev_1.pem'), device.pem)
   writeFileSync(join(dir, 'dev_1.der'), device.der)
   writeFileSync(join(dir, 'junk.pem'), 'not a certificate')
-  ;({ fingerprint, serial } = parseCertificate(device.der))
+  ;({ fingerprint, serial, keyId } = parseCertificate(device.der))
 })
 
 describe('Command: revoke --certificate', () => {
-  it('adds a certificate file’s fingerprint, a fingerprint and a serial to the deny list, keeping what it held', async () => {
+  it('adds a certificate file’s key, a key and a serial to the deny list, keeping what it held', async () => {
     // Prepare
     const ssm = new MemorySsm()
     ssm.seed(DENY_PARAM, JSON.stringify({ version: 1, devices: ['dev_0'], retiredKeyVersions: [2] }), 'String')
-    const upper = fingerprint.toUpperCase().match(/../g)!.join(':')
+    const upper = 'cd'.repeat(32).toUpperCase().match(/../g)!.join(':')
 
     // Act
-    const result = await run(['revoke', '--certificate', join(dir, 'dev_1.pem'), '--certificate', `sha256:${upper}`, '--certificate', 'serial:00:AB:12'], { env: ENV, ssm, thinger: new MemoryThinger() })
+    const result = await run(['revoke', '--certificate', join(dir, 'dev_1.pem'), '--certificate', `key:${upper}`, '--certificate', 'serial:00:AB:12'], { env: ENV, ssm, thinger: new MemoryThinger() })
     const again = await run(['revoke', '--certificate', join(dir, 'dev_1.der')], { env: ENV, ssm })
 
     // Assess
     expect(result.code).toBe(0)
     expect(serial).toBe('ab12')
-    expect(JSON.parse(ssm.parameters.get(DENY_PARAM)!.value)).toEqual({ version: 1, devices: ['dev_0'], retiredKeyVersions: [2], certificates: [`serial:ab12`, `sha256:${fingerprint}`] })
-    expect(result.stdout).toContain(`certificate sha256:${fingerprint} (${join(dir, 'dev_1.pem')}, serial ab12) of fleet "default": added to the deny list ${DENY_PARAM}; refused with 403 certificate_revoked`)
+    expect(JSON.parse(ssm.parameters.get(DENY_PARAM)!.value)).toEqual({ version: 1, devices: ['dev_0'], retiredKeyVersions: [2], certificates: [`key:${'cd'.repeat(32)}`, `key:${keyId}`, 'serial:ab12'].sort() })
+    expect(result.stdout).toContain(`certificate key:${keyId} (${join(dir, 'dev_1.pem')}, serial ab12) of fleet "default": added to the deny list ${DENY_PARAM}; refused with 403 certificate_revoked (every certificate of this key, however encoded)`)
+    expect(result.stdout).toContain('certificate serial:ab12 of fleet "default": added to the deny list')
+    expect(result.stdout).toContain('from any CA the fleet trusts: every device under such an intermediate too')
     expect(again.stdout).toContain('already in the deny list')
+  })
+
+  it('replaces the legacy sha256: entry of a file revoked again, and unrevoke of the file removes both', async () => {
+    // Prepare
+    const ssm = new MemorySsm()
+    ssm.seed(DENY_PARAM, JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [], certificates: [`sha256:${fingerprint}`, 'serial:01'] }), 'String')
+
+    // Act
+    const migrated = await run(['revoke', '--certificate', join(dir, 'dev_1.pem')], { env: ENV, ssm })
+    const afterMigration = JSON.parse(ssm.parameters.get(DENY_PARAM)!.value)
+    ssm.seed(DENY_PARAM, JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [], certificates: [`key:${keyId}`, `sha256:${fingerprint}`] }), 'String')
+    const unrevoked = await run(['unrevoke', '--certificate', join(dir, 'dev_1.der')], { env: ENV, ssm })
+    const legacyUnrevoked = await run(['unrevoke', '--certificate', `sha256:${fingerprint}`], { env: ENV, ssm })
+
+    // Assess
+    expect(migrated.code).toBe(0)
+    expect(afterMigration.certificates).toEqual([`key:${keyId}`, 'serial:01'])
+    expect(migrated.stdout).toContain(`replaces sha256:${fingerprint}, which missed the certificate re-encoded`)
+    expect(unrevoked.code).toBe(0)
+    expect(JSON.parse(ssm.parameters.get(DENY_PARAM)!.value)).toEqual({ version: 1, devices: [], retiredKeyVersions: [] })
+    expect(legacyUnrevoked.stdout).toContain('not in the deny list')
   })
 
   it('keeps revoked certificates when a device is revoked, and removes them with unrevoke', async () => {
@@ -61,8 +85,10 @@ describe('Command: revoke --certificate', () => {
   })
 
   it.each([
-    [['revoke', '--certificate', 'ab12'], 'not a file, sha256:<fingerprint> or serial:<hex>'],
-    [['revoke', '--certificate', 'sha256:abcd'], 'not a file, sha256:<fingerprint> or serial:<hex>'],
+    [['revoke', '--certificate', 'ab12'], 'not a file, key:<hex>, serial:<hex>'],
+    [['revoke', '--certificate', 'sha256:abcd'], 'not a file, key:<hex>, serial:<hex>'],
+    [['revoke', '--certificate', 'key:abcd'], 'not a file, key:<hex>, serial:<hex>'],
+    [['revoke', '--certificate', `sha256:${'ab'.repeat(32)}`], 'a sha256: fingerprint misses the certificate re-encoded with the other form of its signature'],
     [['revoke', '--certificate', `serial:${'ab'.repeat(21)}`], 'a serial is at most 20 bytes'],
     [['revoke', '--certificate', 'JUNK'], 'not a file'],
     [['revoke', '--certificate', 'serial:ab', '--device', 'dev_1'], 'takes one of --device, --key-version or --certificate, not several'],

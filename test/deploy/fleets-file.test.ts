@@ -87,6 +87,10 @@ describe('Deployment: fleets files', () => {
     ['a template naming an undeclared meta key', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    profile:\n      description: "at {meta.site}"\n', 'fleet "lab", field profile.description: {meta.site} names a meta key the fleet does not declare'],
     ['a meta default with a bidi override', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { default: "a\\u202eb" }\n', 'fleet "lab", field meta.site.default: must be printable text'],
     ['a meta default outside its pattern', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { pattern: "[a-z]{1,8}", default: "Lab 1" }\n', 'fleet "lab", field meta.site.default: does not match meta.site.pattern'],
+    ['a backreference, which overflowed the checker past its timeout', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: "(a|\\\\1)+"\n', 'fleet "lab", field devicePattern: uses a backreference (\\1), which the build cannot prove free of catastrophic backtracking'],
+    ['a named backreference in a meta pattern', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      site: { pattern: "(?<x>a)\\\\k<x>" }\n', 'fleet "lab", field meta.site.pattern: uses a named backreference'],
+    ['a lookahead', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: "(?=a)[a-z]+"\n', 'fleet "lab", field devicePattern: uses a lookahead ((?=)'],
+    ['a lookbehind', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    devicePattern: "[a-z]+(?<!x)"\n', 'fleet "lab", field devicePattern: uses a lookbehind ((?<!)'],
     ['a meta key with capitals', 'fleets:\n  lab:\n    proof: [hmac]\n    keyParam: /k\n    meta:\n      Site: {}\n', 'fleet "lab", field meta: has an invalid name "Site"'],
   ])('refuses %s, naming the fleet and the field', (_label, body, expected) => {
     // Act
@@ -95,6 +99,29 @@ describe('Deployment: fleets files', () => {
     // Assess
     expect(message).toContain('fleets file test.yml is invalid')
     expect(message).toContain(expected)
+  })
+
+  it('keeps fleets and meta keys named like Object.prototype members as own keys, each with its own settings', () => {
+    // Act
+    const fleets = parseFleets(`version: 1
+fleets:
+  __proto__:
+    proof: [hmac]
+    keyParam: /p/key
+    devicePattern: 'p_[a-z]{4}'
+  constructor:
+    proof: [claim]
+    claimParam: /c/claim
+    meta:
+      constructor: { pattern: '[a-z]{1,8}' }
+`)
+    const bundled = JSON.parse(JSON.stringify(fleets)) as typeof fleets
+
+    // Assess
+    expect(Object.keys(bundled.fleets).sort()).toEqual(['__proto__', 'constructor'])
+    expect(Object.getPrototypeOf(bundled.fleets)).toBe(Object.prototype)
+    expect(bundled.fleets.__proto__).toMatchObject({ keyParam: '/p/key', devicePattern: 'p_[a-z]{4}' })
+    expect(bundled.fleets.constructor).toMatchObject({ claimParam: '/c/claim', meta: { constructor: { pattern: '[a-z]{1,8}' } } })
   })
 
   it('accepts the usual ID patterns as free of catastrophic backtracking', () => {
@@ -107,6 +134,18 @@ describe('Deployment: fleets files', () => {
     expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: '(a+)+b' })).toThrow('setting DEVICE_ID_PATTERN: can backtrack catastrophically')
     expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}' })).not.toThrow()
     expect(() => checkEnvironmentPattern({})).not.toThrow()
+  })
+
+  it('refuses a DEVICE_ID_PATTERN with a backreference, or one the checker cannot finish, naming the setting, within seconds', () => {
+    // Prepare: groups nested deeper than the checker's stack, no backreference needed
+    const nested = `${'(?:'.repeat(3000)}a${')'.repeat(3000)}`
+    const started = Date.now()
+
+    // Act & Assess
+    expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: '(a|\\1)+' })).toThrow('setting DEVICE_ID_PATTERN: uses a backreference (\\1)')
+    expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: nested })).toThrow('setting DEVICE_ID_PATTERN: could not be proven free of catastrophic backtracking (the checker ran out of stack)')
+    expect(() => checkEnvironmentPattern({ DEVICE_ID_PATTERN: '[\\1]x|a(?:b)' })).not.toThrow()
+    expect(Date.now() - started).toBeLessThan(30_000)
   })
 
   it('reads no file when FLEETS_FILE is unset and there is no fleets.yml', () => {

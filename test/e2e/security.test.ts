@@ -56,6 +56,30 @@ describe('Finding 7: a devicePattern that backtracks catastrophically', () => {
     expect(outcome).not.toBe('started')
     expect(`${outcome}\n${output}`).toContain('fleet "default", field devicePattern: can backtrack catastrophically')
   })
+
+  it('refuses a backreference at once, naming the fleet and the field, instead of hanging the checker', { timeout: 60_000 }, async () => {
+    // Act
+    let output = ''
+    const started = startLocalStack({
+      httpPort: await freePort(),
+      lambdaPort: await freePort(),
+      thingerPort: 0,
+      ssmPort: 0,
+      fleetsFile: 'test/e2e/fixtures/redos-backreference-fleets.yml',
+      onOutput: (chunk) => (output += chunk),
+    })
+    const outcome = await started.then(
+      async (stack) => {
+        await stack.close()
+        return 'started'
+      },
+      (error: Error) => error.message,
+    )
+
+    // Assess
+    expect(outcome).not.toBe('started')
+    expect(`${outcome}\n${output}`).toContain('fleet "default", field devicePattern: uses a backreference (\\1)')
+  })
 })
 
 describe('Security where features meet (local stack over HTTP, test/e2e/fixtures/security-fleets.yml)', () => {
@@ -296,6 +320,9 @@ describe('Security where features meet (local stack over HTTP, test/e2e/fixtures
       ['an escape sequence', { site: 'lab', owner: 'ann\u001b[2J' }],
       ['markup', { site: 'lab', owner: '<img src=x onerror=alert(1)>' }],
       ['a zero-width space', { site: 'lab', owner: 'ann\u200b' }],
+      // Issue 17: keys that name Object.prototype members passed the declared-keys check.
+      ['the key constructor, which the fleet does not declare', { site: 'lab', constructor: 'x' }],
+      ['the key __proto__, which the fleet does not declare', { site: 'lab', ['__proto__']: 'x' }],
     ])('answers 400 invalid_request for %s, creating nothing', async (_label, meta) => {
       // Prepare
       const id = newDeviceId('mt')

@@ -83,6 +83,79 @@ describe('Function: provision handler, fleets on several Thinger.io accounts', (
     expect(reads[0]!.args[0].input.Names).toEqual(expect.arrayContaining(['/thinger-provisioner/dev/thinger-token', '/acme/customer/thinger-token']))
   })
 
+  it('refuses a device ID revoked in a fleet of the same account only, and lets a broken deny list fail only its own account', async () => {
+    // Prepare: three fleets whose IDs overlap, two on account acme (instance a), one on customer_b (instance b)
+    const overlapping = `version: 1
+fleets:
+  own:
+    proof: [claim]
+    claimParam: /acme/own/claim
+    devicePattern: 'dev_[a-z0-9]{4}'
+    reprovision: rotate
+  sibling:
+    proof: [claim]
+    claimParam: /acme/sibling/claim
+    devicePattern: 'dev_[a-z0-9]{4}'
+  customer:
+    proof: [claim]
+    claimParam: /acme/customer/claim
+    devicePattern: 'dev_[a-z0-9]{4}'
+    reprovision: rotate
+    thinger:
+      apiUrl: '${b.url}'
+      username: customer_b
+      tokenParam: /acme/customer/thinger-token
+`
+    const secrets = { '/thinger-provisioner/dev/thinger-token': 'token-a', '/acme/customer/thinger-token': 'token-b', '/acme/own/claim': CLAIM, '/acme/sibling/claim': CLAIM, '/acme/customer/claim': CLAIM }
+    const list = (devices: string[]) => JSON.stringify({ version: 1, devices, retiredKeyVersions: [] })
+    const output: string[] = []
+    const keep = (chunk: string | Uint8Array) => {
+      output.push(String(chunk))
+      return true
+    }
+    vi.mocked(process.stdout.write).mockImplementation(keep)
+    vi.spyOn(process.stderr, 'write').mockImplementation(keep)
+    const handlerWith = (denyLists: Record<string, string>) =>
+      createProvisionHandler({ env: { THINGER_API_URL: a.url, THINGER_USERNAME: 'acme' }, fleets: parseFleets(overlapping), ssmClient: ssmHolding({ ...secrets, ...denyLists }).client })
+    const send = async (handler: ReturnType<typeof createProvisionHandler>, device: string, fleet: string) => {
+      const context = { awsRequestId: `${fleet}-${device}`, functionName: 'provision', getRemainingTimeInMillis: () => 10_000 } as unknown as Context
+      const response = (await handler(apiEvent(JSON.stringify({ device, fleet, claim: CLAIM })), context)) as APIGatewayProxyStructuredResultV2
+      return [response.statusCode, JSON.parse(response.body as string).error?.code]
+    }
+    const revoked = handlerWith({ '/acme/customer/customer-deny-list': list(['dev_cust']), '/acme/sibling/sibling-deny-list': list(['dev_sibl']) })
+    const customerListBroken = handlerWith({ '/acme/customer/customer-deny-list': '{"version":1,"devices":["dev_cust"' })
+    const siblingListBroken = handlerWith({ '/acme/sibling/sibling-deny-list': 'not json' })
+
+    // Act
+    const answers = {
+      revokedInOtherAccount: await send(revoked, 'dev_cust', 'own'),
+      revokedInOwnAccount: await send(revoked, 'dev_sibl', 'own'),
+      revokedThere: await send(revoked, 'dev_cust', 'customer'),
+      otherAccountsListBroken: await send(customerListBroken, 'dev_ok01', 'own'),
+      ownListBroken: await send(customerListBroken, 'dev_ok02', 'customer'),
+      siblingsListBroken: await send(siblingListBroken, 'dev_ok03', 'own'),
+      siblingsListBrokenOtherAccount: await send(siblingListBroken, 'dev_ok04', 'customer'),
+    }
+
+    // Assess
+    expect(answers).toEqual({
+      revokedInOtherAccount: [201, undefined],
+      revokedInOwnAccount: [403, 'device_revoked'],
+      revokedThere: [403, 'device_revoked'],
+      otherAccountsListBroken: [201, undefined],
+      ownListBroken: [500, 'internal_error'],
+      siblingsListBroken: [500, 'internal_error'],
+      siblingsListBrokenOtherAccount: [201, undefined],
+    })
+    const lines = output.join('').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
+    expect(lines.filter((line) => line.code === 'internal_error' && line.message === 'provision').map((line) => [line.fleet, line.detail])).toEqual([
+      ['customer', expect.stringContaining('setting fleets.customer.denyListParam: the deny list is not JSON')],
+      ['own', expect.stringContaining('setting fleets.sibling.denyListParam: the deny list is not JSON')],
+    ])
+    // What the internal-errors alarm counts (deploy/monitoring.cjs): Requests with outcome failed and code internal_error.
+    expect(lines.filter((line) => line._aws && line.outcome === 'failed' && line.code === 'internal_error' && line.Requests === 1)).toHaveLength(2)
+  })
+
   it('lets the function\'s IAM policy read exactly the tokens the fleets use', () => {
     // Act
     const names = parameterNames(parseFleets(fleetsText), '/thinger-provisioner/dev/thinger-token', undefined)

@@ -12,8 +12,9 @@ import { parseCertificate } from '../../lib/attestation/x509.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
 import { apiEvent } from '../support/lambda.js'
 import { captureOutputOfEachTest } from '../support/output.js'
-import { certificateBody, type Issued, issue, newCa, newKeyPair } from '../support/pki.js'
+import { certificateBody, type Issued, issue, newCa, newKeyPair, signatureTwin } from '../support/pki.js'
 import { ssmHolding } from '../support/ssm.js'
+import { MemorySsm, run } from '../cli/fakes.js'
 
 const { parseFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs') as { parseFleets: (text: string, file?: string, baseDir?: string) => unknown }
 
@@ -30,6 +31,7 @@ const ANSWER_PUBLIC_KEY = parseAnswerPublicKey(answerPublicPoint(parseAnswerKey(
 let emulator: ThingerEmulator
 let ca: Issued
 let fleets: unknown
+let fleetsFile: string
 let requestCount = 0
 
 beforeAll(async () => {
@@ -37,8 +39,8 @@ beforeAll(async () => {
   ca = await newCa()
   const dir = mkdtempSync(join(tmpdir(), 'x509-fleets-'))
   writeFileSync(join(dir, 'ca.pem'), ca.pem)
-  fleets = parseFleets(
-    `version: 1
+  fleetsFile = join(dir, 'fleets.yml')
+  const fleetsText = `version: 1
 fleets:
   factory:
     proof: [x509]
@@ -55,10 +57,9 @@ fleets:
     proof: [hmac]
     keyParam: /x509/keys/fleet-key
     devicePattern: 'xk_[a-z0-9_]{1,29}'
-`,
-    join(dir, 'fleets.yml'),
-    dir,
-  )
+`
+  writeFileSync(fleetsFile, fleetsText)
+  fleets = parseFleets(fleetsText, fleetsFile, dir)
 })
 afterAll(async () => {
   await emulator.close()
@@ -86,6 +87,21 @@ async function post(handler: ProvisionHandler, body: unknown): Promise<{ status:
 }
 
 const deviceOf = async (device: string, issuer = ca, overrides: Parameters<typeof issue>[2] = {}) => ({ ...(await issue(issuer, device, overrides)), device })
+
+/** The deny list `revoke --fleet factory --certificate …` writes, as the function reads it from SSM. */
+async function denyListRevoking(...certificates: Array<Issued | string>): Promise<string> {
+  const ssm = new MemorySsm()
+  const dir = mkdtempSync(join(tmpdir(), 'x509-revoke-'))
+  const values = certificates.map((certificate, index) => {
+    if (typeof certificate === 'string') return certificate
+    const file = join(dir, `certificate-${index}.pem`)
+    writeFileSync(file, certificate.pem)
+    return file
+  })
+  const revoked = await run(['revoke', '--fleet', 'factory', ...values.flatMap((value) => ['--certificate', value])], { env: { FLEETS_FILE: fleetsFile, THINGER_USERNAME: USERNAME }, ssm })
+  expect(revoked.code, revoked.stderr).toBe(0)
+  return ssm.parameters.get(DENY_LIST_PARAM)!.value
+}
 
 describe('Function: provision handler, X.509 devices', () => {
   it('creates a new X.509 device in one Thinger call and answers its credential (v1)', async () => {
@@ -209,6 +225,83 @@ describe('Function: provision handler, X.509 devices', () => {
 
     // Assess
     expect([rsaAnswer.status, chainAnswer.status]).toEqual([201, 201])
+  })
+
+  it('refuses the re-encoded twin of a certificate revoked with revoke --certificate, and every other certificate of its key', async () => {
+    // Prepare: the holder of a revoked device's flash re-encodes the CA's signature as (r, n - s)
+    const device = await deviceOf('x5_twin_1')
+    const twin = { ...device, der: signatureTwin(device.der) }
+    const renewed = await deviceOf('x5_twin_1', ca, { keys: { privateKey: device.privateKey, publicKey: device.publicKey } })
+    const handler = handlerWith({ [DENY_LIST_PARAM]: await denyListRevoking(device) })
+
+    // Act
+    const answers = []
+    for (const certificate of [device, twin, renewed]) answers.push(await post(handler, { ...certificateBody(certificate, { version: 2 }), fleet: 'factory' }))
+
+    // Assess
+    expect(parseCertificate(twin.der).fingerprint).not.toBe(parseCertificate(device.der).fingerprint)
+    expect(answers.map((answer) => [answer.status, answer.json.error?.code])).toEqual([
+      [403, 'certificate_revoked'],
+      [403, 'certificate_revoked'],
+      [403, 'certificate_revoked'],
+    ])
+    expect(emulator.calls()).toEqual([])
+  })
+
+  it('keeps refusing a certificate named by a legacy sha256: entry, and provisions its twin only there (what doctor warns about)', async () => {
+    // Prepare
+    const device = await deviceOf('x5_legacy_1')
+    const handler = handlerWith({ [DENY_LIST_PARAM]: JSON.stringify({ version: 1, devices: [], retiredKeyVersions: [], certificates: [`sha256:${parseCertificate(device.der).fingerprint}`] }) })
+
+    // Act
+    const original = await post(handler, { ...certificateBody(device, { version: 2 }), fleet: 'factory' })
+    const twin = await post(handler, { ...certificateBody({ ...device, der: signatureTwin(device.der) }, { version: 2 }), fleet: 'factory' })
+
+    // Assess
+    expect([original.status, original.json.error?.code]).toEqual([403, 'certificate_revoked'])
+    expect(twin.status).toBe(201)
+  })
+
+  it('refuses every device certificate under an intermediate revoked by file or by serial, before any Thinger call', async () => {
+    // Prepare
+    const line = await issue(ca, 'Factory line 7', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined })
+    const otherLine = await issue(ca, 'Factory line 8', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined })
+    const underLine = [await deviceOf('x5_line_a', line), await deviceOf('x5_line_b', line)]
+    const underOther = await deviceOf('x5_line_c', otherLine)
+    const byFile = handlerWith({ [DENY_LIST_PARAM]: await denyListRevoking(line) })
+    const bySerial = handlerWith({ [DENY_LIST_PARAM]: await denyListRevoking(`serial:${parseCertificate(line.der).serial}`) })
+
+    // Act
+    const codes = []
+    for (const handler of [byFile, bySerial]) {
+      for (const device of underLine) codes.push((await post(handler, { ...certificateBody(device, { chain: [line.der], version: 2 }), fleet: 'factory' })).json.error?.code)
+    }
+    const calls = emulator.calls().length
+    const other = await post(byFile, { ...certificateBody(underOther, { chain: [otherLine.der], version: 2 }), fleet: 'factory' })
+
+    // Assess
+    expect(codes).toEqual(['certificate_revoked', 'certificate_revoked', 'certificate_revoked', 'certificate_revoked'])
+    expect(calls).toBe(0)
+    expect(other.status).toBe(201)
+  })
+
+  it('refuses a certificate whose serial is longer than 20 octets (RFC 5280), which no deny list could name', async () => {
+    // Prepare
+    const long = await deviceOf('x5_long_serial', ca, { serial: `01${'ab'.repeat(20)}` })
+    const line = await issue(ca, 'Factory line 9', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined, serial: `01${'cd'.repeat(20)}` })
+    const underLongLine = await deviceOf('x5_long_line', line)
+    const twenty = await deviceOf('x5_twenty_serial', ca, { serial: `01${'ab'.repeat(19)}` })
+    const handler = handlerWith()
+
+    // Act
+    const refused = await post(handler, { ...certificateBody(long), fleet: 'factory' })
+    const refusedChain = await post(handler, { ...certificateBody(underLongLine, { chain: [line.der] }), fleet: 'factory' })
+    const accepted = await post(handler, { ...certificateBody(twenty), fleet: 'factory' })
+
+    // Assess
+    expect([refused.status, refused.json.error?.code]).toEqual([400, 'certificate_malformed'])
+    expect([refusedChain.status, refusedChain.json.error?.code]).toEqual([400, 'certificate_malformed'])
+    expect(accepted.status).toBe(201)
   })
 
   it('answers 500 with the setting named when the fleet’s CA parameter holds no CA', async () => {

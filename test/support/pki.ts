@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { buildCertificate, CLIENT_AUTH, type CertificateTemplate, toPem } from '../../cli/certificates.js'
+import { DER_TAG, encodeElement, readChildren, readWhole } from '../../lib/attestation/der.js'
 import { signedMessage } from '../../lib/attestation/keys.js'
 
 const HOUR_MS = 3600_000
@@ -96,4 +97,24 @@ export function localCa(): Issued {
 /** A P-256 private key's scalar, 32 bytes big-endian: what tprov_key_from_p256() and the sketch's set-x509-key take. */
 export function p256Scalar(key: KeyObject): Buffer {
   return Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url')
+}
+
+// The order of the P-256 group: (r, s) and (r, n - s) are both valid ECDSA signatures.
+const P256_ORDER = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551')
+
+/**
+ * The twin of a certificate its CA signed with ECDSA P-256: the same to-be-signed part and the
+ * signature (r, n - s), re-encoded. It verifies under the same CA, and its DER (hence its SHA-256)
+ * differs: what anyone holding the certificate can make without any key.
+ */
+export function signatureTwin(der: Buffer): Buffer {
+  const [tbs, algorithm, signature] = readChildren(readWhole(der, DER_TAG.sequence)) as [ReturnType<typeof readChildren>[number], ReturnType<typeof readChildren>[number], ReturnType<typeof readChildren>[number]]
+  const [r, s] = readChildren(readWhole(signature.content.subarray(1), DER_TAG.sequence))
+  const twinS = P256_ORDER - BigInt(`0x${s!.content.toString('hex')}`)
+  let hex = twinS.toString(16)
+  if (hex.length % 2) hex = `0${hex}`
+  if (Number.parseInt(hex.slice(0, 2), 16) & 0x80) hex = `00${hex}`
+  const ecdsaSignature = encodeElement({ tag: DER_TAG.sequence, content: Buffer.concat([encodeElement(r!), encodeElement({ tag: DER_TAG.integer, content: Buffer.from(hex, 'hex') })]) })
+  const bitString = encodeElement({ tag: DER_TAG.bitString, content: Buffer.concat([Buffer.from([0]), ecdsaSignature]) })
+  return encodeElement({ tag: DER_TAG.sequence, content: Buffer.concat([encodeElement(tbs), encodeElement(algorithm), bitString]) })
 }
