@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runBootStorm } from './bench/boot-storm.js'
-import { buildHandlerBundle, type HandlerBundle } from './bench/bundle.js'
+import { buildHandlerBundle, packageHandler } from './bench/bundle.js'
 import { measureColdStart } from './bench/cold-start.js'
 import { runForumBaseline } from './bench/forum-baseline.js'
 import { print, progress } from './bench/output.js'
@@ -99,16 +99,26 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
   // .esbuild/, which a concurrent `osls package` or local stack empties while the storm still imports.
   const workDir = join(PROJECT_DIR, 'node_modules', '.cache', `thinger-provisioner-bench-${process.pid}`)
   try {
-    progress('bundling functions/provision.ts as serverless.yml does')
+    // The deployment compiles ./fleets.yml in when it exists; the sections need the settings' single fleet.
+    if (existsSync(join(PROJECT_DIR, 'fleets.yml'))) throw new Error('./fleets.yml exists: osls package would compile it in; run the benchmark in a checkout without one')
+    progress('packaging the function with osls package, as a deployment does')
     const code = describeCode()
-    const bundle = await buildHandlerBundle(PROJECT_DIR, workDir)
-    const sdkBundled = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'sdk-bundled'), { sdk: 'bundled' })
+    const packaged = await packageHandler(PROJECT_DIR, join(workDir, 'deployed'))
+    const built = await buildHandlerBundle(PROJECT_DIR, join(workDir, 'built'))
+    // The parts come from this build's metafile: it must be the package's bundle, byte for byte.
+    if (!readFileSync(built.path).equals(readFileSync(packaged.path))) throw new Error('the benchmark\'s esbuild options (scripts/bench/bundle.ts) no longer build what osls package ships: align them with serverless.yml')
+    const bundle = { ...built, ...packaged }
+    const variants = [
+      { name: 'AWS SDK from the Lambda runtime (deployed before)', sdk: 'runtime' as const },
+      { name: 'AWS SDK bundled with its whole default credential chain', sdk: 'full-chain' as const },
+    ]
+    const variantBundles = await Promise.all(variants.map(async (variant, index) => ({ name: variant.name, ...(await buildHandlerBundle(PROJECT_DIR, join(workDir, `variant-${index}`), { sdk: variant.sdk })) })))
     const stack = await startBenchStack()
     try {
       // Before any import of the bundle: the handler reads its settings when it is loaded.
       Object.assign(process.env, stack.env, { SSM_CACHE_SECONDS: String(DEFAULT_SSM_CACHE_SECONDS) }, options.settings)
       const sectionMs: Record<string, number> = {}
-      const measured = await measureSections(stack, bundle, sdkBundled.path, workDir, options, sectionMs)
+      const measured = await measureSections(stack, bundle, variantBundles, workDir, options, sectionMs)
       const cpuList = cpus()
       return {
         meta: {
@@ -128,8 +138,8 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
           jsonPath: relative(PROJECT_DIR, options.jsonPath),
         },
         ssmCacheSeconds: Number(process.env.SSM_CACHE_SECONDS),
-        bundle: { sizeBytes: bundle.sizeBytes, gzipBytes: bundle.gzipBytes, largestInputs: bundle.largestInputs },
-        sdkBundledBundle: { sizeBytes: sdkBundled.sizeBytes, gzipBytes: sdkBundled.gzipBytes, largestInputs: sdkBundled.largestInputs },
+        bundle: { sizeBytes: bundle.sizeBytes, gzipBytes: bundle.gzipBytes, largestInputs: bundle.largestInputs, packageMs: bundle.packageMs },
+        variantBundles: variantBundles.map(({ name, sizeBytes, gzipBytes, largestInputs }) => ({ name, sizeBytes, gzipBytes, largestInputs })),
         ...measured,
       }
     } finally {
@@ -142,8 +152,8 @@ async function runBench(options: BenchOptions, command: string): Promise<BenchRe
 
 async function measureSections(
   stack: BenchStack,
-  bundle: HandlerBundle,
-  sdkBundledPath: string,
+  bundle: { path: string },
+  variantBundles: Array<{ name: string; path: string }>,
   workDir: string,
   options: BenchOptions,
   sectionMs: Record<string, number>,
@@ -163,7 +173,7 @@ async function measureSections(
     projectDir: PROJECT_DIR,
     workDir,
     bundlePath: bundle.path,
-    sdkBundledPath,
+    variants: variantBundles.map(({ name, path }) => ({ name, path })),
     runs: options.coldRuns,
     fleetKey: stack.fleetKey,
     thingerLatencyMs: COLD_START_THINGER_LATENCY_MS,

@@ -27,6 +27,13 @@ const UNDERSTOOD_CRITICAL = new Set<string>([OID.subjectKeyIdentifier, OID.keyUs
 // ecdsa-with-SHA256/384/512 and sha256/384/512WithRSAEncryption: nothing with SHA-1 or MD5.
 const ALLOWED_SIGNATURE_ALGORITHMS = new Set(['1.2.840.10045.4.3.2', '1.2.840.10045.4.3.3', '1.2.840.10045.4.3.4', '1.2.840.113549.1.1.11', '1.2.840.113549.1.1.12', '1.2.840.113549.1.1.13'])
 const KEY_USAGE_BIT = { digitalSignature: 0, keyCertSign: 5 } as const
+// CA certificates (trust anchors, intermediates) a container has parsed, by the SHA-256 of their
+// DER, and issuer signatures over them it has verified: a fleet's few CAs are parsed and checked
+// once per container, not on every request that sends them. Device certificates are not kept.
+// Bounded: past the limit the cache starts again rather than growing.
+const MAX_CACHED_CAS = 64
+const parsedCas = new Map<string, ParsedCertificate>()
+const verifiedIssuances = new Set<string>()
 
 /** How a fleet binds a device ID to its certificate: the subject's common name, or a DNS name among the SANs. */
 export type DeviceIdSource = 'cn' | 'dns'
@@ -89,6 +96,9 @@ export interface CertificateIdentity {
  * @throws CertificateError `certificate_malformed`.
  */
 export function parseCertificate(der: Buffer, what = 'the certificate'): ParsedCertificate {
+  const fingerprint = createHash('sha256').update(der).digest('hex')
+  const known = parsedCas.get(fingerprint)
+  if (known !== undefined && known.der.equals(der)) return known
   let cert: X509Certificate
   try {
     cert = new X509Certificate(der)
@@ -96,12 +106,19 @@ export function parseCertificate(der: Buffer, what = 'the certificate'): ParsedC
     throw new CertificateError('certificate_malformed', `${what} is not a DER X.509 certificate`)
   }
   if (!cert.raw.equals(der)) throw new CertificateError('certificate_malformed', `${what} has bytes after its end`)
+  let parsed: ParsedCertificate
   try {
-    return { der, cert, fingerprint: createHash('sha256').update(der).digest('hex'), ...readFields(der) }
+    parsed = { der, cert, fingerprint, ...readFields(der) }
   } catch (error) {
     if (error instanceof DerError) throw new CertificateError('certificate_malformed', `${what} is malformed: ${error.message}`)
     throw error
   }
+  if (!parsed.isCa) return parsed
+  // A copy: the cache outlives the request whose buffer this is.
+  const kept = { ...parsed, der: Buffer.from(der) }
+  if (parsedCas.size >= MAX_CACHED_CAS) parsedCas.clear()
+  parsedCas.set(fingerprint, kept)
+  return kept
 }
 
 function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fingerprint'> {
@@ -295,11 +312,19 @@ export function certificateDenyEntries(certificate: Pick<CertificateIdentity, 's
 
 function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
   if (!ALLOWED_SIGNATURE_ALGORITHMS.has(child.signatureAlgorithm)) return false
+  const issuance = `${child.fingerprint}>${issuer.fingerprint}`
+  if (verifiedIssuances.has(issuance)) return true
+  let issued: boolean
   try {
-    return child.cert.checkIssued(issuer.cert) && child.cert.verify(issuer.cert.publicKey)
+    issued = child.cert.checkIssued(issuer.cert) && child.cert.verify(issuer.cert.publicKey)
   } catch {
     return false
   }
+  if (issued && child.isCa) {
+    if (verifiedIssuances.size >= MAX_CACHED_CAS) verifiedIssuances.clear()
+    verifiedIssuances.add(issuance)
+  }
+  return issued
 }
 
 function hasKeyUsage(certificate: ParsedCertificate, bit: number): boolean {

@@ -147,9 +147,14 @@ async function ensureDevice(
       lastError = error
     }
     // The create was refused (duplicate, invalid, or a limit) or its answer was lost: the state decides.
-    const existing = await call(() => thinger.getDevice(device))
+    // The device and, where the checks always need it, its record are read side by side: one round trip.
+    const deviceRead = settle(call(() => thinger.getDevice(device)))
+    const recordRead = recordAlwaysRead(deps) ? settle(call(() => thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))) : undefined
+    const deviceOutcome = await deviceRead
+    if (!deviceOutcome.ok) throw deviceOutcome.error
+    const existing = deviceOutcome.value
     if (existing !== undefined) {
-      const previousRecord = await checkReplaceable(device, existing, deps)
+      const previousRecord = await checkReplaceable(device, existing, deps, recordRead)
       // The accepted timestamp is recorded before the credential changes: a request that got this
       // far is never accepted again, even when a later step fails and the device saw only an error.
       // Under `reject` the record stays unfinished (no provisionedAt) until the last step.
@@ -171,7 +176,27 @@ async function ensureDevice(
   throw toUpstreamError(lastError)
 }
 
-async function checkReplaceable(device: string, existing: ThingerDevice, deps: ProvisionDeps): Promise<Partial<ProvisioningRecord> | undefined> {
+/** Whether checkReplaceable reads the record whatever the device says: then it is read beside the device. */
+function recordAlwaysRead(deps: ProvisionDeps): boolean {
+  return deps.fleet.reprovision === 'reject' || deps.fleet.replayProtection
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+/** A call's outcome, never rejected: a read started beside another is awaited only when its answer matters. */
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  )
+}
+
+async function checkReplaceable(
+  device: string,
+  existing: ThingerDevice,
+  deps: ProvisionDeps,
+  recordRead: Promise<Settled<{ value: unknown } | undefined>> | undefined,
+): Promise<Partial<ProvisioningRecord> | undefined> {
   if (!CREDENTIAL_DEVICE_TYPES.has(existing.type)) {
     throw new DeviceStateError(
       'device_conflict',
@@ -186,8 +211,8 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
   const marked = fleetOfDescription(existing.description)
   if (marked !== undefined && marked !== fleet) throw belongsElsewhere(marked)
   // Without a mark, only the record can tell the owner; needed only where another fleet admits the ID.
-  const readRecord = deps.fleet.reprovision === 'reject' || deps.fleet.replayProtection || (marked === undefined && deps.adoptUnmarked === false)
-  const stored = readRecord ? await call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY)) : undefined
+  const readRecord = recordAlwaysRead(deps) || (marked === undefined && deps.adoptUnmarked === false)
+  const stored = readRecord ? await readStoredRecord(device, deps, recordRead) : undefined
   const record = stored === undefined ? undefined : ((typeof stored.value === 'object' && stored.value !== null ? stored.value : {}) as Partial<ProvisioningRecord>)
   // A request of one fleet never changes a device another fleet created: the mark in the
   // description says who created it, the record who provisioned it (an operator may edit the description).
@@ -217,6 +242,18 @@ async function checkReplaceable(device: string, existing: ThingerDevice, deps: P
     }
   }
   return record
+}
+
+/** The record read beside the device when it was started, else read now. */
+async function readStoredRecord(
+  device: string,
+  deps: ProvisionDeps,
+  recordRead: Promise<Settled<{ value: unknown } | undefined>> | undefined,
+): Promise<{ value: unknown } | undefined> {
+  if (recordRead === undefined) return call(() => deps.thinger.getDeviceProperty(device, PROVISIONING_PROPERTY))
+  const outcome = await recordRead
+  if (!outcome.ok) throw outcome.error
+  return outcome.value
 }
 
 function belongsElsewhere(owner: string): DeviceStateError {

@@ -10,9 +10,10 @@ const PROBE_TIMEOUT_MS = 30_000
 export interface ColdStartOptions {
   projectDir: string
   workDir: string
+  /** The deployed bundle (from the package osls builds). */
   bundlePath: string
-  /** The same handler with the SSM client bundled in, measured alongside. */
-  sdkBundledPath: string
+  /** Other builds of the same handler, measured alongside (import and first request). */
+  variants: Array<{ name: string; path: string }>
   runs: number
   fleetKey: Buffer
   thingerLatencyMs: number
@@ -24,68 +25,68 @@ export interface ColdStartResult {
   /** Medians over `runs` fresh processes each. */
   handlerImportMs: number
   emptyHandlerImportMs: number
-  sdkOnlyImportMs: number
   addedImportMs: number
   firstRequestMs: number
   secondRequestMs: number
-  /** The SDK-bundled alternative: import, and the first request of a fresh process. */
-  sdkBundledImportMs: number
-  sdkBundledFirstRequestMs: number
+  /** The floor: a fresh process that only signs one SSM GetParameters and sends one Thinger create, with `fetch`. */
+  floorMs: number
+  variants: Array<{ name: string; importMs: number; firstRequestMs: number }>
   samples: {
     handlerImportMs: number[]
     emptyHandlerImportMs: number[]
-    sdkOnlyImportMs: number[]
     firstRequestMs: number[]
     secondRequestMs: number[]
-    sdkBundledImportMs: number[]
-    sdkBundledFirstRequestMs: number[]
+    floorMs: number[]
+    variants: Record<string, { importMs: number[]; firstRequestMs: number[] }>
   }
 }
 
 /**
- * Times `await import()` of the bundled handler in fresh `node` processes against an empty handler
- * and against the AWS SDK's SSM client alone (which the Lambda runtime provides), runs interleaved;
- * then the first and second requests of fresh processes, the first one fetching from SSM; and the
- * same handler with the SSM client bundled in (import and first request in one fresh process).
+ * Times `await import()` of the deployed handler in fresh `node` processes against an empty
+ * handler; the first and second requests of fresh processes, the first one fetching from SSM; the
+ * floor (cold-start-floor.ts) in fresh processes; and each variant (import and first request in
+ * one fresh process). All interleaved, so that a load on the machine falls on each alike.
  */
 export async function measureColdStart(options: ColdStartOptions): Promise<ColdStartResult> {
   const emptyHandlerPath = join(options.workDir, 'empty-handler.mjs')
   writeFileSync(emptyHandlerPath, 'export const handler = async () => ({ statusCode: 200 })\n')
-  const sdkOnlyPath = join(options.workDir, 'sdk-only-handler.mjs')
-  writeFileSync(sdkOnlyPath, "import { SSMClient } from '@aws-sdk/client-ssm'\nexport const handler = async () => ({ statusCode: 200, body: typeof SSMClient })\n")
   const probePath = join(options.workDir, 'cold-start-probe.mjs')
-  await build({
-    absWorkingDir: options.projectDir,
-    entryPoints: ['scripts/bench/cold-start-probe.ts'],
-    outfile: probePath,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['@aws-sdk/*'],
-    logLevel: 'error',
-  })
+  const floorPath = join(options.workDir, 'cold-start-floor.mjs')
+  for (const [entry, outfile] of [['scripts/bench/cold-start-probe.ts', probePath], ['scripts/bench/cold-start-floor.ts', floorPath]] as const) {
+    await build({
+      absWorkingDir: options.projectDir,
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      external: ['@aws-sdk/*'],
+      logLevel: 'error',
+    })
+  }
 
   const env = { ...process.env, BENCH_FLEET_KEY: options.fleetKey.toString('base64') }
   const samples: ColdStartResult['samples'] = {
     handlerImportMs: [],
     emptyHandlerImportMs: [],
-    sdkOnlyImportMs: [],
     firstRequestMs: [],
     secondRequestMs: [],
-    sdkBundledImportMs: [],
-    sdkBundledFirstRequestMs: [],
+    floorMs: [],
+    variants: Object.fromEntries(options.variants.map((variant) => [variant.name, { importMs: [], firstRequestMs: [] }])),
   }
   for (let run = 0; run < options.runs; run++) {
+    samples.floorMs.push((await runProbe(floorPath, [`cold_floor_${process.pid}_${run}`], env)).firstRequestMs ?? Number.NaN)
     samples.emptyHandlerImportMs.push((await runProbe(probePath, ['import', emptyHandlerPath], env)).importMs)
-    samples.sdkOnlyImportMs.push((await runProbe(probePath, ['import', sdkOnlyPath], env)).importMs)
     samples.handlerImportMs.push((await runProbe(probePath, ['import', options.bundlePath], env)).importMs)
     const requests = await runProbe(probePath, ['requests', options.bundlePath, `cold_${process.pid}_${run}`], env)
     samples.firstRequestMs.push(requests.firstRequestMs ?? Number.NaN)
     samples.secondRequestMs.push(requests.secondRequestMs ?? Number.NaN)
-    const bundled = await runProbe(probePath, ['requests', options.sdkBundledPath, `cold_sdk_${process.pid}_${run}`], env)
-    samples.sdkBundledImportMs.push(bundled.importMs)
-    samples.sdkBundledFirstRequestMs.push(bundled.firstRequestMs ?? Number.NaN)
+    for (const [index, variant] of options.variants.entries()) {
+      const measured = await runProbe(probePath, ['requests', variant.path, `cold_v${index}_${process.pid}_${run}`], env)
+      samples.variants[variant.name]!.importMs.push(measured.importMs)
+      samples.variants[variant.name]!.firstRequestMs.push(measured.firstRequestMs ?? Number.NaN)
+    }
   }
   const handlerImportMs = median(samples.handlerImportMs)
   const emptyHandlerImportMs = median(samples.emptyHandlerImportMs)
@@ -94,12 +95,15 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
     thingerLatencyMs: options.thingerLatencyMs,
     handlerImportMs,
     emptyHandlerImportMs,
-    sdkOnlyImportMs: median(samples.sdkOnlyImportMs),
     addedImportMs: handlerImportMs - emptyHandlerImportMs,
     firstRequestMs: median(samples.firstRequestMs),
     secondRequestMs: median(samples.secondRequestMs),
-    sdkBundledImportMs: median(samples.sdkBundledImportMs),
-    sdkBundledFirstRequestMs: median(samples.sdkBundledFirstRequestMs),
+    floorMs: median(samples.floorMs),
+    variants: options.variants.map((variant) => ({
+      name: variant.name,
+      importMs: median(samples.variants[variant.name]!.importMs),
+      firstRequestMs: median(samples.variants[variant.name]!.firstRequestMs),
+    })),
     samples,
   }
 }

@@ -6,9 +6,12 @@ import { formatTable } from './output.js'
 import type { WarmPathResult } from './warm-path.js'
 import type { X509PathResult } from './x509-path.js'
 
-const MAX_BUNDLE_BYTES = 150_000
-// A container's cold start, import plus first request with no Thinger latency (issue 10).
+// A container's cold start, import plus first request with no Thinger latency (issue 10), or
+// within twice the floor measured in the same run (issue 21).
 const MAX_COLD_START_MS = 60
+const MAX_COLD_START_OVER_FLOOR = 2
+// A re-provisioning waits for at most this many Thinger round trips one after another (issue 21).
+const MAX_REPROVISION_ROUND_TRIPS = 3
 const MAX_HANDLER_OVERHEAD_MS = 2
 const HANDLER_ERRORS_SHOWN = 6
 
@@ -17,9 +20,10 @@ export interface BenchResults {
   meta: { startedAt: string; node: string; platform: string; cpus: number; cpuModel: string; command: string; code: string; elapsedMs: number; sectionMs: Record<string, number> }
   options: Record<string, number | string>
   ssmCacheSeconds: number
-  bundle: Omit<HandlerBundle, 'path'>
-  /** The alternative the cold-start section compares: the SSM client bundled in. */
-  sdkBundledBundle: Omit<HandlerBundle, 'path'>
+  /** The deployed bundle: sizes of the package's file, parts from the same build's metafile. */
+  bundle: Omit<HandlerBundle, 'path'> & { packageMs: number }
+  /** The alternatives the cold-start section compares, by the name it gives them. */
+  variantBundles: Array<Omit<HandlerBundle, 'path'> & { name: string }>
   coldStart: ColdStartResult
   warmPath: WarmPathResult
   x509Path: X509PathResult
@@ -46,8 +50,11 @@ export function overheadOverConfiguredLatencyMs(warm: WarmPathResult): number {
 
 /** Checks a run against the issue's targets. */
 export function checkTargets(results: BenchResults): Check[] {
-  const { warmPath: warm, baseline, storm, bundle, coldStart: cold } = results
+  const { warmPath: warm, baseline, storm, coldStart: cold } = results
   const coldStartMs = cold.handlerImportMs + cold.firstRequestMs
+  const fastestVariant = [...cold.variants].sort((a, b) => a.importMs + a.firstRequestMs - (b.importMs + b.firstRequestMs))[0]
+  // A round trip is one create call without the handler (section 1's last row); the handler's own work is allowed on top.
+  const reprovisionBudgetMs = (MAX_REPROVISION_ROUND_TRIPS + 0.5) * warm.rawCreates.latency.p50Ms
   const overheadMs = handlerOverheadMs(warm)
   const cachePeriodMs = results.ssmCacheSeconds * 1000
   const warmSsmAllowed = warm.containers * Math.max(1, Math.ceil(warm.sectionMs / cachePeriodMs))
@@ -79,14 +86,19 @@ export function checkTargets(results: BenchResults): Check[] {
       ok: warm.ssmCalls <= warmSsmAllowed,
     },
     {
-      target: `bundle under ${bytes(MAX_BUNDLE_BYTES)} bytes`,
-      measured: `${bytes(bundle.sizeBytes)} bytes`,
-      ok: bundle.sizeBytes < MAX_BUNDLE_BYTES,
+      target: `a re-provisioning waits for at most ${MAX_REPROVISION_ROUND_TRIPS} Thinger round trips: p50 under ${MAX_REPROVISION_ROUND_TRIPS + 0.5} x one create call`,
+      measured: `${fixed(warm.reprovisioned.latency.p50Ms)} ms = ${fixed(warm.reprovisioned.latency.p50Ms / warm.rawCreates.latency.p50Ms)} x ${fixed(warm.rawCreates.latency.p50Ms)} ms (${fixed(warm.reprovisioned.thingerCallsPerDevice)} calls)`,
+      ok: warm.reprovisioned.latency.p50Ms < reprovisionBudgetMs,
     },
     {
-      target: `cold start: import + first request at 0 ms Thinger latency under ${MAX_COLD_START_MS} ms`,
-      measured: `${fixed(coldStartMs, 1)} ms (SSM client bundled in: ${fixed(cold.sdkBundledImportMs + cold.sdkBundledFirstRequestMs, 1)} ms)`,
-      ok: coldStartMs <= MAX_COLD_START_MS,
+      target: 'the deployed bundle (osls package) starts fastest of the builds measured',
+      measured: `${fixed(coldStartMs, 1)} ms` + (fastestVariant === undefined ? '' : `; fastest other: ${fastestVariant.name} ${fixed(fastestVariant.importMs + fastestVariant.firstRequestMs, 1)} ms`),
+      ok: fastestVariant === undefined || coldStartMs <= fastestVariant.importMs + fastestVariant.firstRequestMs,
+    },
+    {
+      target: `cold start: import + first request at 0 ms Thinger latency within ${MAX_COLD_START_OVER_FLOOR} x the floor, or under ${MAX_COLD_START_MS} ms`,
+      measured: `${fixed(coldStartMs, 1)} ms = ${fixed(coldStartMs / cold.floorMs)} x the floor's ${fixed(cold.floorMs, 1)} ms`,
+      ok: coldStartMs <= MAX_COLD_START_OVER_FLOOR * cold.floorMs || coldStartMs <= MAX_COLD_START_MS,
     },
     {
       target: 'storm: 0 failed, 0 duplicates, 0 bad credentials, 0 lost',
@@ -98,7 +110,7 @@ export function checkTargets(results: BenchResults): Check[] {
 
 /** The report as lines of plain text: one table per section, then the targets. */
 export function formatReport(results: BenchResults, checks: Check[]): string[] {
-  const { meta, warmPath: warm, baseline, storm, coldStart: cold, bundle, sdkBundledBundle: sdkBundled } = results
+  const { meta, warmPath: warm, baseline, storm, coldStart: cold, bundle } = results
   const lines: string[] = []
   const section = (title: string, body: string[]): void => {
     lines.push('', title, ...body)
@@ -196,24 +208,28 @@ export function formatReport(results: BenchResults, checks: Check[]): string[] {
     ),
   )
 
-  section(`4. Cold start: fresh node processes, median of ${cold.runs} each`, [
+  const coldStartMs = cold.handlerImportMs + cold.firstRequestMs
+  const overFloor = (ms: number): string => `${fixed(ms, 1)} ms (${fixed(ms / cold.floorMs)} x floor)`
+  section(`4. Cold start: fresh node processes, median of ${cold.runs} each, interleaved; the emulator adds ${cold.thingerLatencyMs} ms`, [
     ...formatTable(
       ['measure', 'value'],
       [
-        ['bundle size (minified, AWS SDK external)', `${bytes(bundle.sizeBytes)} bytes (${bytes(bundle.gzipBytes)} gzip)`],
-        ['largest parts of the bundle', bundle.largestInputs.map((input) => `${input.name} ${bytes(input.bytes)}`).join(', ')],
-        ['import the bundled handler', `${fixed(cold.handlerImportMs, 1)} ms`],
-        ['import an empty handler', `${fixed(cold.emptyHandlerImportMs, 1)} ms`],
-        ['  difference', `${fixed(cold.addedImportMs, 1)} ms`],
-        ['  of which @aws-sdk/client-ssm (runtime provided)', `${fixed(cold.sdkOnlyImportMs - cold.emptyHandlerImportMs, 1)} ms`],
-        [`first request in a fresh process (SSM fetch, latency ${cold.thingerLatencyMs} ms)`, `${fixed(cold.firstRequestMs, 1)} ms`],
+        [`deployed bundle: functions/provision.mjs from osls package (${fixed(bundle.packageMs / 1000, 1)} s to package)`, `${bytes(bundle.sizeBytes)} bytes (${bytes(bundle.gzipBytes)} gzip)`],
+        ['  largest parts', bundle.largestInputs.map((input) => `${input.name} ${bytes(input.bytes)}`).join(', ')],
+        ['floor: a process that signs one SSM GetParameters and sends one create, with fetch', `${fixed(cold.floorMs, 1)} ms`],
+        ['import the deployed handler', `${fixed(cold.handlerImportMs, 1)} ms`],
+        ['  import an empty handler', `${fixed(cold.emptyHandlerImportMs, 1)} ms`],
+        ['first request in a fresh process (SSM fetch, client set-up, first connections)', `${fixed(cold.firstRequestMs, 1)} ms`],
         ['second request', `${fixed(cold.secondRequestMs, 1)} ms`],
-        ['  import + first request (deployed: SDK from the runtime)', `${fixed(cold.handlerImportMs + cold.firstRequestMs, 1)} ms`],
-        ['alternative: SSM client bundled in (tree-shaken, minified)', `${bytes(sdkBundled.sizeBytes)} bytes (${bytes(sdkBundled.gzipBytes)} gzip)`],
-        ['  largest parts', sdkBundled.largestInputs.map((input) => `${input.name} ${bytes(input.bytes)}`).join(', ')],
-        ['  import', `${fixed(cold.sdkBundledImportMs, 1)} ms`],
-        ['  first request', `${fixed(cold.sdkBundledFirstRequestMs, 1)} ms`],
-        ['  import + first request', `${fixed(cold.sdkBundledImportMs + cold.sdkBundledFirstRequestMs, 1)} ms`],
+        ['import + first request (the cold start)', overFloor(coldStartMs)],
+        ...cold.variants.flatMap((variant) => {
+          const built = results.variantBundles.find((candidate) => candidate.name === variant.name)
+          return [
+            [`alternative: ${variant.name}`, built === undefined ? '' : `${bytes(built.sizeBytes)} bytes (${bytes(built.gzipBytes)} gzip)`],
+            ['  import / first request', `${fixed(variant.importMs, 1)} / ${fixed(variant.firstRequestMs, 1)} ms`],
+            ['  import + first request', overFloor(variant.importMs + variant.firstRequestMs)],
+          ]
+        }),
       ],
     ),
   ])

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { packageService, readBundle } from '../support/package.js'
 
 const run = promisify(execFile)
-const MAX_BUNDLE_BYTES = 150 * 1024
+// The AWS SDK is bundled (it starts faster than the runtime's, docs/performance.md): the SSM client is most of it.
+const MAX_BUNDLE_BYTES = 400 * 1024
 
 interface Statement {
   Effect: string
@@ -92,7 +93,7 @@ describe('Deployment: osls package', () => {
     expect(routes.map((r) => r.Properties.RouteKey)).toEqual(['POST /v1/provision'])
   })
 
-  it('ships a minified bundle under 150 KB without the AWS SDK', async () => {
+  it('ships one minified bundle under 400 KB, the AWS SDK inside and only the environment as its credential source', async () => {
     // Prepare
     const { stdout } = await run('unzip', ['-l', join(outDir, 'thinger-provisioner.zip')])
 
@@ -104,6 +105,11 @@ describe('Deployment: osls package', () => {
     expect(bundle).toBeDefined()
     expect(Number(bundle![0])).toBeLessThan(MAX_BUNDLE_BYTES)
     expect(files.map((parts) => parts.at(-1))).toEqual(['functions/provision.mjs'])
+    const code = await readBundle(outDir)
+    // Nothing imported from the runtime's SDK; the credential chain's other links (shared files, SSO, web identity, process) are left out.
+    expect(code).not.toMatch(/from\s*["']@aws-sdk\//)
+    expect(code).toContain('AWS_SECRET_ACCESS_KEY')
+    for (const unused of ['sso_start_url', 'credential_process', 'AWS_WEB_IDENTITY_TOKEN_FILE']) expect(code).not.toContain(unused)
   })
 
   it('throttles the HTTP API at 100 requests per second with bursts of 200, and reserves no concurrency, by default', () => {

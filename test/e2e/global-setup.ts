@@ -19,11 +19,14 @@ declare module 'vitest' {
   }
 }
 
-/** Starts the local stack as `npm start` does (emulator, local SSM, local/fleets.yml, serverless-offline) once for every e2e test file. */
+/**
+ * Starts the local stack as `npm start` does (emulator, local SSM, local/fleets.yml, serverless-offline)
+ * once for every e2e test file of a project: each e2e project of vitest.config.ts gets its own stack.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const logDir = join(process.cwd(), 'reports')
   mkdirSync(logDir, { recursive: true })
-  const offlineLogFile = join(logDir, 'e2e-offline.log')
+  const offlineLogFile = join(logDir, project.name === 'e2e' ? 'e2e-offline.log' : `${project.name}-offline.log`)
   writeFileSync(offlineLogFile, '')
   const stack = await startLocalStack({
     httpPort: await freePort(),

@@ -140,6 +140,52 @@ describe('Function: verifyDeviceCertificate', () => {
     expect([expiredCode, wrongIssuer]).toEqual(['certificate_expired', 'certificate_untrusted'])
   })
 
+  it('parses a CA certificate once per container (by its SHA-256) and a device certificate every time', async () => {
+    // Prepare
+    const intermediate = await issue(ca, 'Factory line 4', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined })
+
+    // Act
+    const first = parseCertificate(intermediate.der)
+    const again = parseCertificate(Buffer.from(intermediate.der))
+    const leafFirst = parseCertificate(device.der)
+    const leafAgain = parseCertificate(device.der)
+
+    // Assess
+    expect(again).toBe(first)
+    expect(leafAgain).not.toBe(leafFirst)
+    expect(leafAgain).toEqual(leafFirst)
+  })
+
+  it('checks a cached intermediate’s validity on every request: verified once, refused once it has expired', async () => {
+    // Prepare: an intermediate valid for two more hours, a device certificate valid for a day
+    const intermediate = await issue(ca, 'Line 5', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined, notAfter: new Date(Date.now() + 2 * HOUR_MS) })
+    const leaf = await issue(intermediate, DEVICE)
+    const at = (seconds: number) => verifyDeviceCertificate(leaf.der, [intermediate.der], anchors, { device: DEVICE, deviceIdFrom: 'cn', nowSeconds: seconds })
+
+    // Act
+    const now = at(nowSeconds())
+    const later = codeOf(() => at(nowSeconds() + 3 * 3600))
+    const nowAgain = at(nowSeconds())
+
+    // Assess
+    expect(now.fingerprint).toBe(nowAgain.fingerprint)
+    expect(later).toBe('certificate_expired')
+  })
+
+  it('does not take a cached intermediate for a certificate it did not issue', async () => {
+    // Prepare: an intermediate of another CA, seen (and cached) first under that CA
+    const otherCa = await newCa()
+    const foreign = await issue(otherCa, 'Foreign line', { ca: true, keyUsage: ['keyCertSign'], extKeyUsage: undefined })
+    const leaf = await issue(foreign, DEVICE)
+    verifyDeviceCertificate(leaf.der, [foreign.der], parseTrustAnchors(otherCa.pem, 'other'), { device: DEVICE, deviceIdFrom: 'cn', nowSeconds: nowSeconds() })
+
+    // Act
+    const code = codeOf(() => verify(leaf.der, [foreign.der]))
+
+    // Assess
+    expect(code).toBe('certificate_untrusted')
+  })
+
   it('answers only CertificateError for any byte of the certificate changed, removed or added', () => {
     fc.assert(
       fc.property(

@@ -579,6 +579,51 @@ describe('Function: provisionDevice, replay protection', () => {
     expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'updateDeviceProperty', 'updateDevice'])
     expect(thinger.properties.get(`${DEVICE}/provisioning`)).toMatchObject({ lastTimestamp: NOW_SECONDS - 4 })
   })
+
+  it('reads the device and its record side by side: a re-provisioning costs four round trips, the record still written before the credential', async () => {
+    // Prepare: the device read answers only after the other calls of this turn had their chance to start
+    thinger.devices.set(DEVICE, { device: DEVICE, type: 'Generic', enabled: true, credentials: OLD_CREDENTIAL, created: (NOW_SECONDS - 3600) * 1000 })
+    thinger.properties.set(`${DEVICE}/provisioning`, { fleet: 'default', lastTimestamp: NOW_SECONDS - 5 })
+    let startedBeside: string[] = []
+    thinger.script('getDevice', async (run) => {
+      await new Promise((resolve) => setImmediate(resolve))
+      startedBeside = thinger.calls.slice(thinger.calls.indexOf('getDevice') + 1)
+      return run()
+    })
+    let recordWhenUpdated: unknown
+    thinger.script('updateDevice', async (run) => {
+      recordWhenUpdated = thinger.properties.get(`${DEVICE}/provisioning`)
+      return run()
+    })
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS))
+
+    // Assess
+    expect(result.created).toBe(false)
+    expect(startedBeside).toEqual(['getDeviceProperty'])
+    expect(recordWhenUpdated).toMatchObject({ lastTimestamp: NOW_SECONDS })
+    expect(thinger.calls).toEqual(['createDevice', 'getDevice', 'getDeviceProperty', 'updateDeviceProperty', 'updateDevice'])
+  })
+
+  it('ignores the record read beside a device that turned out to be gone, and creates the device', async () => {
+    // Prepare: the create's answer is lost, the device does not exist, and reading its record fails (as Thinger may for a missing device)
+    thinger.script('createDevice', fail(new ThingerNetworkError('POST', 'CreateDevice', new Error('socket hang up'))))
+    const getDeviceProperty = thinger.getDeviceProperty.bind(thinger)
+    let recordReads = 0
+    thinger.getDeviceProperty = async (device, property) => {
+      recordReads++
+      if (recordReads === 1) throw httpError('GET', 'ReadDeviceProperty', 500, 'no such device')
+      return getDeviceProperty(device, property)
+    }
+
+    // Act
+    const result = await provisionDevice(DEVICE, depsFor(NOW_SECONDS))
+
+    // Assess
+    expect(result.created).toBe(true)
+    expect(thinger.devices.get(DEVICE)?.credentials).toBe(NEW_CREDENTIAL)
+  })
 })
 
 describe('Function: provisionDevice, a late failure and fleets that share IDs', () => {
