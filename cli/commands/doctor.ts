@@ -16,6 +16,7 @@ import { createDeployedPort, type PolicyStatement } from '../deployed.js'
 import { loadDenyList } from '../deny-list.js'
 import { CliError, EXIT_INTERRUPTED } from '../errors.js'
 import { findFleet, loadSettings } from '../settings.js'
+import { regionOf } from '../region.js'
 
 const PROBE_PREFIX = 'tp_doctor_'
 // What `osls package` (and `osls deploy`) writes: the template whose role the function runs with.
@@ -194,7 +195,7 @@ const FUNCTION_SETTINGS: ReadonlyArray<readonly [setting: string, variable: stri
  */
 async function checkDeployed(context: CliContext, functionName: string, fleets: Fleet[], add: Add): Promise<void> {
   const port = context.deployed?.() ?? createDeployedPort(context.env)
-  const region = context.env.AWS_REGION || context.env.AWS_DEFAULT_REGION || 'the default region'
+  const region = regionOf(context.env)
   let deployed: Awaited<ReturnType<typeof port.describe>>
   try {
     deployed = await port.describe(functionName)
