@@ -65,7 +65,7 @@ export function registerDoctor(program: Command, context: CliContext): void {
     .description(
       'check everything the function needs, against the real account and AWS, without provisioning a real device: ' +
         `the SSM parameters, the token's actions (harmless calls), a probe device (${PROBE_PREFIX}<random>: create, duplicate, read, ` +
-        'credential, property, delete; always removed), and the endpoint; prints each check with the fix of each failure. ' +
+        'credential, property, delete; left disabled, and named, when no token given may delete it: --cleanup-token-param), and the endpoint; prints each check with the fix of each failure. ' +
         'Exit codes: 0 all passed (warnings allowed), 1 a check failed, 2 usage or configuration error',
     )
     .option('--fleet <name>', 'only this fleet (default: every fleet of the deployment)')
@@ -295,7 +295,7 @@ async function checkFleetSecrets(ssm: ReturnType<CliContext['ssm']>, fleets: Fle
   }
 }
 
-/** The token's actions, probed one by one, and the probe device's life; the probe is always removed. */
+/** The token's actions, probed one by one, and the probe device's life; the probe is deleted, or disabled when the token may not delete it. */
 async function checkThinger(apiUrl: string, username: string, token: string, cleanupToken: string, fleets: Fleet[], report: DoctorReport, add: Add): Promise<void> {
   const base = `${apiUrl.replace(/\/+$/, '')}`
   const user = `/users/${encodeURIComponent(username)}`
