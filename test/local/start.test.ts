@@ -178,6 +178,8 @@ const STOPS = [
   { way: 'closing the terminal', command: 'npm', signal: 'SIGHUP', to: 'group' },
   { way: 'kill <pid of npm start>', command: 'npm', signal: 'SIGTERM', to: 'npm' },
   { way: 'kill <pid of the start script>', command: 'node', signal: 'SIGTERM', to: 'npm' },
+  // No signal reaches the script: only its parent's end tells it.
+  { way: 'the death of the shell that started it', command: 'sh', signal: 'SIGKILL', to: 'npm' },
 ] as const
 // Starting a whole stack (serverless-offline builds the function) on a shared machine, then stopping it.
 const STOP_TEST_LIMIT_MS = 180_000
@@ -187,10 +189,13 @@ describe('Program: npm start, stopped every way', () => {
   it.each(STOPS)('leaves nothing behind after $way ($signal)', async ({ command, signal, to }) => {
     // Prepare: a stack that is up
     const env = await freePorts()
+    const options = { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], detached: true }
     const child =
       command === 'npm'
-        ? spawn('npm', ['start', '--silent'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-        : spawn(process.execPath, ['--import', 'tsx', START], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+        ? spawn('npm', ['start', '--silent'], options)
+        : command === 'sh'
+          ? spawn('sh', ['-c', `'${process.execPath}' --import tsx ${START}; exit $?`], options)
+          : spawn(process.execPath, ['--import', 'tsx', START], options)
     onTestFinished(() => killGroupsOnPorts(child.pid!, env))
     let output = ''
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
@@ -198,6 +203,7 @@ describe('Program: npm start, stopped every way', () => {
     const exited = once(child, 'exit')
     while (!output.includes('local stack is up') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 200))
     expect(output).toContain('local stack is up')
+    expect(output).toContain('x5_kit0001 --fleet factory   (X.509: a certificate of the local dev CA)')
     const stackPids = processesOnPorts(env)
     expect(stackPids.length).toBeGreaterThan(0)
     const startPid = startScriptPid(env.HTTP_PORT!)
