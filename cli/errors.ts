@@ -16,6 +16,8 @@ export type CliErrorCode =
   | 'refused_answer'
   | 'not_sealed'
   | 'sealed_not_opened'
+  | 'answer_unsigned'
+  | 'answer_signature_invalid'
 
 /** Exit code of a usage or configuration error; every other failure exits 1. */
 export const EXIT_USAGE = 2
@@ -41,6 +43,8 @@ const EXIT_CODE_BY_CODE: Record<CliErrorCode, number> = {
   refused_answer: EXIT_FAILURE,
   not_sealed: EXIT_FAILURE,
   sealed_not_opened: EXIT_FAILURE,
+  answer_unsigned: EXIT_FAILURE,
+  answer_signature_invalid: EXIT_FAILURE,
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { Command, CommanderError } from 'commander'
 import { ThingerClient } from '../lib/thinger/client.js'
+import { registerAnswerKey } from './commands/answer-key.js'
 import { registerCa } from './commands/ca.js'
 import { registerCerts } from './commands/certs.js'
 import { registerDoctor } from './commands/doctor.js'
@@ -53,6 +54,7 @@ export async function runCli(argv: string[], overrides: Partial<CliContext> = {}
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', SETTINGS_HELP)
   registerFleetKey(program, context)
+  registerAnswerKey(program, context)
   registerKeys(program, context)
   registerSign(program, context)
   registerOpen(program, context)

@@ -226,8 +226,11 @@ function normalize(data, caCertificates) {
   return { version: 1, fleets }
 }
 
-/** Every SSM parameter the function reads: each fleet's Thinger.io token (its own, or the deployment's) and secrets. */
-function parameterNames(fleets, tokenParam, envFleet) {
+/**
+ * Every SSM parameter the function reads: each fleet's Thinger.io token (its own, or the
+ * deployment's) and secrets, and the deployment's answer key when given.
+ */
+function parameterNames(fleets, tokenParam, envFleet, answerKeyParam) {
   const names = new Set()
   const all = fleets === null ? [envFleet] : Object.values(fleets.fleets)
   for (const fleet of all) {
@@ -237,6 +240,7 @@ function parameterNames(fleets, tokenParam, envFleet) {
     if (fleet.x509?.caParam) names.add(fleet.x509.caParam)
     names.add(fleet.denyListParam)
   }
+  if (answerKeyParam) names.add(answerKeyParam)
   return [...names]
 }
 
@@ -275,7 +279,8 @@ module.exports = {
   ssmParameterArns: reportingMistakes(async ({ resolveVariable }) => {
     const tokenParam = await resolveVariable('self:custom.thingerTokenParam')
     const fleetKeyParam = await resolveVariable('self:custom.fleetKeyParam')
-    return parameterNames(loadFleets(), tokenParam, environmentFleet(process.env, fleetKeyParam)).map((name) => ({
+    const answerKeyParam = await resolveVariable('self:custom.answerKeyParam')
+    return parameterNames(loadFleets(), tokenParam, environmentFleet(process.env, fleetKeyParam), answerKeyParam).map((name) => ({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':parameter', name]],
     }))
   }, [FleetsFileError]),

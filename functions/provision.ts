@@ -7,6 +7,7 @@ import httpHeaderNormalizer from '@middy/http-header-normalizer'
 import ssm from '@middy/ssm'
 import { clearCache } from '@middy/util'
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda'
+import { parseAnswerKey, requestBodyDigest, signAnswer } from '../lib/attestation/answer-signature.js'
 import { checkClock, decodeClaimSecret, decodeFleetKey, deriveDeviceKey, signedMessage, verifyClaim, verifySignature } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, type SealKey, sealAnswer } from '../lib/attestation/seal.js'
 import { deriveEcdhSealKey } from '../lib/attestation/seal-ecdh.js'
@@ -28,6 +29,8 @@ const MAX_BODY_BYTES = 4096
 const DEADLINE_MARGIN_MS = 500
 const SSM_REQUEST_TIMEOUT_MS = 2000
 const SSM_CONNECTION_TIMEOUT_MS = 1000
+// What stands for the answer key while its parameter does not exist (no SSM value can be it: not base64).
+const ANSWER_KEY_MISSING = '(missing)'
 
 /** Everything a test or another entry point may replace. */
 export interface ProvisionHandlerOptions {
@@ -46,6 +49,8 @@ interface AdmittedRequest {
   request: ProvisionRequest
   fleet: Fleet
   plan: ProvisioningPlan
+  /** Hex SHA-256 of the exact body bytes the device sent, which the answer signature covers. */
+  bodySha256: string
 }
 type ProvisionEvent = Omit<APIGatewayProxyEventV2, 'body'> & { body: AdmittedRequest }
 type Secrets = Record<string, unknown>
@@ -95,17 +100,20 @@ function buildChain(options: ProvisionHandlerOptions) {
   // SSM's value changes (each request checks every fleet's deny list).
   const anchorsOf = memoisedByText(parseTrustAnchors)
   const denyListOf = memoisedByText(parseDenyList)
+  // The answer key likewise: parsing a PKCS#8 key costs more than signing with it.
+  const answerKeyOf = memoisedByText(parseAnswerKey)
+  let answerKeyMissingLogged = false
   const ssmCacheKey = `thinger-provisioner-ssm-${++handlerCount}`
 
   return chain
     .use(
       jsonBody({
         maxBytes: MAX_BODY_BYTES,
-        parse: (body): AdmittedRequest => {
+        parse: (body, raw): AdmittedRequest => {
           const request = parseProvisionRequest(body)
           const fleet = admitToFleet(request, settings.fleets)
           const plan = planProvisioning(fleet, request.device, request.meta, needsProvisioningRecord(fleet))
-          return { request, fleet, plan }
+          return { request, fleet, plan, bodySha256: requestBodyDigest(raw) }
         },
       }) as middy.MiddlewareObj<APIGatewayProxyEventV2, HandlerResult, Error, Context & Secrets>,
     )
@@ -141,9 +149,20 @@ function buildChain(options: ProvisionHandlerOptions) {
       },
     })
     .handler(async (event, context) => {
-      const { request, fleet, plan } = (event as unknown as ProvisionEvent).body
+      const { request, fleet, plan, bodySha256 } = (event as unknown as ProvisionEvent).body
       const { device } = request
       const secret = (name: string) => context[`p${names.indexOf(name)}`]
+      // First, so that a broken answer key fails before anything changes on Thinger.io.
+      const answerKeyValue = secret(settings.answerKeyParam)
+      const answerKey = answerKeyValue === ANSWER_KEY_MISSING ? undefined : answerKeyOf(answerKeyValue, settingOf(settings.answerKeyParam))
+      if (answerKey === undefined && !answerKeyMissingLogged) {
+        answerKeyMissingLogged = true
+        logger.warn('answer_key_missing', {
+          setting: 'ANSWER_KEY_PARAM',
+          parameter: settings.answerKeyParam,
+          detail: 'success answers go unsigned and devices that pin the answer key refuse them: run `thinger-provisioner answer-key create`',
+        })
+      }
       const { proof } = request
       let sealKey: SealKey | undefined
       let certificateKey: VerifiedDeviceKey | undefined
@@ -207,17 +226,19 @@ function buildChain(options: ProvisionHandlerOptions) {
         knownShared,
         sharedTtlMs: settings.ssmCacheSeconds * 1000,
       })
+      const answer = sealKey === undefined ? { ...result } : { ...sealAnswer(result, sealKey) }
       return {
         statusCode: result.created ? 201 : 200,
-        body: sealKey === undefined ? { ...result } : { ...sealAnswer(result, sealKey) },
-        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, created: result.created, thingerCalls: calls.length, ...(certificateKey ? { certificate: certificateKey.fingerprint } : {}) },
+        // Last, so that parsers that stop at the fields they know never meet it before them.
+        body: answerKey === undefined ? answer : { ...answer, answerSignature: signAnswer(answer, bodySha256, answerKey) },
+        log: { outcome: result.created ? 'created' : 'reprovisioned', device, fleet: fleet.name, proof: request.proof.kind, sealed: sealKey !== undefined, answerSigned: answerKey !== undefined, created: result.created, thingerCalls: calls.length, ...(certificateKey ? { certificate: certificateKey.fingerprint } : {}) },
       }
     })
 }
 
 /**
  * Every SSM parameter the function reads, the setting or fleets-file field that names each (for
- * operators' logs), and those that may be missing (deny lists) with what stands for them.
+ * operators' logs), and those that may be missing (deny lists, the answer key) with what stands for them.
  */
 function parametersOf(config: Config): { names: string[]; settingOf: SettingOfParameter; optional: Record<string, string> } {
   const settings = new Map<string, string>()
@@ -237,6 +258,9 @@ function parametersOf(config: Config): { names: string[]; settingOf: SettingOfPa
     add(fleet.denyListParam, fromFile ? `fleets.${fleet.name}.denyListParam` : 'DENY_LIST_PARAM')
     optional[fleet.denyListParam] = EMPTY_DENY_LIST_JSON
   }
+  // Optional so that a deployment from before answer signatures keeps serving (unsigned, with a warning and doctor's FAIL).
+  add(config.answerKeyParam, 'ANSWER_KEY_PARAM')
+  optional[config.answerKeyParam] = ANSWER_KEY_MISSING
   return { names: [...settings.keys()], settingOf: (name) => settings.get(name) ?? 'SSM parameter', optional }
 }
 

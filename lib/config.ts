@@ -19,6 +19,8 @@ export interface Config {
   thingerUsername: string
   thingerDeviceHost: string
   thingerTokenParam: string
+  /** The SSM parameter of the deployment's answer key, which signs every success answer (docs/protocol.md, "Answer signatures"). */
+  answerKeyParam: string
   /** The fleets this deployment serves, by name: from the fleets file, or the `default` fleet the settings describe. */
   fleets: Map<string, Fleet>
   fleetsSource: 'file' | 'environment'
@@ -55,6 +57,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, bundledFleets: 
     thingerUsername,
     thingerDeviceHost,
     thingerTokenParam,
+    answerKeyParam: readParamName(env, 'ANSWER_KEY_PARAM', `/thinger-provisioner/${stage}/answer-key`),
     fleets: readFleets(env, stage, bundledFleets, deployment),
     fleetsSource: bundledFleets === null || bundledFleets === undefined ? 'environment' : 'file',
     clockSkewSeconds: readInteger(env, 'CLOCK_SKEW_SECONDS', DEFAULT_CLOCK_SKEW_SECONDS, 1, 86_400),

@@ -23,10 +23,14 @@ export const DEFAULT_LAMBDA_PORT = 3002
 export const DEFAULT_THINGER_PORT = 8787
 export const DEFAULT_SSM_PORT = 4583
 
+/** Where `npm start` writes its answer key's public half (a base64 line), which `npm run device` pins by default. */
+export const LOCAL_ANSWER_KEY_FILE = '.local-stack/answer-key.pub'
+
 /** The SSM parameter names serverless.yml uses for a stage when no override is set. */
-export function parameterNames(stage: string): { thingerTokenParam: string; fleetKeyParam: string } {
+export function parameterNames(stage: string): { thingerTokenParam: string; fleetKeyParam: string; answerKeyParam: string } {
   return {
     thingerTokenParam: `/thinger-provisioner/${stage}/thinger-token`,
     fleetKeyParam: `/thinger-provisioner/${stage}/fleet-key`,
+    answerKeyParam: `/thinger-provisioner/${stage}/answer-key`,
   }
 }

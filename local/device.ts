@@ -1,13 +1,14 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildCertificate, CLIENT_AUTH, readIssuer } from '../cli/certificates.js'
+import { AnswerKeyError, MAX_PINNED_ANSWER_KEYS, parseAnswerPublicKey, requestBodyDigest, type SignedAnswer, verifyAnswerSignature } from '../lib/attestation/answer-signature.js'
 import { decodeFleetKey, deriveDeviceKey, signedMessage, signRequest } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealBinding, type SealKey } from '../lib/attestation/seal.js'
 import { openEcdhSealed } from '../lib/attestation/seal-ecdh.js'
-import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_FLEET_KEY, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
+import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_ANSWER_KEY_FILE, LOCAL_FLEET_KEY, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
 import { LocalSettingError, readPort } from './settings.js'
 
 // `npm run device`: plays a device against the local stack (or a deployed service with --url).
@@ -23,7 +24,8 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
 // The local stack's fleets that trust its dev CA (local/fleets.yml): the player issues itself a
 // certificate of that CA for them, so `--fleet factory` needs nothing else.
 const LOCAL_X509_FLEETS = new Set(['factory'])
-const LOCAL_CA_DIR = join(dirname(fileURLToPath(import.meta.url)), 'x509')
+const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
+const LOCAL_CA_DIR = join(PROJECT_DIR, 'local', 'x509')
 const LOCAL_CERTIFICATE_DAYS = 1
 const DAY_MS = 86_400_000
 
@@ -51,6 +53,12 @@ Options:
   --text               ask for the text response (Accept: text/plain) that small firmware parses
   --unsealed           protocol v1: the credential comes in clear (default: v2, sealed to the
                        device's key and opened here, docs/protocol.md)
+  --answer-key KEY     the service's answer public key to pin, base64 as \`answer-key show\` prints
+                       it, or a file holding it; twice for a rotation (default, without --url: the
+                       key \`npm start\` wrote to $ANSWER_KEY_FILE, ${LOCAL_ANSWER_KEY_FILE}). Every
+                       answer must carry a valid signature under it; without one, claim and
+                       certificate answers are refused (whoever saw the request, or the
+                       certificate, could have sealed them)
   -h, --help           this help
 
 Exit codes: 0 provisioned (and logged in), 1 refused or failed, 2 usage or configuration error.`
@@ -81,9 +89,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const { device, endpoint, text } = options
   let signedAt = options.timestamp ?? Math.floor(Date.now() / 1000)
+  let sentBody = ''
   const provision = (timestamp: number) => {
     signedAt = timestamp
-    return send(endpoint, text, options.body(timestamp))
+    sentBody = options.body(timestamp)
+    return send(endpoint, text, sentBody)
   }
 
   let answer = await provision(signedAt)
@@ -113,6 +123,8 @@ async function main(argv: string[]): Promise<number> {
   if (answer.status < 200 || answer.status > 299) return EXIT_FAILURE
   const fields = answer.fields ?? {}
   const opener = options.opener(signedAt)
+  // Before anything of the answer is opened or used: only the service can have signed it.
+  checkAnswerSignature(fields, sentBody, options.answerKeys, opener)
   if (opener !== undefined) fields.credential = openCredential(fields, opener)
   const credentials = ['username', 'device', 'credential', 'host'].map((name) => fields[name])
   if (!credentials.every((value) => typeof value === 'string' && value !== '')) {
@@ -131,6 +143,8 @@ interface PlayerOptions {
   timestamp: number | undefined
   emulator: string | undefined
   loginCheck: boolean
+  /** The service's answer public keys the player pins (none: unsigned v1 and device-key answers are accepted, as the C core does). */
+  answerKeys: KeyObject[]
   /** What opens the answer to a request signed at `timestamp`; undefined for protocol v1 (--unsealed). */
   opener(timestamp: number): Opener | undefined
   body(timestamp: number): string
@@ -138,6 +152,7 @@ interface PlayerOptions {
 
 /** Opens a sealed credential, and says with what. */
 interface Opener {
+  mode: SealKey['mode']
   open(sealed: string, binding: SealBinding): string
   says: string
 }
@@ -169,6 +184,7 @@ async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
         timestamp: { type: 'string' },
         text: { type: 'boolean', default: false },
         unsealed: { type: 'boolean', default: false },
+        'answer-key': { type: 'string', multiple: true, default: [] },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -207,6 +223,7 @@ async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
   const baseUrl = values.url === undefined ? `http://127.0.0.1:${readPort('HTTP_PORT', DEFAULT_HTTP_PORT)}` : readUrl('--url', values.url)
   const emulator = values.emulator === undefined ? undefined : readUrl('--emulator', values.emulator)
   const version = values.unsealed ? 1 : 2
+  const answerKeys = readAnswerKeys(values['answer-key'], values.url === undefined)
 
   return {
     device,
@@ -216,10 +233,12 @@ async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
     timestamp,
     emulator,
     loginCheck: !values['no-login-check'],
+    answerKeys,
     opener: (signedAt) => {
       if (version === 1) return undefined
       if (certificate !== undefined) {
         return {
+          mode: 'ecdh',
           open: (sealed, binding) => openEcdhSealed(sealed, certificate.privateKey, device, signedAt, binding),
           says: "sealed: opened with the certificate's private key; whoever replays this request gets only what they cannot open",
         }
@@ -243,6 +262,53 @@ async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
   }
 }
 
+/**
+ * The pinned answer keys: each --answer-key (a key or a file holding one), else, against the local
+ * stack, the one `npm start` wrote.
+ */
+function readAnswerKeys(given: string[], localStack: boolean): KeyObject[] {
+  if (given.length > MAX_PINNED_ANSWER_KEYS) throw new PlayerError(`--answer-key: at most ${MAX_PINNED_ANSWER_KEYS} keys (the current one and, during a rotation, the next)`, EXIT_USAGE)
+  const defaultFile = resolve(PROJECT_DIR, process.env.ANSWER_KEY_FILE || LOCAL_ANSWER_KEY_FILE)
+  const sources = given.length > 0 ? given : localStack && existsSync(defaultFile) ? [defaultFile] : []
+  return sources.map((source) => {
+    let text = source
+    try {
+      if (existsSync(source)) text = readFileSync(source, 'utf8')
+      return parseAnswerPublicKey(text)
+    } catch (error) {
+      const reason = error instanceof AnswerKeyError ? error.message : (error as Error).message
+      throw new PlayerError(`--answer-key ${source.length > 100 ? `${source.slice(0, 100)}…` : source}: ${reason}`, EXIT_USAGE)
+    }
+  })
+}
+
+/**
+ * What a device does before it keeps anything (docs/protocol.md, "Answer signatures"): with pinned
+ * keys, the answer must carry a signature over its fields and this exact request body that one of
+ * them verifies; without, only answers nobody in the middle can forge (v1 in clear, mode 1) pass.
+ */
+function checkAnswerSignature(fields: Record<string, unknown>, requestBody: string, answerKeys: KeyObject[], opener: Opener | undefined): void {
+  if (answerKeys.length === 0) {
+    if (opener?.mode === 'claim') {
+      throw new PlayerError('refused: a sealed claim answer is trusted only under a pinned answer key (--answer-key, from `answer-key show`): whoever saw the request could have sealed it')
+    }
+    // As the C core: a certificate's key is public, so anyone could have sealed to it.
+    if (opener?.mode === 'ecdh') {
+      throw new PlayerError("refused: an answer sealed to a certificate's key is trusted only under a pinned answer key (--answer-key, from `answer-key show`): the certificate is public, anyone could have sealed it")
+    }
+    console.log('answer signature: not checked (no answer key pinned: --answer-key)')
+    return
+  }
+  const signature = fields.answerSignature ?? fields.answer_signature
+  if (signature === undefined) {
+    throw new PlayerError('refused: the answer carries no answer signature (a service without its answer key, or a party in the middle); nothing was kept')
+  }
+  if (!verifyAnswerSignature(fields as unknown as SignedAnswer, requestBodyDigest(requestBody), signature, answerKeys)) {
+    throw new PlayerError('refused: the answer signature does not verify under the pinned answer key (a party in the middle, or another deployment); nothing was kept')
+  }
+  console.log('answer signature: verified under the pinned answer key')
+}
+
 /** Opens the sealed credential of a v2 answer with what the request that got it holds. */
 function openCredential(fields: Record<string, unknown>, opener: Opener): string {
   if (typeof fields.sealed !== 'string') {
@@ -259,7 +325,7 @@ function openCredential(fields: Record<string, unknown>, opener: Opener): string
 }
 
 function sealedWith(sealKey: SealKey, says: string): Opener {
-  return { open: (sealed, binding) => openSealed(sealed, sealKey, binding), says }
+  return { mode: sealKey.mode, open: (sealed, binding) => openSealed(sealed, sealKey, binding), says }
 }
 
 /** The signature a device with a certificate sends (docs/protocol.md): P-256 as r‖s, RSA as PKCS#1 v1.5. */

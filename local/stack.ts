@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { answerPublicPoint, generateAnswerKey, parseAnswerKey } from '../lib/attestation/answer-signature.js'
 import { loadConfig } from '../lib/config.js'
 import { ConfigError } from '../lib/errors.js'
 import {
@@ -60,6 +61,8 @@ export interface LocalStackOptions {
   env?: Record<string, string>
   /** Receives every line serverless-offline prints; default: this process's stdout. */
   onOutput?: (chunk: string) => void
+  /** Where to write the answer key's public half (a base64 line) for the device player, relative to the project; default: nowhere. */
+  answerKeyFile?: string
   /** Stops a start under way (Ctrl+C while serverless-offline builds): everything started so far is stopped again. */
   signal?: AbortSignal
 }
@@ -75,17 +78,22 @@ export interface LocalStack {
   thinger: ThingerEmulator
   ssm: LocalSsm | undefined
   ssmEndpoint: string
+  /**
+   * The public half of the answer key this start made and put in the local SSM (base64 of the
+   * 65-byte point, what firmware pins); undefined with `ssmEndpoint`, whose holder seeds the parameters.
+   */
+  answerPublicKey: string | undefined
   close(): Promise<void>
 }
 
 /**
  * Starts the whole local stack: the Thinger.io emulator, the local SSM endpoint seeded with the
- * development token and fleet key, and the function under serverless-offline; resolves once
+ * development token, fleet key and a fresh answer key (new at each start), and the function under serverless-offline; resolves once
  * serverless-offline serves `/v1/provision` (probed without invoking the function, so no audit line).
  * @throws LocalSettingError when a port is taken or the function's settings are invalid: nothing was started.
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
-  const { thingerTokenParam, fleetKeyParam } = parameterNames(LOCAL_STAGE)
+  const { thingerTokenParam, fleetKeyParam, answerKeyParam } = parameterNames(LOCAL_STAGE)
   const ports = {
     httpPort: options.httpPort ?? DEFAULT_HTTP_PORT,
     lambdaPort: options.lambdaPort ?? DEFAULT_LAMBDA_PORT,
@@ -108,14 +116,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let ssm: LocalSsm | undefined
   let seeded: SsmParameterSeed[] | undefined
   let offline: ChildProcess | undefined
+  let answerPublicKey: string | undefined
   try {
     if (options.ssmEndpoint === undefined) {
+      // A new key at each start, so that no answer key is ever a constant of the repository.
+      const answerKey = generateAnswerKey()
+      answerPublicKey = answerPublicPoint(parseAnswerKey(answerKey, 'answer key')).toString('base64')
       ssm = await startLocalSsm({
         port: ports.ssmPort,
         region: LOCAL_REGION,
         parameters: seeded = [
           { name: thingerTokenParam, value: LOCAL_THINGER_TOKEN, type: 'SecureString' },
           { name: fleetKeyParam, value: LOCAL_FLEET_KEY, type: 'SecureString' },
+          { name: answerKeyParam, value: answerKey, type: 'SecureString' },
           { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/claim-secret`, value: LOCAL_WORKSHOP_CLAIM_SECRET, type: 'SecureString' },
           { name: `/thinger-provisioner/${LOCAL_STAGE}/workshop/fleet-key`, value: LOCAL_WORKSHOP_FLEET_KEY, type: 'SecureString' },
           // For the operators' `revoke --delete --token-param` (docs/operations.md, "Rehearsing without AWS").
@@ -142,6 +155,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`
     await waitUntilServing(`${url}/v1/provision`, offline, httpPort, options.signal)
+    if (options.answerKeyFile !== undefined && answerPublicKey !== undefined) writeFileSync(join(PROJECT_DIR, options.answerKeyFile), `${answerPublicKey}\n`)
     const running = offline
     const ownFolder = buildFolder
     return {
@@ -152,6 +166,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       thinger,
       ssm,
       ssmEndpoint,
+      answerPublicKey,
       close: async () => {
         await stopProcess(running)
         await Promise.all([thinger.close(), ssm?.close()])

@@ -1,4 +1,4 @@
-import { DEFAULT_HTTP_PORT, LOCAL_FLEETS_FILE } from './defaults.js'
+import { DEFAULT_HTTP_PORT, LOCAL_ANSWER_KEY_FILE, LOCAL_FLEETS_FILE } from './defaults.js'
 import { LocalSettingError, PORT_SETTINGS, readPort } from './settings.js'
 import { type LocalStack, startLocalStack } from './stack.js'
 
@@ -44,6 +44,7 @@ function isAlive(pid: number): boolean {
 try {
   stack = await startLocalStack({
     signal: starting.signal,
+    answerKeyFile: LOCAL_ANSWER_KEY_FILE,
     httpPort: readPort(PORT_SETTINGS.httpPort.name, PORT_SETTINGS.httpPort.fallback),
     lambdaPort: readPort(PORT_SETTINGS.lambdaPort.name, PORT_SETTINGS.lambdaPort.fallback),
     thingerPort: readPort(PORT_SETTINGS.thingerPort.name, PORT_SETTINGS.thingerPort.fallback),
@@ -80,6 +81,8 @@ thinger-provisioner local stack is up
   provisioning endpoint  POST ${stack.url}/v1/provision
   Thinger.io emulator    ${stack.thinger.url}
   local SSM              ${stack.ssmEndpoint}
+  answer public key      ${stack.answerPublicKey}
+                         (new at each start, in ${LOCAL_ANSWER_KEY_FILE}: what firmware pins, docs/protocol.md)
 
 Provision a device (in another terminal):
 ${examples}

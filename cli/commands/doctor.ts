@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import type { Command } from 'commander'
+import { answerPublicPoint, parseAnswerKey } from '../../lib/attestation/answer-signature.js'
 import { decodeFleetKey } from '../../lib/attestation/keys.js'
 import { parseTrustAnchors } from '../../lib/attestation/x509.js'
 import { ConfigError } from '../../lib/errors.js'
@@ -104,11 +105,13 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
     else add(what, 'ok', tokenParam)
     tokens.push(token)
   }
+  await checkAnswerKey(ssm, config.answerKeyParam, add)
   await checkFleetSecrets(ssm, fleets, add)
-  checkRole(options.template, fleets, add)
+  const needed = parametersOf(fleets, config.answerKeyParam)
+  checkRole(options.template, needed, add)
   if (options.deployed !== undefined && options.deployed !== false) {
     const functionName = typeof options.deployed === 'string' ? options.deployed : `thinger-provisioner-${stageOf(context.env)}-provision`
-    await checkDeployed(context, functionName, fleets, add)
+    await checkDeployed(context, functionName, needed, add)
   }
 
   for (const [index, { target, fleets: members }] of groups.entries()) {
@@ -125,9 +128,9 @@ async function doctor(context: CliContext, options: DoctorOptions): Promise<void
   if (checks.some((check) => check.result === 'fail')) throw new CliError('checks_failed', `${checks.filter((c) => c.result === 'fail').length} check(s) failed: see the fixes above`)
 }
 
-/** Every SSM parameter the function reads for these fleets. */
-function parametersOf(fleets: Fleet[]): string[] {
-  const names = new Set<string>()
+/** Every SSM parameter the function reads for these fleets, and the deployment's answer key. */
+function parametersOf(fleets: Fleet[], answerKeyParam: string): string[] {
+  const names = new Set<string>([answerKeyParam])
   for (const fleet of fleets) {
     names.add(fleet.thinger.tokenParam)
     if (fleet.keyParam !== undefined) for (const version of fleet.keyVersions ?? [1]) names.add(keyVersionParam(fleet.keyParam, version))
@@ -139,7 +142,7 @@ function parametersOf(fleets: Fleet[]): string[] {
 }
 
 /** The parameters the packaged template's role may read must include every one the fleets need. */
-function checkRole(templateOption: string | undefined, fleets: Fleet[], add: Add): void {
+function checkRole(templateOption: string | undefined, needed: string[], add: Add): void {
   const file = templateOption ?? (existsSync(PACKAGED_TEMPLATE) ? PACKAGED_TEMPLATE : undefined)
   if (file === undefined) {
     add('role: reads the parameters', 'skip', `no packaged template (${PACKAGED_TEMPLATE})`, 'run npx osls package with the same settings, or pass --template')
@@ -157,7 +160,7 @@ function checkRole(templateOption: string | undefined, fleets: Fleet[], add: Add
     add('role: reads the parameters', 'fail', `${file} is not a CloudFormation template: ${(error as Error).message}`, 'run npx osls package again')
     return
   }
-  const missing = parametersOf(fleets).filter((name) => !readable.has(name))
+  const missing = needed.filter((name) => !readable.has(name))
   if (missing.length === 0) add('role: reads the parameters', 'ok', `${file}: the function's role may read all ${readable.size}`)
   else add('role: reads the parameters', 'fail', `${file}: the role may not read ${missing.join(', ')}`, 'deploy again with this fleets file and these settings (npx osls deploy)')
 }
@@ -179,6 +182,7 @@ const FUNCTION_SETTINGS: ReadonlyArray<readonly [setting: string, variable: stri
     'FLEET_KEY_PARAM',
     'FLEET_KEY_VERSIONS',
     'DENY_LIST_PARAM',
+    'ANSWER_KEY_PARAM',
     'REPLAY_PROTECTION',
     'SEALING',
     'DEVICE_ID_PATTERN',
@@ -193,7 +197,7 @@ const FUNCTION_SETTINGS: ReadonlyArray<readonly [setting: string, variable: stri
  * The function that runs now: that the settings of this shell are the ones it was deployed with,
  * and that its role (not only the packaged template's) may read every parameter the fleets need.
  */
-async function checkDeployed(context: CliContext, functionName: string, fleets: Fleet[], add: Add): Promise<void> {
+async function checkDeployed(context: CliContext, functionName: string, needed: string[], add: Add): Promise<void> {
   const port = context.deployed?.() ?? createDeployedPort(context.env)
   const region = regionOf(context.env)
   let deployed: Awaited<ReturnType<typeof port.describe>>
@@ -223,7 +227,6 @@ async function checkDeployed(context: CliContext, functionName: string, fleets: 
   }
 
   const readable = readableParameters(deployed.statements)
-  const needed = parametersOf(fleets)
   const missing = needed.filter((name) => !readable.has(name))
   const attached = deployed.attachedPolicies.length > 0 ? ` (managed policies ${deployed.attachedPolicies.join(', ')} not read)` : ''
   if (missing.length === 0) add('deployed: role reads the parameters', 'ok', `its inline policies may read all ${needed.length}${attached}`)
@@ -245,6 +248,22 @@ async function readSecret(ssm: ReturnType<CliContext['ssm']>, name: string): Pro
 }
 
 type Add = (check: string, result: Result, detail: string, fix?: string) => void
+
+/** The answer key signs every success answer; without it devices that pin it refuse them all. */
+async function checkAnswerKey(ssm: ReturnType<CliContext['ssm']>, name: string, add: Add): Promise<void> {
+  const value = await readSecret(ssm, name)
+  const fix = 'thinger-provisioner answer-key create, then pin `answer-key show` in the firmware (docs/operations.md)'
+  if (value === undefined) {
+    add('ssm: answer key', 'fail', `${name} does not exist: the function answers unsigned, and devices that pin the answer key refuse every answer`, fix)
+    return
+  }
+  try {
+    add('ssm: answer key', 'ok', `${name}: P-256, public key ${answerPublicPoint(parseAnswerKey(value, name)).toString('base64')}`)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    add('ssm: answer key', 'fail', `${name} is not the base64 of a PKCS#8 P-256 private key: the function answers every request 500`, `delete it, then ${fix}`)
+  }
+}
 
 async function checkFleetSecrets(ssm: ReturnType<CliContext['ssm']>, fleets: Fleet[], add: Add): Promise<void> {
   for (const fleet of fleets) {

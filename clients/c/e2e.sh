@@ -7,7 +7,8 @@
 # usage: FLEET_KEY_B64=<the stack's fleet key, base64> THINGER_EMULATOR_URL=<emulator base URL> \
 #        clients/c/e2e.sh SERVICE_URL
 # The device ID is E2E_DEVICE_PREFIX (default e2e_c_) and 12 random hex digits: the service's
-# DEVICE_ID_PATTERN must match it.
+# DEVICE_ID_PATTERN must match it. With THINGER_ANSWER_KEY set (the stack's answer key, as
+# `npm start` prints it) the client accepts only answers the service signed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

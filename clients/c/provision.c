@@ -43,6 +43,7 @@
 #define URL_MAX_LEN 2048
 #define USER_AGENT "thinger-provision-c/1"
 #define ENV_DEVICE_KEY "THINGER_DEVICE_KEY"
+#define ENV_ANSWER_KEY "THINGER_ANSWER_KEY"
 
 enum exit_code {
     EXIT_OK = 0,
@@ -59,10 +60,11 @@ enum exit_code {
 
 static const char USAGE[] =
     "usage: provision --url URL --device ID [--device-key-file FILE | --device-key KEY]\n"
-    "                 [--fleet NAME] [--key-version N] [--unsealed]\n"
+    "                 [--answer-key KEY]... [--fleet NAME] [--key-version N] [--unsealed]\n"
     "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
-    "       provision --url URL --cert FILE --key FILE [--device ID] [--fleet NAME] [--unsealed]\n"
-    "                 [--out FILE] [--ca FILE] [--timeout-ms N] [--max-attempts N]\n"
+    "       provision --url URL --cert FILE --key FILE --answer-key KEY [--device ID]\n"
+    "                 [--fleet NAME] [--unsealed] [--out FILE] [--ca FILE] [--timeout-ms N]\n"
+    "                 [--max-attempts N]\n"
     "       provision --derive-key --device ID (--fleet-key-file FILE | --fleet-key B64)\n"
     "\n"
     "Provisions a Thinger.io device through a thinger-provisioner service and saves its\n"
@@ -83,6 +85,13 @@ static const char USAGE[] =
     "                       P-256, or RSA 2048 to 4096 bits with --unsealed (RSA cannot open\n"
     "                       sealed answers). With --cert, --device defaults to the\n"
     "                       certificate's subject common name\n"
+    "  --answer-key KEY     the service's answer key, as `thinger-provisioner answer-key show`\n"
+    "                       prints it (base64 of a P-256 point), or a file holding it; twice\n"
+    "                       during a rotation (old and new). Every success answer must then be\n"
+    "                       signed by it, for this very request; without it the environment\n"
+    "                       variable " ENV_ANSWER_KEY " (keys separated by spaces or commas).\n"
+    "                       Required for sealed X.509 requests, whose answers anyone could\n"
+    "                       forge from the certificate alone; strongly advised for all\n"
     "  --fleet NAME         the fleet to join (default: the service's default fleet)\n"
     "  --key-version N      the fleet key version the device key was derived from (default 1)\n"
     "  --unsealed           protocol v1: the credential comes in clear. Only for services from\n"
@@ -112,14 +121,16 @@ static const char USAGE_EXIT_CODES[] =
     "exit codes:\n"
     "  0  provisioned, credentials saved\n"
     "  1  internal error (libcurl could not start, out of memory)\n"
-    "  2  usage: bad option, device ID, key or URL\n"
+    "  2  usage: bad option, device ID, key, answer key or URL, or a sealed --cert run\n"
+    "     without --answer-key (nothing is sent)\n"
     "  3  refused by the service (invalid_signature, device_not_allowed, device_disabled,\n"
     "     device_conflict, invalid_request, clock_skew even with the server's time, ...):\n"
     "     retrying will not help\n"
     "  4  unavailable: network failures, 429 or 503 until --max-attempts ran out, or a\n"
     "     Retry-After over 300 s: try again later\n"
-    "  5  service error: 500/502 not marked retryable, an answer outside the protocol, or a\n"
-    "     sealed credential that does not open with the device's key (nothing is saved)\n"
+    "  5  service error: 500/502 not marked retryable, an answer outside the protocol, a\n"
+    "     sealed credential that does not open with the device's key, or an answer not\n"
+    "     signed by the pinned answer key for this request (nothing is saved)\n"
     "  6  the credentials file could not be written; if the service had answered, the\n"
     "     device's credential was already replaced: run again\n"
     "  7  TLS: the service's certificate is not trusted (see --ca)\n";
@@ -140,6 +151,8 @@ typedef struct {
     int derive_key;
     int unsealed;
     tprov_request_options_t request; /* fleet and key version, when not the defaults */
+    unsigned char answer_keys[TPROV_ANSWER_KEYS_MAX][TPROV_P256_POINT_LEN];
+    tprov_answer_keys_t pinned;      /* points into answer_keys; count 0: none pinned */
     char key[SECRET_FILE_MAX_BYTES + 1]; /* the device or fleet key in use */
     char device_from_cert[TPROV_DEVICE_ID_MAX_LEN + 1];
 } options_t;
@@ -258,6 +271,70 @@ static int read_secret_file(const char *path, char *dst, size_t dst_size)
     return result;
 }
 
+/* Pins one answer key: base64 of the point, or a file holding it. */
+static int add_answer_key(options_t *opt, const char *value, size_t value_len, const char *origin)
+{
+    char text[TPROV_ANSWER_KEY_B64_LEN + 1];
+    unsigned char *point;
+
+    if (opt->pinned.count >= TPROV_ANSWER_KEYS_MAX) {
+        fprintf(stderr, "provision: at most %d answer keys (the old and the new one of a "
+                "rotation)\n", TPROV_ANSWER_KEYS_MAX);
+        return -1;
+    }
+    point = opt->answer_keys[opt->pinned.count];
+    if (value_len == TPROV_ANSWER_KEY_B64_LEN) {
+        memcpy(text, value, value_len);
+        text[value_len] = '\0';
+    } else {
+        char buf[SECRET_FILE_MAX_BYTES + 2];
+        size_t len;
+        int fd;
+
+        if (value_len >= sizeof buf) {
+            fprintf(stderr, "provision: %s is neither an answer key nor a file\n", origin);
+            return -1;
+        }
+        memcpy(buf, value, value_len);
+        buf[value_len] = '\0';
+        fd = open(buf, O_RDONLY);
+        if (fd < 0) {
+            fprintf(stderr, "provision: %s: not an answer key (88 characters of base64), and "
+                    "cannot open it as a file: %s\n", origin, strerror(errno));
+            return -1;
+        }
+        len = read_up_to(fd, (unsigned char *)buf, sizeof buf);
+        close(fd);
+        if (len > SECRET_FILE_MAX_BYTES || take_secret(text, sizeof text, buf, len) != 0) {
+            fprintf(stderr, "provision: %s does not hold a single answer key\n", origin);
+            return -1;
+        }
+    }
+    if (tprov_answer_key_from_base64(text, point) != TPROV_OK) {
+        fprintf(stderr, "provision: %s is not an answer key: base64 of an uncompressed P-256 "
+                "point, as `thinger-provisioner answer-key show` prints it\n", origin);
+        return -1;
+    }
+    opt->pinned.keys[opt->pinned.count] = point;
+    opt->pinned.count++;
+    return 0;
+}
+
+/* THINGER_ANSWER_KEY: one or two keys, separated by spaces or commas. */
+static int add_answer_keys_from_env(options_t *opt, const char *env)
+{
+    while (*env != '\0') {
+        size_t len = strcspn(env, " ,\t\n");
+
+        if (len > 0 && add_answer_key(opt, env, len, ENV_ANSWER_KEY) != 0) {
+            return -1;
+        }
+        env += len;
+        env += strspn(env, " ,\t\n");
+    }
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, options_t *opt)
 {
     int i;
@@ -305,6 +382,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->cert_file = value;
         } else if (strcmp(name, "--key") == 0) {
             opt->key_file = value;
+        } else if (strcmp(name, "--answer-key") == 0) {
+            if (add_answer_key(opt, value, strlen(value), "--answer-key") != 0) {
+                return usage_error("bad --answer-key");
+            }
         } else if (strcmp(name, "--fleet") == 0) {
             opt->request.fleet = value;
         } else if (strcmp(name, "--key-version") == 0) {
@@ -367,6 +448,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
         return usage_error("--url is required");
     }
     opt->request.sealed = !opt->unsealed;
+    if (opt->pinned.count == 0 && getenv(ENV_ANSWER_KEY) != NULL &&
+        add_answer_keys_from_env(opt, getenv(ENV_ANSWER_KEY)) != 0) {
+        return usage_error("bad " ENV_ANSWER_KEY);
+    }
     if (opt->fleet_key != NULL || opt->fleet_key_file != NULL) {
         return usage_error("a fleet key is only for --derive-key: devices hold device keys");
     }
@@ -380,6 +465,14 @@ static int parse_options(int argc, char **argv, options_t *opt)
         }
         if (opt->request.key_version != 0) {
             return usage_error("--key-version is for device keys, not certificates");
+        }
+        /* Refused before the request: the service would replace the credential, and the answer
+         * could not be trusted. */
+        if (opt->request.sealed && opt->pinned.count == 0) {
+            return usage_error("a sealed X.509 request needs the service's answer key "
+                               "(--answer-key, from `thinger-provisioner answer-key show`): "
+                               "without it anyone in the middle can forge the answer from the "
+                               "certificate alone");
         }
         return EXIT_OK;
     }
@@ -687,7 +780,8 @@ static int is_tls_trust_failure(CURLcode code)
  * signed with (key NULL: a v1 request). Returns 0, or -1 when curl could not be set up. */
 static int exchange(CURL *curl, const options_t *opt, const char *url,
                     struct curl_slist *headers, const char *request_body, size_t request_len,
-                    const tprov_key_t *key, uint64_t timestamp, exchange_t *ex)
+                    const tprov_key_t *key, uint64_t timestamp,
+                    const unsigned char request_hash[TPROV_REQUEST_HASH_LEN], exchange_t *ex)
 {
     response_buffer_t buffer;
 
@@ -716,11 +810,8 @@ static int exchange(CURL *curl, const options_t *opt, const char *url,
     if (buffer.overflow) {
         ex->parse_status = TPROV_ERR_RESPONSE_TOO_LARGE;
     } else if (ex->curl_code == CURLE_OK) {
-        ex->parse_status =
-            key != NULL
-                ? tprov_parse_response_with_key(buffer.body, buffer.len, opt->device, timestamp,
-                                                key, &ex->response)
-                : tprov_parse_response(buffer.body, buffer.len, opt->device, &ex->response);
+        ex->parse_status = tprov_parse_answer(buffer.body, buffer.len, opt->device, timestamp,
+                                              key, &opt->pinned, request_hash, &ex->response);
     } else {
         ex->parse_status = TPROV_ERR_RESPONSE_EMPTY;
     }
@@ -892,6 +983,14 @@ static void describe_failure(const exchange_t *ex, char *out, size_t out_size)
     } else if (ex->parse_status == TPROV_ERR_KEY_CALLBACK) {
         snprintf(out, out_size, "HTTP %ld: no key agreement with the answer's ephemeral key (not "
                  "a P-256 point, or changed on the way); nothing was saved", ex->http_status);
+    } else if (ex->parse_status == TPROV_ERR_ANSWER_SIGNATURE) {
+        snprintf(out, out_size, "HTTP %ld: the answer is not signed by the pinned answer key for "
+                 "this request (forged by a machine in the middle, another deployment's, or "
+                 "changed on the way); nothing was saved", ex->http_status);
+    } else if (ex->parse_status == TPROV_ERR_ANSWER_KEY_REQUIRED) {
+        snprintf(out, out_size, "HTTP %ld: the answer is sealed in a mode anyone in the middle "
+                 "can forge, and no answer key is pinned (--answer-key); nothing was saved",
+                 ex->http_status);
     } else if (ex->parse_status == TPROV_ERR_RESPONSE_NOT_SEALED) {
         snprintf(out, out_size, "HTTP %ld: the answer carries the credential in clear although "
                  "the request asked for it sealed (a downgrade by a machine in the middle?); "
@@ -919,6 +1018,7 @@ static int provision(options_t *opt, const identity_t *id)
     char url[URL_MAX_LEN];
     char body[TPROV_X509_REQUEST_BODY_MAX_LEN + 1];
     char reason[CURL_ERROR_SIZE + 64];
+    unsigned char request_hash[TPROV_REQUEST_HASH_LEN];
     size_t body_len = 0;
     struct curl_slist *headers = NULL;
     CURL *curl = NULL;
@@ -933,6 +1033,7 @@ static int provision(options_t *opt, const identity_t *id)
 
     memset(&ex, 0, sizeof ex);
     pending.fd = -1;
+    opt->request.request_hash = request_hash;
     result = build_url(opt->url, url, sizeof url);
     if (result != EXIT_OK) {
         return result;
@@ -979,7 +1080,8 @@ static int provision(options_t *opt, const identity_t *id)
                                      certificate, body, sizeof body, &body_len);
         if (status != TPROV_OK ||
             exchange(curl, opt, url, headers, body, body_len,
-                     opt->request.sealed ? &id->key : NULL, timestamp, &ex) != 0) {
+                     opt->request.sealed ? &id->key : NULL, timestamp, request_hash,
+                     &ex) != 0) {
             fail("cannot prepare the request");
             result = EXIT_INTERNAL;
             break;

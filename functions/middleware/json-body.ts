@@ -8,9 +8,10 @@ const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i
  * Reads a JSON request body within `maxBytes`, then hands it to `parse`, so every refusal that
  * needs no secret happens before any secret is awaited. Written here rather than taken from
  * @middy/http-json-body-parser, which answers 415 for malformed JSON and keeps the raw body (a
- * signature) in the error's cause, where a logger could print it.
+ * signature) in the error's cause, where a logger could print it. `parse` also gets the exact bytes
+ * the client sent (an answer signature covers their hash).
  */
-export function jsonBody<T>(options: { maxBytes: number; parse: (body: unknown) => T }): middy.MiddlewareObj<APIGatewayProxyEventV2> {
+export function jsonBody<T>(options: { maxBytes: number; parse: (body: unknown, raw: Buffer) => T }): middy.MiddlewareObj<APIGatewayProxyEventV2> {
   return {
     before: (request) => {
       const { headers, body, isBase64Encoded } = request.event
@@ -24,7 +25,7 @@ export function jsonBody<T>(options: { maxBytes: number; parse: (body: unknown) 
       } catch {
         throw new ValidationError('the body is not valid UTF-8 JSON')
       }
-      ;(request.event as unknown as { body: T }).body = options.parse(parsed)
+      ;(request.event as unknown as { body: T }).body = options.parse(parsed, raw)
     },
   }
 }

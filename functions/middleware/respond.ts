@@ -79,9 +79,12 @@ function toHttp(request: Request, statusCode: number, fields: HandlerResult['bod
   return { statusCode, headers, body: JSON.stringify(body) }
 }
 
+// Text lines name a field as firmware's parsers know it where the JSON name differs.
+const TEXT_NAMES = new Map([['answerSignature', 'answer_signature']])
+
 function toTextLines(fields: HandlerResult['body'], isError: boolean, requestId: string): string {
   if (!isError) {
-    return `${Object.entries(fields).map(([key, value]) => `${key}=${value}`).join('\n')}\n`
+    return `${Object.entries(fields).map(([key, value]) => `${TEXT_NAMES.get(key) ?? key}=${value}`).join('\n')}\n`
   }
   let text = `error=${fields.code}\n`
   if (fields.retryAfter !== undefined) text += `retry_after=${fields.retryAfter}\n`

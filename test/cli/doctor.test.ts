@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { generateAnswerKey } from '../../lib/attestation/answer-signature.js'
 import { loadConfig } from '../../lib/config.js'
 import { requiredActionsOf } from '../../lib/thinger/policy.js'
 import { LOCAL_FLEET_KEY, LOCAL_FLEETS_FILE, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
@@ -19,6 +20,8 @@ const { loadFleets } = createRequire(import.meta.url)('../../deploy/fleets.cjs')
 const USERNAME = 'acme'
 const TOKEN_PARAM = '/thinger-provisioner/prod/thinger-token'
 const CLEANUP_PARAM = '/thinger-provisioner/prod/operator-token'
+const ANSWER_KEY_PARAM = '/thinger-provisioner/prod/answer-key'
+const ANSWER_KEY = generateAnswerKey()
 const ADMIN_TOKEN = 'doctor-admin-token'
 const ENV_BASE = { FLEETS_FILE: LOCAL_FLEETS_FILE, STAGE: 'prod', THINGER_USERNAME: USERNAME }
 const ACTIONS = requiredActionsOf(loadConfig(ENV_BASE, loadFleets(ENV_BASE)).fleets.values()).map(({ action }) => action)
@@ -56,6 +59,7 @@ function ssmWith(token: string, extra: Record<string, string> = {}): MemorySsm {
   const ssm = new MemorySsm()
   const values: Record<string, string> = {
     [TOKEN_PARAM]: token,
+    [ANSWER_KEY_PARAM]: ANSWER_KEY,
     '/thinger-provisioner/local/fleet-key': LOCAL_FLEET_KEY,
     '/thinger-provisioner/local/workshop/fleet-key': LOCAL_WORKSHOP_FLEET_KEY,
     '/thinger-provisioner/local/workshop/claim-secret': LOCAL_WORKSHOP_CLAIM_SECRET,
@@ -67,6 +71,7 @@ function ssmWith(token: string, extra: Record<string, string> = {}): MemorySsm {
 
 const PARAMETERS = [
   TOKEN_PARAM,
+  ANSWER_KEY_PARAM,
   '/thinger-provisioner/local/fleet-key',
   '/thinger-provisioner/local/default-deny-list',
   '/thinger-provisioner/local/workshop/fleet-key',
@@ -183,7 +188,7 @@ describe('Command: doctor, a fleet whose CA certificates are in SSM', () => {
   writeFileSync(fleetsFile, `version: 1\nfleets:\n  factory:\n    proof: [x509]\n    x509:\n      caParam: ${CA_PARAM}\n`)
   const caPem = readFileSync('local/x509/ca.pem', 'utf8')
 
-  async function doctorOfFactory(ca: string | undefined, readable = [TOKEN_PARAM, CA_PARAM, DENY_PARAM]) {
+  async function doctorOfFactory(ca: string | undefined, readable = [TOKEN_PARAM, ANSWER_KEY_PARAM, CA_PARAM, DENY_PARAM]) {
     const ssm = ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN, ...(ca === undefined ? {} : { [CA_PARAM]: ca }) })
     const env = { STAGE: 'prod', THINGER_USERNAME: USERNAME, FLEETS_FILE: fleetsFile, THINGER_API_URL: emulator.url }
     const result = await run(['doctor', '--json', '--cleanup-token-param', CLEANUP_PARAM, '--template', templateReading(readable)], { env, ssm })
@@ -209,11 +214,54 @@ describe('Command: doctor, a fleet whose CA certificates are in SSM', () => {
 
   it('fails when the packaged template\'s role may not read the CA parameter', async () => {
     // Act
-    const { code, role } = await doctorOfFactory(caPem, [TOKEN_PARAM, DENY_PARAM])
+    const { code, role } = await doctorOfFactory(caPem, [TOKEN_PARAM, ANSWER_KEY_PARAM, DENY_PARAM])
 
     // Assess
     expect(code).toBe(1)
     expect(role).toMatchObject({ result: 'fail', detail: expect.stringContaining(`may not read ${CA_PARAM}`) })
+  })
+})
+
+describe('Command: doctor, the answer key', () => {
+  const answerKeyCheck = (report: DoctorReport | undefined) => report?.checks.find((check) => check.check === 'ssm: answer key')
+
+  it('passes with a P-256 key there, showing its public half and never the key', async () => {
+    // Act
+    const { report, stdout } = await doctor(ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN }), '--cleanup-token-param', CLEANUP_PARAM)
+
+    // Assess
+    expect(answerKeyCheck(report)).toMatchObject({ result: 'ok', detail: expect.stringMatching(new RegExp(`^${ANSWER_KEY_PARAM}: P-256, public key [A-Za-z0-9+/]{87}=$`)) })
+    expect(stdout).not.toContain(ANSWER_KEY)
+  })
+
+  it.each([
+    ['missing', undefined, 'does not exist: the function answers unsigned'],
+    ['not a key', 'bm90IGFuIGFuc3dlciBrZXk=', 'is not the base64 of a PKCS#8 P-256 private key'],
+  ])('fails when it is %s, with `answer-key create` as the fix, without quoting the value', async (_label, value, detail) => {
+    // Prepare
+    const ssm = ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN })
+    ssm.parameters.delete(ANSWER_KEY_PARAM)
+    if (value !== undefined) ssm.seed(ANSWER_KEY_PARAM, value)
+
+    // Act
+    const { code, report, stdout } = await doctor(ssm, '--cleanup-token-param', CLEANUP_PARAM)
+
+    // Assess
+    expect(code).toBe(1)
+    expect(answerKeyCheck(report)).toMatchObject({ result: 'fail', detail: expect.stringContaining(detail), fix: expect.stringContaining('thinger-provisioner answer-key create') })
+    if (value !== undefined) expect(stdout).not.toContain(value)
+  })
+
+  it('fails when the packaged template\'s role may not read the answer key', async () => {
+    // Act
+    const result = await run(['doctor', '--json', '--template', templateReading(PARAMETERS.filter((name) => name !== ANSWER_KEY_PARAM)), '--cleanup-token-param', CLEANUP_PARAM], {
+      env: { ...ENV_BASE, THINGER_API_URL: emulator.url },
+      ssm: ssmWith(tokenWithout('none'), { [CLEANUP_PARAM]: ADMIN_TOKEN }),
+    })
+
+    // Assess
+    const role = (JSON.parse(result.stdout) as DoctorReport).checks.find((check) => check.check === 'role: reads the parameters')
+    expect(role).toMatchObject({ result: 'fail', detail: expect.stringContaining(`may not read ${ANSWER_KEY_PARAM}`) })
   })
 })
 

@@ -4,9 +4,13 @@ import { freePort } from '../support/ports.js'
 import { run } from './fakes.js'
 
 const COMMANDS: Array<[string[], string[]]> = [
-  [[], ['fleet-key', 'keys', 'sign', 'revoke', 'unrevoke', 'status', 'AWS_ENDPOINT_URL_SSM', 'Exit codes']],
+  [[], ['fleet-key', 'answer-key', 'keys', 'sign', 'revoke', 'unrevoke', 'status', 'AWS_ENDPOINT_URL_SSM', 'Exit codes']],
   [['fleet-key'], ['create']],
   [['fleet-key', 'create'], ['--fleet', '--key-version', '--bytes', '--kms-key-id', '--print']],
+  [['answer-key'], ['create', 'show']],
+  [['answer-key', 'create'], ['--kms-key-id', 'ANSWER_KEY_PARAM', 'never replaced']],
+  [['answer-key', 'show'], ['--format', 'base64', 'hex', 'c']],
+  [['open'], ['--request', '--answer', '--device-key', '--answer-key', '--no-answer-check']],
   [['keys'], ['derive']],
   [['keys', 'derive'], ['--fleet', '--device', '--csv', '--out', '--key-version', '--fleet-key-file', '--force', '--no-progress']],
   [['sign'], ['--device', '--device-key', '--device-key-file', '--timestamp', '--fleet', '--key-version', '--meta']],

@@ -58,7 +58,7 @@ describe('Library: ThingerProvision (Arduino and PlatformIO)', () => {
     expect(sketch).toMatch(/^#include <thinger_provision\.h>$/m)
   })
 
-  it.skipIf(!compiler)('compiles the ESP32 sketch on the host against the stub headers, with the key in NVS, in eFuse and as an X.509 P-256 key, and stops the eFuse build on a chip without the HMAC peripheral or beside X.509 (a compile check, not a chip build)', () => {
+  it.skipIf(!compiler)('compiles the ESP32 sketch on the host against the stub headers, with the key in NVS, in eFuse and as an X.509 P-256 key, and stops the eFuse build on a chip without the HMAC peripheral or beside X.509, and the X.509 build without an answer key (a compile check, not a chip build)', () => {
     // Prepare
     const buildDir = mkdtempSync(join(tmpdir(), 'sketch-check-'))
 
@@ -69,7 +69,7 @@ describe('Library: ThingerProvision (Arduino and PlatformIO)', () => {
     // Assess
     expect(make.stderr).toBe('')
     expect(make.status).toBe(0)
-    expect(make.stdout).toContain('with the device key in NVS and in eFuse, and with an X.509 certificate and P-256 key')
-    expect(make.stdout).toContain('stops on a chip without the HMAC peripheral and when eFuse and X.509 are both asked for')
+    expect(make.stdout).toContain('with the device key in NVS (with and without a pinned answer key) and in eFuse, and with an X.509 certificate and P-256 key')
+    expect(make.stdout).toContain('stops on a chip without the HMAC peripheral, when eFuse and X.509 are both asked for, and for X.509 without an answer key')
   }, COMPILE_LIMIT_MS)
 })

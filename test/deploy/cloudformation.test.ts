@@ -31,7 +31,7 @@ describe('Deployment: osls package', () => {
     rmSync(outDir, { recursive: true, force: true })
   })
 
-  it('grants SSM reads (one batched GetParameters) on exactly the token, the fleet key and the deny list, and nothing else on SSM', () => {
+  it('grants SSM reads (one batched GetParameters) on exactly the token, the fleet key, the deny list and the answer key, and nothing else on SSM', () => {
     // Act
     const ssmStatements = statements.filter((s) => s.Action.some((a) => a.startsWith('ssm:')))
 
@@ -39,10 +39,12 @@ describe('Deployment: osls package', () => {
     expect(ssmStatements).toHaveLength(1)
     expect(ssmStatements[0]!.Action).toEqual(['ssm:GetParameters'])
     const arns = ssmStatements[0]!.Resource.map((r) => JSON.stringify(r))
-    expect(arns).toHaveLength(3)
+    expect(arns).toHaveLength(4)
     expect(arns[0]).toContain('":parameter","/acme/thinger-token"')
     expect(arns[1]).toContain('":parameter","/acme/fleet-key"')
     expect(arns[2]).toContain('":parameter","/acme/default-deny-list"')
+    // The stage's answer key (ANSWER_KEY_PARAM unset: its default), a SecureString like the others.
+    expect(arns[3]).toContain('":parameter","/thinger-provisioner/prod/answer-key"')
     expect(arns.join()).not.toContain('*')
   })
 
@@ -148,6 +150,7 @@ describe('Deployment: osls package', () => {
       '/thinger-provisioner/local/workshop/claim-secret',
       '/thinger-provisioner/local/workshop/fleet-key',
       '/thinger-provisioner/local/workshop/workshop-deny-list',
+      '/thinger-provisioner/prod/answer-key',
     ])
     expect(bundle).toContain('workshop_template')
     // The factory fleet's CA (local/x509/ca.pem) is compiled in: the function reads no file at run time.

@@ -35,6 +35,7 @@ const DISTINCTIVE: Record<string, string> = {
   FLEET_KEY_PARAM: '/settings-7q/keys/fleet-key',
   FLEET_KEY_VERSIONS: '2,5',
   DENY_LIST_PARAM: '/settings-7q/deny/revoked',
+  ANSWER_KEY_PARAM: '/settings-7q/answers/signing-key',
   DEVICE_ID_PATTERN: 'gh7q_[0-9a-f]{12}',
   REPLAY_PROTECTION: 'off',
   SEALING: 'required',
@@ -138,6 +139,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
       thingerUsername: DISTINCTIVE.THINGER_USERNAME,
       thingerDeviceHost: DISTINCTIVE.THINGER_DEVICE_HOST,
       thingerTokenParam: DISTINCTIVE.THINGER_TOKEN_PARAM,
+      answerKeyParam: DISTINCTIVE.ANSWER_KEY_PARAM,
       clockSkewSeconds: 421,
       ssmCacheSeconds: 77,
       thingerTimeoutMs: 4321,
@@ -177,6 +179,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
 
     // Assess
     expect(ssm.Resource.map((r) => r['Fn::Join'][1].at(-1)).sort()).toEqual([
+      '/settings-7q/answers/signing-key',
       '/settings-7q/deny/revoked',
       '/settings-7q/keys/fleet-key-v2',
       '/settings-7q/keys/fleet-key-v5',
@@ -192,6 +195,7 @@ describe('Deployment: every setting of the README reaches the deployed function'
     expect(functionEnvironment(defaults)).toMatchObject({
       FLEET_KEY_VERSIONS: '1',
       DENY_LIST_PARAM: '/thinger-provisioner/prod/default-deny-list',
+      ANSWER_KEY_PARAM: '/thinger-provisioner/prod/answer-key',
       REPLAY_PROTECTION: 'on',
       SEALING: 'optional',
     })

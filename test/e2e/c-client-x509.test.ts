@@ -55,7 +55,7 @@ describe.skipIf(!toolchain)('The C client with an X.509 certificate (--cert/--ke
     writeFileSync(key, files.key, { mode: 0o600 })
     let result: { code: number; stdout: string; stderr: string }
     try {
-      const { stdout, stderr } = await run(client, ['--url', serviceUrl, '--cert', cert, '--key', key, '--fleet', 'factory', '--out', out, '--max-attempts', '1', ...args], { timeout: 60_000 })
+      const { stdout, stderr } = await run(client, ['--url', serviceUrl, '--cert', cert, '--key', key, '--answer-key', inject('answerPublicKey'), '--fleet', 'factory', '--out', out, '--max-attempts', '1', ...args], { timeout: 60_000 })
       result = { code: 0, stdout, stderr }
     } catch (error) {
       const failed = error as { code: number; stdout: string; stderr: string }

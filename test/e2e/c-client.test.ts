@@ -37,7 +37,7 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
 
     // Act
     const { stdout } = await run('bash', ['clients/c/e2e.sh', serviceUrl], {
-      env: { ...process.env, FLEET_KEY_B64: LOCAL_FLEET_KEY, THINGER_EMULATOR_URL: inject('thingerUrl') },
+      env: { ...process.env, FLEET_KEY_B64: LOCAL_FLEET_KEY, THINGER_EMULATOR_URL: inject('thingerUrl'), THINGER_ANSWER_KEY: inject('answerPublicKey') },
       timeout: 60_000,
     })
 
@@ -52,7 +52,7 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
 
     try {
       // Act
-      const { stderr } = await run('clients/c/build/mbedtls3/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--out', out], { timeout: 60_000 })
+      const { stderr } = await run('clients/c/build/mbedtls3/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--answer-key', inject('answerPublicKey'), '--out', out], { timeout: 60_000 })
 
       // Assess
       expect(stderr).toBe('')
@@ -69,7 +69,7 @@ describe.skipIf(!toolchain)('The C reference client (clients/c) against the runn
 
     try {
       // Act
-      const { stdout } = await run('clients/c/build/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--fleet', 'workshop', '--out', out], { timeout: 60_000 })
+      const { stdout } = await run('clients/c/build/provision', ['--url', inject('provisionUrl').replace(/\/v1\/provision$/, ''), '--device', device, '--device-key-file', keyFile, '--answer-key', inject('answerPublicKey'), '--fleet', 'workshop', '--out', out], { timeout: 60_000 })
 
       // Assess
       const saved = Object.fromEntries(readFileSync(out, 'utf8').trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))

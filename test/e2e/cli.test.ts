@@ -134,6 +134,22 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     expect(cliOutput.join('')).not.toContain(stored[1]!.Value)
   })
 
+  it('creates the answer key once, printing only its public half, which `answer-key show` prints again', async () => {
+    // Act
+    const created = await cli('answer-key', 'create')
+    const again = await cli('answer-key', 'create')
+    const shown = await cli('answer-key', 'show')
+
+    // Assess
+    expect([created.code, again.code, shown.code]).toEqual([0, 1, 0])
+    const stored = await readParameter(parameterNames(LOCAL_STAGE).answerKeyParam)
+    expect(stored?.Type).toBe('SecureString')
+    secrets.add(stored!.Value!)
+    expect(created.stdout).toMatch(/^[A-Za-z0-9+/]{87}=\n$/)
+    expect(shown.stdout).toBe(created.stdout)
+    expect(again.stderr).toContain('[already_exists]')
+  })
+
   it('derives the keys of a CSV for each key version, matching the fleet keys in SSM', async () => {
     // Prepare
     writeFileSync(join(dir, 'batch-1.csv'), `device,site\r\n${v1Devices.map((device) => `${device},north_3`).join('\r\n')}\r\n`)
@@ -187,7 +203,7 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     expect(stack.thinger.checkLogin(LOCAL_USERNAME, v1Devices[0]!, answer.json.credential)).toEqual({ ok: true })
   })
 
-  it('provisions sealed through the body `sign --sealed` prints, and `open` reads the credential with the device key', async () => {
+  it('provisions sealed through the body `sign --sealed` prints, and `open` checks the answer signature and reads the credential with the device key', async () => {
     // Prepare
     const device = v1Devices[2]!
     const signed = await cli('sign', '--device', device, '--device-key', keysOf.get(`${device}/v1`)!, '--fleet', FLEET, '--sealed', '--timestamp', String(++clock))
@@ -199,11 +215,16 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     writeFileSync(join(dir, 'answer.json'), JSON.stringify(answer.json))
     // Not through cli(): printing the credential is what `open` is for, unlike every other command.
     const opened = await runCliProcess(env, ['open', '--request', join(dir, 'request.json'), '--answer', join(dir, 'answer.json'), '--device-key', keysOf.get(`${device}/v1`)!])
+    // The same answer with another host: `open` refuses it, as a device pinning the answer key does.
+    writeFileSync(join(dir, 'forged.json'), JSON.stringify({ ...answer.json, host: 'evil.example.com' }))
+    const forged = await runCliProcess(env, ['open', '--request', join(dir, 'request.json'), '--answer', join(dir, 'forged.json'), '--device-key', keysOf.get(`${device}/v1`)!])
 
     // Assess
     expect(answer.status).toBe(201)
     expect(answer.json.credential).toBeUndefined()
     expect([opened.code, opened.stderr]).toEqual([0, ''])
+    expect([forged.code, forged.stdout]).toEqual([1, ''])
+    expect(forged.stderr).toContain('[answer_signature_invalid]')
     const credential = JSON.parse(opened.stdout).credential as string
     secrets.add(credential)
     expect(stack.thinger.checkLogin(LOCAL_USERNAME, device, credential)).toEqual({ ok: true })

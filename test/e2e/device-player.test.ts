@@ -9,33 +9,39 @@ import { hasStackTrace, runProgram } from '../support/program.js'
 
 const provisionUrl = inject('provisionUrl')
 const httpPort = new URL(provisionUrl).port
+const answerPublicKey = inject('answerPublicKey')
+// What `npm start` writes for the player (.local-stack/answer-key.pub), for this test run's stack.
+const answerKeyFile = join(mkdtempSync(join(tmpdir(), 'answer-key-')), 'answer-key.pub')
+writeFileSync(answerKeyFile, `${answerPublicKey}\n`)
 
 describe('Program: npm run device against the running stack', () => {
-  it('provisions and logs in with only HTTP_PORT set, as the banner of npm start says', async () => {
+  it('provisions and logs in with only HTTP_PORT set, as the banner of npm start says, checking the stack’s answer key', async () => {
     // Prepare
     const device = newDeviceId()
 
     // Act
-    const run = await runProgram('local/device.ts', [device], { HTTP_PORT: httpPort, THINGER_EMULATOR_PORT: undefined })
+    const run = await runProgram('local/device.ts', [device], { HTTP_PORT: httpPort, THINGER_EMULATOR_PORT: undefined, ANSWER_KEY_FILE: answerKeyFile })
 
     // Assess
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(new RegExp(`^HTTP 201\\n\\{"username":"demo","device":"${device}","sealed":"[^"]+","host":"127\\.0\\.0\\.1:\\d+","created":true\\}\\n`))
+    expect(run.stdout).toMatch(new RegExp(`^HTTP 201\\n\\{"username":"demo","device":"${device}","sealed":"[^"]+","host":"127\\.0\\.0\\.1:\\d+","created":true,"answerSignature":"[^"]+"\\}\\n`))
+    expect(run.stdout).toContain('answer signature: verified under the pinned answer key')
     expect(run.stdout).toContain('sealed: opened with the device key')
     expect(run.stdout).toContain(`login check: the emulator accepts demo/${device} with the returned credential`)
   })
 
-  it('joins the workshop fleet in claim mode with meta, from the URL the banner prints', async () => {
+  it('joins the workshop fleet in claim mode with meta, from the URL the banner prints and the answer key it prints', async () => {
     // Prepare
     const device = `ws_${randomBytes(6).toString('hex')}`
 
     // Act
-    const run = await runProgram('local/device.ts', [device, '--fleet', 'workshop', '--claim', '--meta', 'site=lab_2', '--url', provisionUrl], { HTTP_PORT: undefined })
+    const run = await runProgram('local/device.ts', [device, '--fleet', 'workshop', '--claim', '--meta', 'site=lab_2', '--url', provisionUrl, '--answer-key', answerPublicKey], { HTTP_PORT: undefined })
 
     // Assess
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('HTTP 201')
+    expect(run.stdout).toContain('answer signature: verified under the pinned answer key')
     expect(run.stdout).toContain(`login check: the emulator accepts demo/${device}`)
     expect(hasStackTrace(run.stderr)).toBe(false)
   })
@@ -47,12 +53,13 @@ describe('Program: npm run device, X.509 devices of the local stack', () => {
     const device = `x5_${randomBytes(6).toString('hex')}`
 
     // Act
-    const run = await runProgram('local/device.ts', [device, '--fleet', 'factory'], { HTTP_PORT: httpPort, THINGER_EMULATOR_PORT: undefined })
+    const run = await runProgram('local/device.ts', [device, '--fleet', 'factory'], { HTTP_PORT: httpPort, THINGER_EMULATOR_PORT: undefined, ANSWER_KEY_FILE: answerKeyFile })
 
     // Assess
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
     expect(run.stdout).toContain(`certificate: CN=${device}, P-256, issued just now by the local dev CA`)
+    expect(run.stdout).toContain('answer signature: verified under the pinned answer key')
     expect(run.stdout).toMatch(new RegExp(`HTTP 201\\n\\{"username":"demo","device":"${device}","sealed":"[^"]+"`))
     expect(run.stdout).toContain("sealed: opened with the certificate's private key")
     expect(run.stdout).toContain(`login check: the emulator accepts demo/${device} with the returned credential`)
@@ -68,9 +75,12 @@ describe('Program: npm run device, X.509 devices of the local stack', () => {
     writeFileSync(join(dir, 'device.key'), issued.privateKey.export({ type: 'sec1', format: 'pem' }))
 
     // Act
-    const run = await runProgram('local/device.ts', [device, '--fleet', 'factory', '--cert', join(dir, 'device.pem'), '--key', join(dir, 'device.key'), '--url', provisionUrl])
+    const run = await runProgram('local/device.ts', [device, '--fleet', 'factory', '--cert', join(dir, 'device.pem'), '--key', join(dir, 'device.key'), '--url', provisionUrl, '--answer-key', answerPublicKey])
+    const unpinned = await runProgram('local/device.ts', [`${device}_b`, '--fleet', 'factory', '--url', provisionUrl])
 
-    // Assess
+    // Assess: and, as the C core, an answer sealed to a certificate's (public) key is not trusted without a pinned answer key
+    expect(unpinned.code).toBe(1)
+    expect(unpinned.stderr).toContain("device: refused: an answer sealed to a certificate's key is trusted only under a pinned answer key")
     expect(run.code).toBe(0)
     expect(run.stdout).not.toContain('issued just now')
     expect(run.stdout).toContain(`login check: the emulator accepts demo/${device}`)

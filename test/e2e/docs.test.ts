@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, inject, it } from 'vitest'
 import { LOCAL_WORKSHOP_FLEET_KEY } from '../../local/defaults.js'
 import { signedBody } from '../support/device.js'
@@ -17,6 +19,13 @@ function shellBlockAfter(file: string, heading: string): string {
   const match = /```sh\n([\s\S]*?)```/.exec(section)
   if (match === null) throw new Error(`no sh block after "${heading}" in ${file}`)
   return match[1]!
+}
+
+/** What `npm start` writes for the player (.local-stack/answer-key.pub), for this test run's stack. */
+function answerKeyFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'answer-key-')), 'answer-key.pub')
+  writeFileSync(file, `${inject('answerPublicKey')}\n`)
+  return file
 }
 
 /** Every sh block of a section of a doc (from its heading to the next one of the same level), and the plain block after each. */
@@ -43,7 +52,7 @@ describe('Docs: README.md, "Quick start"', () => {
         script.replaceAll('http://127.0.0.1:3000', provision.origin).replaceAll('127.0.0.1:8787', thinger.host),
       )
     const blocks = blocksOf('README.md', '## Quick start')
-    const env = { ...process.env, HTTP_PORT: provision.port, THINGER_EMULATOR_PORT: thinger.port }
+    const env = { ...process.env, HTTP_PORT: provision.port, THINGER_EMULATOR_PORT: thinger.port, ANSWER_KEY_FILE: answerKeyFile() }
     const scripts = blocks.map(({ script }) => local(script.split('\n').filter((line) => !/^npm (ci|start)\b|^npm test\b/.test(line)).join('\n')))
 
     // Act: each block as a reader pastes it; the variant is set back for the files after this one
@@ -64,7 +73,7 @@ describe('Docs: README.md, "Quick start"', () => {
     const shown = local(blocks[device]!.shown!).trim()
     const pattern = shown
       .split('\n')
-      .map((line) => line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/"sealed":"[^"]+"/, '"sealed":"[^"]+"'))
+      .map((line) => line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/"(sealed|answerSignature)":"[^"]+"/g, '"$1":"[^"]+"'))
       .join('\n')
     expect(String(runs[device]!.stdout).trim()).toMatch(new RegExp(`(^|\n)${pattern}$`))
     const all = runs.map((run) => String(run.stdout)).join('\n')
@@ -92,6 +101,7 @@ describe('Docs: operations.md, "Rehearsing without AWS"', () => {
       HTTP_PORT: new URL(inject('provisionUrl')).port,
       THINGER_EMULATOR_PORT: new URL(inject('thingerUrl')).port,
       SSM_PORT: new URL(inject('ssmEndpoint')).port,
+      ANSWER_KEY_FILE: answerKeyFile(),
     }
 
     // Act
@@ -100,7 +110,7 @@ describe('Docs: operations.md, "Rehearsing without AWS"', () => {
     // Assess
     expect(run.stderr).not.toMatch(/^\s+at /m)
     expect(run.status).toBe(0)
-    expect(run.stdout).toMatch(new RegExp(`\\{"username":"demo","device":"${device}","credential":"[^"]+","host":"[^"]+","created":true\\}`))
+    expect(run.stdout).toMatch(new RegExp(`\\{"username":"demo","device":"${device}","credential":"[^"]+","host":"[^"]+","created":true,"answerSignature":"[^"]+"\\}`))
     expect(run.stdout).toContain(`${device}: disabled on Thinger.io`)
     expect(run.stdout).toContain(`${device}: deleted on Thinger.io`)
     // A new device has no provisioning record (operations.md, step 9), and a certificate fleet has no key versions

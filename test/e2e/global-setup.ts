@@ -14,6 +14,8 @@ declare module 'vitest' {
     buildFolder: string
     /** What serverless-offline had printed when the stack reported itself ready. */
     outputWhenReady: string
+    /** The public half of the stack's answer key (base64 of the 65-byte point), which devices pin. */
+    answerPublicKey: string
   }
 }
 
@@ -36,6 +38,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('ssmEndpoint', stack.ssmEndpoint)
   project.provide('buildFolder', stack.buildFolder)
   project.provide('outputWhenReady', readFileSync(offlineLogFile, 'utf8'))
+  project.provide('answerPublicKey', stack.answerPublicKey!)
   return async () => {
     await stack.close()
   }

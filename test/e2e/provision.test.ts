@@ -76,7 +76,7 @@ describeEachVariant('POST /v1/provision (local stack over HTTP)', () => {
 
     // Assess
     expect(response.status).toBe(201)
-    expect(response.json).toEqual({ username: LOCAL_USERNAME, device, credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: expect.any(String), created: true })
+    expect(response.json).toEqual({ username: LOCAL_USERNAME, device, credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: expect.any(String), created: true, answerSignature: expect.stringMatching(/^[A-Za-z0-9+/]{86}==$/) })
     expect(response.headers.get('cache-control')).toBe('no-store')
     expect(await login(device, response.json.credential)).toBe(200)
     expect((await devicesOnThinger()).filter((d) => d.device === device)).toHaveLength(1)
@@ -119,6 +119,7 @@ describeEachVariant('POST /v1/provision (local stack over HTTP)', () => {
     expect(lines[1]).toBe(`device=${device}`)
     expect(lines[2]).toMatch(/^credential=[A-Za-z0-9]{24}$/)
     expect(lines[4]).toBe('created=true')
+    expect(lines[5]).toMatch(/^answer_signature=[A-Za-z0-9+/]{86}==$/)
     secretsSeen.add(lines[2]!.slice('credential='.length))
     expect(await login(device, lines[2]!.slice('credential='.length))).toBe(200)
   })

@@ -62,7 +62,7 @@ describe('Sealed credentials (protocol v2) against the running stack', () => {
     // Assess
     expect(json.status).toBe(201)
     const answer = JSON.parse(json.text) as Record<string, string>
-    expect(Object.keys(answer)).toEqual(['username', 'device', 'sealed', 'host', 'created'])
+    expect(Object.keys(answer)).toEqual(['username', 'device', 'sealed', 'host', 'created', 'answerSignature'])
     const credential = openSealed(answer.sealed!, jsonDevice.sealKey, { username: LOCAL_USERNAME, device: jsonDevice.device, host })
     expect(await emulator.login(jsonDevice.device, credential)).toBe(200)
 
@@ -166,7 +166,7 @@ describe.skipIf(!toolchain)('The C client (clients/c) through a machine in the m
     const out = join(dir, `${device}.credentials`)
     writeFileSync(keyFile, deriveDeviceKey(decodeFleetKey(LOCAL_FLEET_KEY, 'fleet key'), device).toString('base64'), { mode: 0o600 })
     try {
-      const { stdout, stderr } = await run('clients/c/build/provision', ['--url', proxyUrl, '--device', device, '--device-key-file', keyFile, '--out', out, '--max-attempts', '1'], { timeout: 60_000 })
+      const { stdout, stderr } = await run('clients/c/build/provision', ['--url', proxyUrl, '--device', device, '--device-key-file', keyFile, '--answer-key', inject('answerPublicKey'), '--out', out, '--max-attempts', '1'], { timeout: 60_000 })
       return { code: 0, stdout, stderr, out }
     } catch (error) {
       const failed = error as { code: number; stdout: string; stderr: string }
@@ -202,8 +202,10 @@ describe.skipIf(!toolchain)('The C client (clients/c) through a machine in the m
   it.each([
     // The machine in the middle replaces the sealed credential by one it knows (a downgrade).
     ['downgraded to a credential in clear', (text: string) => text.replace(/^sealed=\S+$/m, 'credential=KnownToTheMiddleMan0000000'), 'in clear although the request asked for it sealed'],
-    // The machine in the middle points the device at a server of its own.
-    ['whose host was swapped for another', (text: string) => text.replace(/^host=\S+$/m, 'host=evil.example.com'), "does not open with this device's key"],
+    // The machine in the middle points the device at a server of its own: the service's signature no longer verifies.
+    ['whose host was swapped for another', (text: string) => text.replace(/^host=\S+$/m, 'host=evil.example.com'), 'not signed by the pinned answer key'],
+    // Or strips the signature, as if the service had none.
+    ['whose answer signature was removed', (text: string) => text.replace(/^answer_signature=\S+\n/m, ''), 'not signed by the pinned answer key'],
   ])('refuses an answer %s, and saves nothing', async (_label, change, message) => {
     // Prepare
     rewrite = change

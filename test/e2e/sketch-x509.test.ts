@@ -1,10 +1,15 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { type KeyObject, randomBytes } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, randomBytes, X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { requestBodyDigest, signAnswer } from '../../lib/attestation/answer-signature.js'
+import { sealCredential } from '../../lib/attestation/seal.js'
+import { deriveEcdhSealKey, toPoint } from '../../lib/attestation/seal-ecdh.js'
 import { deviceKeyOf, newDeviceId } from '../support/device.js'
 import { emulatorClient } from '../support/emulator-client.js'
 import { issue, localCa, newCa, p256Scalar } from '../support/pki.js'
@@ -23,7 +28,8 @@ const scalar = (key: KeyObject): string => p256Scalar(key).toString('base64')
  * (extras/host-check/station.cpp: plain TCP instead of TLS, NVS in a file) against the running
  * stack: the factory writes its key and certificate over the serial commands, and the sketch's
  * own request (tprov_build_request with the certificate, one write) and answer handling
- * (tprov_parse_response_with_key, ECDH-sealed) provision it under the certificate's common name.
+ * (tprov_parse_answer, ECDH-sealed and signed by the stack's answer key, which the build pins)
+ * provision it under the certificate's common name.
  */
 describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the default build, provision against the running service', () => {
   const service = new URL(inject('provisionUrl'))
@@ -32,7 +38,8 @@ describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sketch-x509-'))
-    await run('make', ['-C', 'clients/c', 'sketch-station', `BUILD_DIR=${dir}`], { timeout: 180_000 })
+    // The X.509 builds pin the running stack's answer key (their answers could be forged otherwise).
+    await run('make', ['-C', 'clients/c', 'sketch-station', `BUILD_DIR=${dir}`, `SKETCH_STATION_ANSWER_KEY=${inject('answerPublicKey')}`], { timeout: 180_000 })
   }, 200_000)
 
   afterAll(() => {
@@ -40,8 +47,8 @@ describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the 
   })
 
   /** Boots the sketch with Wi-Fi up, sends the factory lines, lets it run; its serial output and NVS. */
-  async function board(name: string, lines: string[], variant: 'x509' | 'nvs' = 'x509', mac = MAC) {
-    const child = execFile(join(dir, `sketch-station-${variant}`), [join(dir, `${name}.nvs`), mac], { env: { ...process.env, SKETCH_STATION_SERVICE: `127.0.0.1:${service.port}` }, timeout: 120_000 })
+  async function board(name: string, lines: string[], variant: 'x509' | 'nvs' = 'x509', mac = MAC, port = service.port) {
+    const child = execFile(join(dir, `sketch-station-${variant}`), [join(dir, `${name}.nvs`), mac], { env: { ...process.env, SKETCH_STATION_SERVICE: `127.0.0.1:${port}` }, timeout: 120_000 })
     child.stdin!.end(lines.map((line) => `${line}\n`).join(''))
     let stdout = ''
     let stderr = ''
@@ -91,6 +98,47 @@ describe.skipIf(!toolchain)('Sketch (run on the host): an X.509 device, and the 
     expect(result.lines.slice(-1)).toEqual(['provisioned=no'])
     expect(result.nvs.has('credential')).toBe(false)
     expect((await emulator.callCount()) - callsBefore).toBe(0)
+  })
+
+  it('refuses an answer a party in the middle made from the certificate alone (mode 3, unsigned or signed by its own key): nothing stored', async () => {
+    // Prepare
+    const device = newDeviceId('x5')
+    const issued = await issue(localCa(), device)
+    const devicePoint = toPoint(new X509Certificate(issued.der).publicKey)
+    const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    let signer: KeyObject | undefined
+    const middle = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (chunk: Buffer) => chunks.push(chunk))
+      req.on('end', () => {
+        const request = Buffer.concat(chunks)
+        const { timestamp } = JSON.parse(request.toString('utf8')) as { timestamp: number }
+        const binding = { username: 'mallory', device, host: 'evil.example.com' }
+        const answer = { ...binding, sealed: sealCredential('ForgedCredential0123456789', deriveEcdhSealKey(devicePoint, device, timestamp), binding), created: true }
+        const signature = signer === undefined ? '' : `answer_signature=${signAnswer(answer, requestBodyDigest(request), signer)}\n`
+        const body = `username=${answer.username}\ndevice=${device}\nsealed=${answer.sealed}\nhost=${answer.host}\ncreated=true\n${signature}`
+        res.writeHead(201, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      })
+    })
+    await new Promise<void>((resolve) => middle.listen(0, '127.0.0.1', resolve))
+    const port = String((middle.address() as AddressInfo).port)
+    const factory = [`set-x509-key ${scalar(issued.privateKey)}`, `set-cert ${issued.der.toString('base64')}`]
+
+    // Act
+    const unsigned = await board('forged-unsigned', factory, 'x509', MAC, port)
+    signer = forger.privateKey
+    const foreign = await board('forged-foreign', factory, 'x509', MAC, port)
+    await new Promise((resolve) => middle.close(resolve))
+
+    // Assess
+    for (const result of [unsigned, foreign]) {
+      expect(result.code).toBe(0)
+      expect(result.lines).toContain('[PROVISION] refused an answer not signed by the pinned answer key (HTTP 201, TPROV_ERR_ANSWER_SIGNATURE)')
+      expect(result.lines.slice(-1)).toEqual(['provisioned=no'])
+      expect(result.nvs.has('credential')).toBe(false)
+      expect(result.lines.join('\n')).not.toContain('evil.example.com')
+    }
   })
 
   it('the default build (device key in NVS, set-key) still provisions, from the same static request buffer', async () => {

@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import { DeleteParameterCommand, GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildCertificateRequest } from '../../cli/certificate-requests.js'
+import { answerPublicPoint, generateAnswerKey, parseAnswerKey } from '../../lib/attestation/answer-signature.js'
 import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { parseCertificate, parseTrustAnchors, verifyDeviceCertificate } from '../../lib/attestation/x509.js'
 import { LOCAL_STAGE, LOCAL_THINGER_TOKEN, LOCAL_USERNAME, parameterNames } from '../../local/defaults.js'
@@ -45,11 +46,16 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
     return { status: response.status, json, credential: () => openEcdhSealed(json.sealed, privateKey, device, timestamp, { username: LOCAL_USERNAME, device, host: new URL(stack!.thinger.url).host }) }
   }
 
+  // The deployment's answer key, seeded into this suite's SSM; the C client pins its public half.
+  const answerKey = generateAnswerKey()
+  const answerPublicKey = answerPublicPoint(parseAnswerKey(answerKey, 'answer key')).toString('base64')
+
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'x509-e2e-'))
     moto = await startMoto(async (endpoint) => {
       ssm = new SSMClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'moto', secretAccessKey: 'moto' } })
       await ssm.send(new PutParameterCommand({ Name: parameterNames(LOCAL_STAGE).thingerTokenParam, Value: LOCAL_THINGER_TOKEN, Type: 'SecureString', Overwrite: true }))
+      await ssm.send(new PutParameterCommand({ Name: parameterNames(LOCAL_STAGE).answerKeyParam, Value: answerKey, Type: 'SecureString', Overwrite: true }))
     })
     const { endpoint } = moto
     env = {
@@ -198,7 +204,7 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
     writeFileSync(join(dir, 'rsa', `${rsaDevice}.csr`), await buildCertificateRequest(rsaDevice, rsaKeys.publicKey.export({ type: 'spki', format: 'der' }) as Buffer, 'rsa-sha256', async (info) => sign('sha256', info, rsaKeys.privateKey)))
     writeFileSync(join(dir, 'rsa', `${rsaDevice}.key`), rsaKeys.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, { mode: 0o600 })
     const signed = await cli('certs', 'sign', '--fleet', FLEET, '--csr', join(dir, 'rsa', `${rsaDevice}.csr`), '--out', join(dir, 'rsa'))
-    const client = (...args: string[]) => run('clients/c/build/provision', ['--url', stack!.url, '--max-attempts', '1', ...args], { timeout: 60_000 })
+    const client = (...args: string[]) => run('clients/c/build/provision', ['--url', stack!.url, '--max-attempts', '1', '--answer-key', answerPublicKey, ...args], { timeout: 60_000 })
     const callsBefore = stack!.thinger.calls().length
 
     // Act

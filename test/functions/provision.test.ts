@@ -3,6 +3,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createProvisionHandler } from '../../functions/provision.js'
 import { createRequire } from 'node:module'
+import { generateAnswerKey } from '../../lib/attestation/answer-signature.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey, SealOpenError } from '../../lib/attestation/seal.js'
 import { NAMED_VARIANTS, startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
@@ -16,9 +17,11 @@ const FLEET_KEY = Buffer.alloc(32, 7).toString('base64')
 const TOKEN_PARAM = '/thinger-provisioner/test/thinger-token'
 const FLEET_KEY_PARAM = '/thinger-provisioner/test/fleet-key'
 const NOW_MS = 1_764_150_000_000
+const ANSWER_KEY_PARAM = '/thinger-provisioner/test/answer-key'
+const ANSWER_KEY = generateAnswerKey()
 
 let emulator: ThingerEmulator
-const secrets = new Set<string>([TOKEN, FLEET_KEY])
+const secrets = new Set<string>([TOKEN, FLEET_KEY, ANSWER_KEY])
 
 beforeAll(async () => {
   emulator = await startThingerEmulator({ port: 0, accounts: [{ username: USERNAME, tokens: [{ token: TOKEN }], maxDevices: 50 }] })
@@ -35,7 +38,7 @@ const capturedOutput = captureOutputOfEachTest(secrets)
 const ssmWith = ssmHolding
 
 function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<string, string>; now?: () => number } = {}) {
-  const ssm = ssmWith(overrides.ssm ?? { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY })
+  const ssm = ssmWith(overrides.ssm ?? { [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [ANSWER_KEY_PARAM]: ANSWER_KEY })
   const handler = createProvisionHandler({
     env: {
       THINGER_API_URL: emulator.url,
@@ -43,6 +46,7 @@ function makeHandler(overrides: { env?: Record<string, string>; ssm?: Record<str
       THINGER_DEVICE_HOST: 'acme.aws.thinger.io',
       THINGER_TOKEN_PARAM: TOKEN_PARAM,
       FLEET_KEY_PARAM,
+      ANSWER_KEY_PARAM,
       DEVICE_ID_PATTERN: 'esp32_[0-9a-f]{12}',
       ...overrides.env,
     },
@@ -104,7 +108,7 @@ describe.each(Object.keys(NAMED_VARIANTS))('Function: provision handler [Thinger
 
     // Assess
     expect(response.statusCode).toBe(201)
-    expect(response.json).toEqual({ username: USERNAME, device: 'esp32_a1b2c3d4e5f6', credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: 'acme.aws.thinger.io', created: true })
+    expect(response.json).toEqual({ username: USERNAME, device: 'esp32_a1b2c3d4e5f6', credential: expect.stringMatching(/^[A-Za-z0-9]{24}$/), host: 'acme.aws.thinger.io', created: true, answerSignature: expect.stringMatching(/^[A-Za-z0-9+/]{86}==$/) })
     expect(emulator.checkLogin(USERNAME, 'esp32_a1b2c3d4e5f6', response.json.credential)).toEqual({ ok: true })
     expect(emulator.device(USERNAME, 'esp32_a1b2c3d4e5f6')?.type).toBe('Generic')
     expect(logLines().find((line) => line.message === 'provision')).toMatchObject({ outcome: 'created', device: 'esp32_a1b2c3d4e5f6', statusCode: 201, thingerCalls: 1, requestId: expect.any(String), durationMs: expect.any(Number) })
@@ -551,7 +555,7 @@ fleets:
 
       // Assess
       expect(response.statusCode).toBe(201)
-      expect(Object.keys(response.json)).toEqual(['username', 'device', 'sealed', 'host', 'created'])
+      expect(Object.keys(response.json)).toEqual(['username', 'device', 'sealed', 'host', 'created', 'answerSignature'])
       const credential = openSealed(response.json.sealed, sealKey, { username: USERNAME, device, host: 'acme.aws.thinger.io' })
       secrets.add(credential)
       expect(credential).toMatch(/^[A-Za-z0-9]{24}$/)
@@ -571,7 +575,7 @@ fleets:
 
       // Assess
       expect(response.statusCode).toBe(201)
-      const match = /^username=acme\ndevice=esp32_5ea1ed000002\nsealed=([A-Za-z0-9+/=]+)\nhost=acme\.aws\.thinger\.io\ncreated=true\n$/.exec(String(response.body))
+      const match = /^username=acme\ndevice=esp32_5ea1ed000002\nsealed=([A-Za-z0-9+/=]+)\nhost=acme\.aws\.thinger\.io\ncreated=true\nanswer_signature=[A-Za-z0-9+/]{86}==\n$/.exec(String(response.body))
       expect(match).not.toBeNull()
       const credential = openSealed(match![1]!, sealKey, { username: USERNAME, device, host: 'acme.aws.thinger.io' })
       secrets.add(credential)

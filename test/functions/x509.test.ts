@@ -6,6 +6,7 @@ import type { APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import fc from 'fast-check'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createProvisionHandler, type ProvisionHandler } from '../../functions/provision.js'
+import { answerPublicPoint, generateAnswerKey, parseAnswerKey, parseAnswerPublicKey, requestBodyDigest, verifyAnswerSignature } from '../../lib/attestation/answer-signature.js'
 import { openEcdhSealed } from '../../lib/attestation/seal-ecdh.js'
 import { parseCertificate } from '../../lib/attestation/x509.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
@@ -22,6 +23,9 @@ const TOKEN_PARAM = '/thinger-provisioner/dev/thinger-token'
 const CA_PARAM = '/x509/factory/ca'
 const DENY_LIST_PARAM = '/x509/factory/deny-list'
 const HOUR_MS = 3600_000
+const ANSWER_KEY_PARAM = '/thinger-provisioner/dev/answer-key'
+const ANSWER_KEY = generateAnswerKey()
+const ANSWER_PUBLIC_KEY = parseAnswerPublicKey(answerPublicPoint(parseAnswerKey(ANSWER_KEY, 'test')).toString('base64'))
 
 let emulator: ThingerEmulator
 let ca: Issued
@@ -64,11 +68,11 @@ beforeEach(() => {
 })
 // Whatever happened in the test, nothing secret may have been logged: the token, the fleet keys,
 // every credential an answer carried or a device opened.
-const secrets = new Set<string>([TOKEN, Buffer.alloc(32, 3).toString('base64'), Buffer.alloc(32, 4).toString('base64')])
+const secrets = new Set<string>([TOKEN, ANSWER_KEY, Buffer.alloc(32, 3).toString('base64'), Buffer.alloc(32, 4).toString('base64')])
 const capturedOutput = captureOutputOfEachTest(secrets)
 
 function handlerWith(ssm: Record<string, string> = {}): ProvisionHandler {
-  const client = ssmHolding({ [TOKEN_PARAM]: TOKEN, [CA_PARAM]: ca.pem, '/x509/bundled/fleet-key': Buffer.alloc(32, 3).toString('base64'), '/x509/keys/fleet-key': Buffer.alloc(32, 4).toString('base64'), ...ssm }).client
+  const client = ssmHolding({ [TOKEN_PARAM]: TOKEN, [CA_PARAM]: ca.pem, '/x509/bundled/fleet-key': Buffer.alloc(32, 3).toString('base64'), '/x509/keys/fleet-key': Buffer.alloc(32, 4).toString('base64'), [ANSWER_KEY_PARAM]: ANSWER_KEY, ...ssm }).client
   return createProvisionHandler({ env: { THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_DEVICE_HOST: 'acme.aws.thinger.io' }, fleets, ssmClient: client })
 }
 
@@ -113,6 +117,9 @@ describe('Function: provision handler, X.509 devices', () => {
     const credential = openEcdhSealed(answer.json.sealed, device.privateKey, device.device, Number(body.timestamp), { username: USERNAME, device: device.device, host: 'acme.aws.thinger.io' })
     secrets.add(credential)
     expect(emulator.checkLogin(USERNAME, device.device, credential)).toEqual({ ok: true })
+    // Mode 3 is sealed to a public key: only the answer key's signature says the service made it.
+    expect(Object.keys(answer.json).at(-1)).toBe('answerSignature')
+    expect(verifyAnswerSignature(answer.json as never, requestBodyDigest(JSON.stringify(body)), answer.json.answerSignature, [ANSWER_PUBLIC_KEY])).toBe(true)
   })
 
   it('re-provisions an existing device and refuses the same request sent again (replayed)', async () => {

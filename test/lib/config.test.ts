@@ -26,6 +26,7 @@ describe('Function: loadConfig', () => {
         thingerUsername: 'alice',
         thingerDeviceHost: 'backend.thinger.io',
         thingerTokenParam: '/thinger-provisioner/dev/thinger-token',
+        answerKeyParam: '/thinger-provisioner/dev/answer-key',
         fleets: new Map([
           [
             'default',
@@ -57,6 +58,7 @@ describe('Function: loadConfig', () => {
 
       // Assess
       expect(config.thingerTokenParam).toBe('/thinger-provisioner/prod/thinger-token')
+      expect(config.answerKeyParam).toBe('/thinger-provisioner/prod/answer-key')
       expect(config.fleets.get('default')?.keyParam).toBe('/thinger-provisioner/prod/fleet-key')
     })
 
@@ -112,6 +114,7 @@ describe('Function: loadConfig', () => {
         THINGER_USERNAME: 'fleet_owner-1',
         THINGER_DEVICE_HOST: 'mqtt.example.test:8883',
         THINGER_TOKEN_PARAM: '/custom/token',
+        ANSWER_KEY_PARAM: '/custom/answer-key',
         FLEET_KEY_PARAM: '/custom/fleet.key',
         FLEET_KEY_VERSIONS: '2,1',
         DENY_LIST_PARAM: '/custom/deny',
@@ -129,6 +132,7 @@ describe('Function: loadConfig', () => {
         thingerUsername: 'fleet_owner-1',
         thingerDeviceHost: 'mqtt.example.test:8883',
         thingerTokenParam: '/custom/token',
+        answerKeyParam: '/custom/answer-key',
         fleets: new Map([
           [
             'default',
@@ -223,7 +227,7 @@ describe('Function: loadConfig', () => {
       expectConfigError({ ...MINIMAL_ENV, THINGER_DEVICE_HOST: value }, 'THINGER_DEVICE_HOST', 'must be a host name, optionally with :port')
     })
 
-    it.each(['THINGER_TOKEN_PARAM', 'FLEET_KEY_PARAM'])('throws ConfigError naming %s when it is not an SSM path', (setting) => {
+    it.each(['THINGER_TOKEN_PARAM', 'FLEET_KEY_PARAM', 'ANSWER_KEY_PARAM'])('throws ConfigError naming %s when it is not an SSM path', (setting) => {
       // Act & Assess
       for (const value of ['thinger-token', '/with space', '/with:colon', `/${'a'.repeat(2048)}`, 'arn:aws:ssm:eu-west-1:1:parameter/x']) {
         expectConfigError({ ...MINIMAL_ENV, [setting]: value }, setting, 'must be an SSM parameter path starting with /')

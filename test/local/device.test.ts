@@ -4,7 +4,8 @@ import { generateKeyPairSync, verify, X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest'
+import { answerPublicPoint, generateAnswerKey, parseAnswerKey, requestBodyDigest, signAnswer, type SignedAnswer } from '../../lib/attestation/answer-signature.js'
 import { signedMessage } from '../../lib/attestation/keys.js'
 import { freePort } from '../support/ports.js'
 import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
@@ -33,11 +34,25 @@ async function fakeServer(handler: Handler): Promise<{ server: Server; port: num
   return { server, port: (server.address() as AddressInfo).port, requests }
 }
 
+const ANSWER_KEY = parseAnswerKey(generateAnswerKey(), 'test')
+const ANSWER_PUBLIC_KEY = answerPublicPoint(ANSWER_KEY).toString('base64')
+const OTHER_KEY = parseAnswerKey(generateAnswerKey(), 'test')
+
+/** A v1 success answer signed over the request body it answers, with `key`. */
+const signedSuccess = (key = ANSWER_KEY, bodyOf = (body: string) => body) => (_request: IncomingMessage, body: string) => {
+  const answer = success('127.0.0.1:1').body as SignedAnswer
+  return { status: 201, body: { ...answer, answerSignature: signAnswer(answer, requestBodyDigest(bodyOf(body)), key) } }
+}
+
 const success = (host: string) => ({ status: 201, body: { username: 'demo', device: DEVICE, credential: 'c'.repeat(24), host, created: true } })
 
 describe('Program: npm run device', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
   const servers: Server[] = []
   let emptyPort: number
+
+  // The key a running `npm start` may have left for the player must not decide these tests.
+  beforeAll(() => void vi.stubEnv('ANSWER_KEY_FILE', join(tmpdir(), 'no-answer-key-here.pub')))
+  afterAll(() => void vi.unstubAllEnvs())
 
   beforeEach(async () => {
     emptyPort = await freePort()
@@ -274,5 +289,72 @@ describe('Program: npm run device', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
     // Assess
     expect(run.code).toBe(0)
     expect(JSON.parse(service.requests[0]!.body).meta).toEqual({ site: 'lab_2', note: 'a=b' })
+  })
+
+  describe('answer signatures', () => {
+    it('accepts an answer signed over the request it sent under the pinned key, given as base64 or as a file', async () => {
+      // Prepare
+      const service = await serve(signedSuccess())
+      const keyFile = join(tmpdir(), `answer-key-${process.pid}.pub`)
+      writeFileSync(keyFile, `${ANSWER_PUBLIC_KEY}\n`)
+
+      // Act
+      const runs = [await runProgram(PLAYER, [DEVICE, UNSEALED, '--no-login-check', '--answer-key', ANSWER_PUBLIC_KEY], { HTTP_PORT: String(service.port) })]
+      runs.push(await runProgram(PLAYER, [DEVICE, UNSEALED, '--no-login-check', '--answer-key', keyFile], { HTTP_PORT: String(service.port) }))
+      runs.push(await runProgram(PLAYER, [DEVICE, UNSEALED, '--no-login-check'], { HTTP_PORT: String(service.port), ANSWER_KEY_FILE: keyFile }))
+
+      // Assess
+      for (const run of runs) {
+        expect(run.stderr).toBe('')
+        expect(run.code).toBe(0)
+        expect(run.stdout).toContain('answer signature: verified under the pinned answer key')
+      }
+    })
+
+    it('accepts under the second of two pinned keys (a rotation)', async () => {
+      // Prepare
+      const service = await serve(signedSuccess(OTHER_KEY))
+
+      // Act
+      const run = await runProgram(PLAYER, [DEVICE, UNSEALED, '--no-login-check', '--answer-key', ANSWER_PUBLIC_KEY, '--answer-key', answerPublicPoint(OTHER_KEY).toString('base64')], { HTTP_PORT: String(service.port) })
+
+      // Assess
+      expect(run.code).toBe(0)
+    })
+
+    it.each([
+      ['signed by another key', signedSuccess(OTHER_KEY), /^device: refused: the answer signature does not verify under the pinned answer key/],
+      ['signed for another request (a replayed signed answer)', signedSuccess(ANSWER_KEY, (body) => body.replace('"timestamp":', '"timestamp":1')), /^device: refused: the answer signature does not verify/],
+      ['unsigned', () => success('127.0.0.1:1'), /^device: refused: the answer carries no answer signature/],
+    ])('refuses an answer %s with one line and exit 1, before any login check', async (_name, handler, message) => {
+      // Prepare
+      const emulator = await serve(() => ({ status: 200, body: { ok: true } }))
+      const service = await serve(handler)
+
+      // Act
+      const run = await runProgram(PLAYER, [DEVICE, UNSEALED, '--answer-key', ANSWER_PUBLIC_KEY, '--emulator', `http://127.0.0.1:${emulator.port}`], { HTTP_PORT: String(service.port) })
+
+      // Assess
+      expect(run.code).toBe(1)
+      expect(run.stderr).toMatch(message)
+      expect(run.stderr.split('\n')).toHaveLength(2)
+      expect(emulator.requests).toEqual([])
+    })
+
+    it.each([
+      ['not a key', ['--answer-key', 'not-a-key'], /^device: --answer-key not-a-key: an answer public key is the base64 of a 65-byte uncompressed P-256 point/],
+      ['three keys', ['--answer-key', ANSWER_PUBLIC_KEY, '--answer-key', ANSWER_PUBLIC_KEY, '--answer-key', ANSWER_PUBLIC_KEY], /^device: --answer-key: at most 2 keys/],
+    ])('exits 2 for an --answer-key that is %s, before sending anything', async (_name, args, message) => {
+      // Prepare
+      const service = await serve(signedSuccess())
+
+      // Act
+      const run = await runProgram(PLAYER, [DEVICE, UNSEALED, ...args], { HTTP_PORT: String(service.port) })
+
+      // Assess
+      expect(run.code).toBe(2)
+      expect(run.stderr).toMatch(message)
+      expect(service.requests).toEqual([])
+    })
   })
 })

@@ -29,6 +29,8 @@
 #define SHA256_BLOCK_LEN 64
 #define SEAL_LABEL "thinger-provisioner seal v1\nhmac\n"
 #define SEAL_LABEL_ECDH "thinger-provisioner seal v1\necdh\n"
+#define ANSWER_LABEL "thinger-provisioner answer v1\n"
+#define SEAL_MODE_CLAIM 2
 /* The longest prefix ("v1\n", "v2\n", SEAL_LABEL or SEAL_LABEL_ECDH) + device ID + "\n" +
  * timestamp */
 #define SIGNED_MESSAGE_MAX_LEN (sizeof SEAL_LABEL - 1u + TPROV_DEVICE_ID_MAX_LEN + 1 + U64_MAX_DIGITS)
@@ -58,6 +60,7 @@
 #define SEEN_RETRY_AFTER 0x40u
 #define SEEN_SERVER_TIME 0x80u
 #define SEEN_SEALED 0x100u
+#define SEEN_ANSWER_SIGNATURE 0x200u
 #define SEEN_ALL_SUCCESS (SEEN_USERNAME | SEEN_DEVICE | SEEN_HOST | SEEN_CREATED)
 
 void tprov_memzero(void *p, size_t len)
@@ -92,6 +95,8 @@ const char *tprov_status_name(tprov_status_t status)
     case TPROV_ERR_SEALED: return "TPROV_ERR_SEALED";
     case TPROV_ERR_RESPONSE_NOT_SEALED: return "TPROV_ERR_RESPONSE_NOT_SEALED";
     case TPROV_ERR_KEY_CALLBACK: return "TPROV_ERR_KEY_CALLBACK";
+    case TPROV_ERR_ANSWER_SIGNATURE: return "TPROV_ERR_ANSWER_SIGNATURE";
+    case TPROV_ERR_ANSWER_KEY_REQUIRED: return "TPROV_ERR_ANSWER_KEY_REQUIRED";
     }
     return "TPROV_UNKNOWN";
 }
@@ -797,6 +802,9 @@ tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
     if (status == TPROV_OK && w.overflow) {
         status = TPROV_ERR_BUFFER_TOO_SMALL;
     }
+    if (status == TPROV_OK && options != NULL && options->request_hash != NULL) {
+        status = sha256((const unsigned char *)out, w.len, options->request_hash);
+    }
     if (status != TPROV_OK) {
         tprov_memzero(out, out_size);
         return status;
@@ -969,6 +977,8 @@ typedef struct {
     unsigned seen;
     const char *sealed;
     size_t sealed_len;
+    const char *signature; /* answer_signature, checked once the whole body is read */
+    size_t signature_len;
 } parse_state_t;
 
 static tprov_status_t parse_field(const char *key, size_t key_len, const char *value,
@@ -996,6 +1006,8 @@ static tprov_status_t parse_field(const char *key, size_t key_len, const char *v
         bit = SEEN_SERVER_TIME;
     } else if (key_equals(key, key_len, "sealed")) {
         bit = SEEN_SEALED;
+    } else if (key_equals(key, key_len, "answer_signature")) {
+        bit = SEEN_ANSWER_SIGNATURE;
     } else {
         return TPROV_OK; /* unknown keys belong to later protocol versions */
     }
@@ -1005,6 +1017,11 @@ static tprov_status_t parse_field(const char *key, size_t key_len, const char *v
     state->seen |= bit;
 
     switch (bit) {
+    case SEEN_ANSWER_SIGNATURE:
+        /* Read only with pinned answer keys, where anything but a valid signature fails. */
+        state->signature = value;
+        state->signature_len = value_len;
+        return TPROV_OK;
     case SEEN_USERNAME:
         return copy_text(out->username, TPROV_USERNAME_MAX_LEN, value, value_len, CHARS_THINGER_ID);
     case SEEN_DEVICE:
@@ -1088,16 +1105,30 @@ typedef struct {
     const unsigned char *seal_key;
     const tprov_key_t *key;
     uint64_t timestamp;
+    bool answer_signed; /* the answer verified under a pinned answer key: modes 2 and 3 may open */
 } opener_t;
+
+/* Pinned answer keys and the request they must bind the answer to. */
+typedef struct {
+    const tprov_answer_keys_t *keys;
+    const unsigned char *request_hash;
+} answer_check_t;
+
+static tprov_status_t check_answer_signature(const answer_check_t *check,
+                                             const parse_state_t *state, const char *field,
+                                             const char *value, size_t value_len,
+                                             const tprov_response_t *r);
 
 static tprov_status_t open_sealed(const char *sealed_b64, size_t sealed_len, const opener_t *opener,
                                   const char *username, const char *device, const char *host,
                                   char *out, size_t out_size);
 
 static tprov_status_t parse_body(const char *body, size_t len, const char *expected_device,
-                                 const opener_t *opener, tprov_response_t *out)
+                                 const opener_t *opener, const answer_check_t *check,
+                                 tprov_response_t *out)
 {
-    parse_state_t state = { 0u, NULL, 0u };
+    parse_state_t state = { 0u, NULL, 0u, NULL, 0u };
+    opener_t signed_opener;
     size_t pos = 0;
     tprov_status_t status;
 
@@ -1145,6 +1176,21 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
     if (expected_device != NULL && strcmp(out->device, expected_device) != 0) {
         return TPROV_ERR_RESPONSE_DEVICE_MISMATCH;
     }
+    if (check != NULL) {
+        status = opener != NULL
+                     ? check_answer_signature(check, &state, "sealed", state.sealed,
+                                              state.sealed_len, out)
+                     : check_answer_signature(check, &state, "credential", out->credential,
+                                              strlen(out->credential), out);
+        if (status != TPROV_OK) {
+            return status;
+        }
+        if (opener != NULL) {
+            signed_opener = *opener;
+            signed_opener.answer_signed = true;
+            opener = &signed_opener;
+        }
+    }
     if (opener != NULL) {
         /* The device was validated with its line, the key by the public entry point. */
         status = open_sealed(state.sealed, state.sealed_len, opener, out->username, out->device,
@@ -1160,7 +1206,8 @@ static tprov_status_t parse_body(const char *body, size_t len, const char *expec
 }
 
 static tprov_status_t parse_response(const char *body, size_t len, const char *expected_device,
-                                     const opener_t *opener, tprov_response_t *out)
+                                     const opener_t *opener, const answer_check_t *check,
+                                     tprov_response_t *out)
 {
     tprov_status_t status;
 
@@ -1171,7 +1218,7 @@ static tprov_status_t parse_response(const char *body, size_t len, const char *e
     if (body == NULL && len != 0) {
         return TPROV_ERR_ARGUMENT;
     }
-    status = parse_body(body, len, expected_device, opener, out);
+    status = parse_body(body, len, expected_device, opener, check, out);
     if (status != TPROV_OK) {
         tprov_memzero(out, sizeof *out);
     }
@@ -1181,7 +1228,7 @@ static tprov_status_t parse_response(const char *body, size_t len, const char *e
 tprov_status_t tprov_parse_response(const char *body, size_t len, const char *expected_device,
                                     tprov_response_t *out)
 {
-    return parse_response(body, len, expected_device, NULL, out);
+    return parse_response(body, len, expected_device, NULL, NULL, out);
 }
 
 tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
@@ -1189,7 +1236,7 @@ tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
                                            const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
                                            tprov_response_t *out)
 {
-    opener_t opener = { NULL, NULL, 0u };
+    opener_t opener = { NULL, NULL, 0u, false };
 
     if (seal_key == NULL) {
         if (out != NULL) {
@@ -1198,14 +1245,14 @@ tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
         return TPROV_ERR_ARGUMENT;
     }
     opener.seal_key = seal_key;
-    return parse_response(body, len, expected_device, &opener, out);
+    return parse_response(body, len, expected_device, &opener, NULL, out);
 }
 
 tprov_status_t tprov_parse_response_with_key(const char *body, size_t len,
                                              const char *expected_device, uint64_t timestamp,
                                              const tprov_key_t *key, tprov_response_t *out)
 {
-    opener_t opener = { NULL, NULL, 0u };
+    opener_t opener = { NULL, NULL, 0u, false };
 
     if (key == NULL || !valid_key(key)) {
         if (out != NULL) {
@@ -1215,7 +1262,218 @@ tprov_status_t tprov_parse_response_with_key(const char *body, size_t len,
     }
     opener.key = key;
     opener.timestamp = timestamp;
-    return parse_response(body, len, expected_device, &opener, out);
+    return parse_response(body, len, expected_device, &opener, NULL, out);
+}
+
+tprov_status_t tprov_parse_answer(const char *body, size_t len, const char *expected_device,
+                                  uint64_t timestamp, const tprov_key_t *key,
+                                  const tprov_answer_keys_t *answer_keys,
+                                  const unsigned char request_hash[TPROV_REQUEST_HASH_LEN],
+                                  tprov_response_t *out)
+{
+    opener_t opener = { NULL, NULL, 0u, false };
+    answer_check_t check = { NULL, NULL };
+    bool pinned = answer_keys != NULL && answer_keys->count > 0u;
+    size_t i;
+
+    if (out != NULL) {
+        tprov_memzero(out, sizeof *out);
+    }
+    if ((key != NULL && !valid_key(key)) ||
+        (pinned && (answer_keys->count > TPROV_ANSWER_KEYS_MAX || request_hash == NULL))) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    for (i = 0; pinned && i < answer_keys->count; i++) {
+        if (answer_keys->keys[i] == NULL) {
+            return TPROV_ERR_ARGUMENT;
+        }
+    }
+    check.keys = answer_keys;
+    check.request_hash = request_hash;
+    opener.key = key;
+    opener.timestamp = timestamp;
+    return parse_response(body, len, expected_device, key != NULL ? &opener : NULL,
+                          pinned ? &check : NULL, out);
+}
+
+/* ---- Answer signatures ---- */
+
+static int p256_verify(void *ctx, const unsigned char public_key[TPROV_P256_POINT_LEN],
+                       const unsigned char digest[32],
+                       const unsigned char signature[TPROV_ECDSA_P256_SIGNATURE_LEN])
+{
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_point q;
+    mbedtls_mpi r;
+    mbedtls_mpi s;
+    int rc;
+
+    (void)ctx;
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_ecp_point_init(&q);
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    rc = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+    if (rc == 0) {
+        rc = mbedtls_ecp_point_read_binary(&grp, &q, public_key, TPROV_P256_POINT_LEN);
+    }
+    if (rc == 0) {
+        rc = mbedtls_ecp_check_pubkey(&grp, &q);
+    }
+    if (rc == 0) {
+        rc = mbedtls_mpi_read_binary(&r, signature, TPROV_P256_SCALAR_LEN);
+    }
+    if (rc == 0) {
+        rc = mbedtls_mpi_read_binary(&s, signature + TPROV_P256_SCALAR_LEN, TPROV_P256_SCALAR_LEN);
+    }
+    if (rc == 0) {
+        /* Refuses r or s outside [1, n-1]. */
+        rc = mbedtls_ecdsa_verify(&grp, digest, SHA256_LEN, &q, &r, &s);
+    }
+    mbedtls_mpi_free(&s);
+    mbedtls_mpi_free(&r);
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&grp);
+    return rc;
+}
+
+tprov_status_t tprov_answer_key_from_base64(const char *b64,
+                                            unsigned char point[TPROV_P256_POINT_LEN])
+{
+    unsigned char decoded[TPROV_P256_POINT_LEN + DECODE_SLACK];
+    size_t decoded_len = 0;
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_point q;
+    size_t i;
+    int rc;
+
+    if (b64 == NULL || point == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    memset(point, 0, TPROV_P256_POINT_LEN);
+    for (i = 0; i < TPROV_ANSWER_KEY_B64_LEN; i++) {
+        if (!is_base64_char((unsigned char)b64[i]) && b64[i] != '=') {
+            return TPROV_ERR_KEY;
+        }
+    }
+    if (b64[TPROV_ANSWER_KEY_B64_LEN] != '\0' ||
+        mbedtls_base64_decode(decoded, sizeof decoded, &decoded_len, (const unsigned char *)b64,
+                              TPROV_ANSWER_KEY_B64_LEN) != 0 ||
+        decoded_len != TPROV_P256_POINT_LEN || decoded[0] != 0x04u) {
+        return TPROV_ERR_KEY;
+    }
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_ecp_point_init(&q);
+    rc = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+    if (rc == 0) {
+        rc = mbedtls_ecp_point_read_binary(&grp, &q, decoded, TPROV_P256_POINT_LEN) != 0 ||
+                     mbedtls_ecp_check_pubkey(&grp, &q) != 0
+                 ? 1
+                 : 0;
+        if (rc == 0) {
+            memcpy(point, decoded, TPROV_P256_POINT_LEN);
+        }
+    } else {
+        rc = -1;
+    }
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&grp);
+    return rc == 0 ? TPROV_OK : rc > 0 ? TPROV_ERR_KEY : TPROV_ERR_CRYPTO;
+}
+
+tprov_status_t tprov_hash_request(const char *body, size_t len,
+                                  unsigned char hash[TPROV_REQUEST_HASH_LEN])
+{
+    if ((body == NULL && len != 0) || hash == NULL) {
+        return TPROV_ERR_ARGUMENT;
+    }
+    return sha256((const unsigned char *)body, len, hash);
+}
+
+/* SHA-256 of the answer's signed message: ANSWER_LABEL, the request hash in lowercase hex, then
+ * username, device, host, the field's name and value and created, "\n" between them. */
+static tprov_status_t answer_digest(const unsigned char request_hash[TPROV_REQUEST_HASH_LEN],
+                                    const tprov_response_t *r, const char *field,
+                                    const char *value, size_t value_len,
+                                    unsigned char digest[SHA256_LEN])
+{
+    static const char HEX[] = "0123456789abcdef";
+    char hash_hex[2 * TPROV_REQUEST_HASH_LEN + 1];
+    const char *parts[7];
+    size_t part_lens[7];
+    mbedtls_sha256_context ctx;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < TPROV_REQUEST_HASH_LEN; i++) {
+        hash_hex[2 * i] = HEX[request_hash[i] >> 4];
+        hash_hex[2 * i + 1] = HEX[request_hash[i] & 0x0Fu];
+    }
+    hash_hex[2 * TPROV_REQUEST_HASH_LEN] = '\n';
+    parts[0] = hash_hex;
+    part_lens[0] = sizeof hash_hex;
+    parts[1] = r->username;
+    parts[2] = r->device;
+    parts[3] = r->host;
+    parts[4] = field;
+    for (i = 1; i < 5; i++) {
+        part_lens[i] = strlen(parts[i]);
+    }
+    parts[5] = value;
+    part_lens[5] = value_len;
+    parts[6] = r->created ? "true" : "false";
+    part_lens[6] = strlen(parts[6]);
+
+    mbedtls_sha256_init(&ctx);
+    rc = SHA256_STARTS(&ctx);
+    if (rc == 0) {
+        rc = SHA256_UPDATE(&ctx, (const unsigned char *)ANSWER_LABEL, sizeof ANSWER_LABEL - 1u);
+    }
+    for (i = 0; rc == 0 && i < 7; i++) {
+        rc = SHA256_UPDATE(&ctx, (const unsigned char *)parts[i], part_lens[i]);
+        /* hash_hex carries its own "\n"; created is the last line, with none after it. */
+        if (rc == 0 && i > 0 && i < 6) {
+            rc = SHA256_UPDATE(&ctx, (const unsigned char *)"\n", 1);
+        }
+    }
+    if (rc == 0) {
+        rc = SHA256_FINISH(&ctx, digest);
+    }
+    mbedtls_sha256_free(&ctx);
+    return rc == 0 ? TPROV_OK : TPROV_ERR_CRYPTO;
+}
+
+/* The answer's signature must verify under one of the pinned keys; value is what the answer
+ * carries in field ("credential" or "sealed"), as it came. */
+static tprov_status_t check_answer_signature(const answer_check_t *check,
+                                             const parse_state_t *state, const char *field,
+                                             const char *value, size_t value_len,
+                                             const tprov_response_t *r)
+{
+    unsigned char signature[TPROV_ECDSA_P256_SIGNATURE_LEN + DECODE_SLACK];
+    unsigned char digest[SHA256_LEN];
+    size_t signature_len = 0;
+    tprov_verify_fn verify = check->keys->verify != NULL ? check->keys->verify : p256_verify;
+    tprov_status_t status;
+    size_t i;
+
+    if (state->signature == NULL || state->signature_len != TPROV_ANSWER_SIGNATURE_B64_LEN ||
+        !value_in_charset(state->signature, state->signature_len, CHARS_BASE64) ||
+        mbedtls_base64_decode(signature, sizeof signature, &signature_len,
+                              (const unsigned char *)state->signature, state->signature_len) != 0 ||
+        signature_len != TPROV_ECDSA_P256_SIGNATURE_LEN) {
+        return TPROV_ERR_ANSWER_SIGNATURE;
+    }
+    status = answer_digest(check->request_hash, r, field, value, value_len, digest);
+    if (status != TPROV_OK) {
+        return status;
+    }
+    for (i = 0; i < check->keys->count; i++) {
+        if (verify(check->keys->verify_ctx, check->keys->keys[i], digest, signature) == 0) {
+            return TPROV_OK;
+        }
+    }
+    return TPROV_ERR_ANSWER_SIGNATURE;
 }
 
 /* Decodes a sealed value into envelope (TPROV_SEALED_MAX_LEN + DECODE_SLACK bytes) and checks
@@ -1232,7 +1490,7 @@ static tprov_status_t decode_envelope(const char *sealed_b64, size_t sealed_len,
         envelope[0] != TPROV_SEAL_FORMAT) {
         return TPROV_ERR_SEALED;
     }
-    if (envelope[1] == TPROV_SEAL_MODE_HMAC) {
+    if (envelope[1] == TPROV_SEAL_MODE_HMAC || envelope[1] == SEAL_MODE_CLAIM) {
         *header_len = SEAL_HEADER_LEN;
     } else if (envelope[1] == TPROV_SEAL_MODE_ECDH) {
         *header_len = SEAL_HEADER_LEN + TPROV_P256_POINT_LEN;
@@ -1375,6 +1633,11 @@ static tprov_status_t open_sealed(const char *sealed_b64, size_t sealed_len, con
     out[0] = '\0';
     status = decode_envelope(sealed_b64, sealed_len, envelope, sizeof envelope, &envelope_len,
                              &header_len);
+    /* A claim or ECDH envelope is made from what a party in the middle sees (the claim secret in
+     * the request, the public key in the certificate): only a signed answer may be opened. */
+    if (status == TPROV_OK && envelope[1] != TPROV_SEAL_MODE_HMAC && !opener->answer_signed) {
+        status = TPROV_ERR_ANSWER_KEY_REQUIRED;
+    }
     if (status == TPROV_OK) {
         status = envelope_seal_key(opener, envelope, device, seal_key);
     }
@@ -1395,7 +1658,7 @@ tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
                                  const char *device, const char *host, char *out,
                                  size_t out_size)
 {
-    opener_t opener = { NULL, NULL, 0u };
+    opener_t opener = { NULL, NULL, 0u, false };
 
     if (sealed_b64 == NULL || key == NULL || username == NULL || device == NULL || host == NULL ||
         out == NULL || out_size == 0) {
@@ -1410,7 +1673,7 @@ tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_
                                           uint64_t timestamp, const char *username,
                                           const char *host, char *out, size_t out_size)
 {
-    opener_t opener = { NULL, NULL, 0u };
+    opener_t opener = { NULL, NULL, 0u, false };
     tprov_status_t status;
 
     if (sealed_b64 == NULL || key == NULL || !valid_key(key) || username == NULL ||

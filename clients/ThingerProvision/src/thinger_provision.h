@@ -25,10 +25,13 @@
  * HMAC peripheral with the device key burned into an eFuse block, its Digital Signature
  * peripheral, a TPM. tprov_key_from_device_key() and tprov_key_from_p256() are the mbedTLS
  * implementations with the key in memory. With a key, a round is:
- *   1. tprov_build_request(device, timestamp, &key, &{.sealed = true}, &certificate or NULL, body, ...)
+ *   1. tprov_build_request(device, timestamp, &key, &{.sealed = true, .request_hash = hash},
+ *                          &certificate or NULL, body, ...)
  *   2. POST as above
- *   3. tprov_parse_response_with_key(body, length, device, timestamp, &key, &response)
+ *   3. tprov_parse_answer(body, length, device, timestamp, &key, &answer_keys, hash, &response)
  *   4. tprov_next_step() as above.
+ * answer_keys are the service's answer keys the firmware pins (see tprov_answer_keys_t): with them
+ * only answers the service signed for this very request are accepted, in every envelope mode.
  */
 #ifndef THINGER_PROVISION_H
 #define THINGER_PROVISION_H
@@ -85,6 +88,13 @@ extern "C" {
 #define TPROV_P256_SCALAR_LEN 32
 #define TPROV_SEALED_MAX_LEN (2 + TPROV_P256_POINT_LEN + 12 + TPROV_CREDENTIAL_MAX_LEN + 16)
 #define TPROV_SEALED_B64_MAX_LEN (((TPROV_SEALED_MAX_LEN + 2) / 3) * 4)
+/* Answer signatures (docs/firmware.md, Answer keys): the service signs every success answer with
+ * its deployment's ECDSA P-256 answer key; firmware pins the public half (or two during a
+ * rotation) and the SHA-256 of the request body it sent binds the answer to that request. */
+#define TPROV_REQUEST_HASH_LEN 32
+#define TPROV_ANSWER_KEYS_MAX 2
+#define TPROV_ANSWER_KEY_B64_LEN 88       /* base64 of the 65-byte point */
+#define TPROV_ANSWER_SIGNATURE_B64_LEN 88 /* base64 of r || s, 64 bytes */
 /* Retry-After values above this are clamped, so no answer can park a device for days. */
 #define TPROV_RETRY_AFTER_MAX_SECS 3600u
 
@@ -108,8 +118,14 @@ typedef enum {
     TPROV_ERR_SEALED,                /* the sealed credential does not open: a wrong device key,
                                         another request's answer, or changed on the way */
     TPROV_ERR_RESPONSE_NOT_SEALED,   /* a sealed request got a credential in clear: a downgrade */
-    TPROV_ERR_KEY_CALLBACK           /* a key's callback failed (a secure element or peripheral
+    TPROV_ERR_KEY_CALLBACK,          /* a key's callback failed (a secure element or peripheral
                                         said no; the callback keeps its own error in its ctx) */
+    TPROV_ERR_ANSWER_SIGNATURE,      /* answer keys are pinned and the success answer's
+                                        answer_signature is missing or verifies under none of
+                                        them: forged, for another request, or changed on the way */
+    TPROV_ERR_ANSWER_KEY_REQUIRED    /* a claim (mode 2) or ECDH (mode 3) envelope, and no answer
+                                        key pinned: anyone who saw the request, or who holds the
+                                        public certificate, can make such an answer */
 } tprov_status_t;
 
 typedef enum {
@@ -181,6 +197,8 @@ typedef struct {
     bool sealed;          /* true: protocol v2, signed "v2\n...": the answer's credential is sealed
                              to the device key (open it with tprov_parse_sealed_response, or
                              tprov_parse_response_with_key) */
+    unsigned char *request_hash; /* NULL, or TPROV_REQUEST_HASH_LEN bytes the builder fills with
+                                    the SHA-256 of the body it wrote, for tprov_parse_answer */
 } tprov_request_options_t;
 
 /* As tprov_build_request_body, adding "fleet" and "keyVersion" from options (NULL: none).
@@ -210,7 +228,8 @@ tprov_status_t tprov_derive_seal_key(const char *device_id, uint64_t timestamp,
  * key, checking that it was sealed for this username, device and host: writes the credential
  * and a NUL to out (out_size >= TPROV_CREDENTIAL_MAX_LEN + 1 is always enough). On failure out
  * is wiped. Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_BUFFER_TOO_SMALL, TPROV_ERR_SEALED (malformed,
- * another mode, or not authentic), TPROV_ERR_CRYPTO. */
+ * another mode, or not authentic), TPROV_ERR_ANSWER_KEY_REQUIRED (mode 2 or 3: only
+ * tprov_parse_answer, with a pinned answer key, opens those), TPROV_ERR_CRYPTO. */
 tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
                                  const unsigned char key[TPROV_SEAL_KEY_LEN], const char *username,
                                  const char *device, const char *host, char *out,
@@ -218,7 +237,8 @@ tprov_status_t tprov_open_sealed(const char *sealed_b64, size_t sealed_len,
 
 /* As tprov_parse_response, for the answer to a sealed (v2) request: a success must carry
  * "sealed" (and no "credential": TPROV_ERR_RESPONSE_NOT_SEALED), which is opened with seal_key
- * into out->credential. Errors as tprov_parse_response and tprov_open_sealed. */
+ * into out->credential. No answer key is pinned: modes 2 and 3 are TPROV_ERR_ANSWER_KEY_REQUIRED.
+ * Errors as tprov_parse_response and tprov_open_sealed. */
 tprov_status_t tprov_parse_sealed_response(const char *body, size_t len,
                                            const char *expected_device,
                                            const unsigned char seal_key[TPROV_SEAL_KEY_LEN],
@@ -313,16 +333,71 @@ tprov_status_t tprov_build_request(const char *device_id, uint64_t timestamp,
  * As tprov_parse_sealed_response, opening the sealed credential with the key itself: envelope
  * mode 1 (hmac) for TPROV_KEY_HMAC, mode 3 (ECDH with the service's ephemeral key) for
  * TPROV_KEY_P256; timestamp is the one the request was signed with. Any other mode is
- * TPROV_ERR_SEALED. Errors as tprov_parse_sealed_response, and TPROV_ERR_KEY_CALLBACK. */
+ * TPROV_ERR_SEALED. No answer key is pinned here, so mode 3 is TPROV_ERR_ANSWER_KEY_REQUIRED:
+ * X.509 devices use tprov_parse_answer. Errors as tprov_parse_sealed_response, and
+ * TPROV_ERR_KEY_CALLBACK. */
 tprov_status_t tprov_parse_response_with_key(const char *body, size_t len,
                                              const char *expected_device, uint64_t timestamp,
                                              const tprov_key_t *key, tprov_response_t *out);
 
-/* As tprov_open_sealed, with the key (see tprov_parse_response_with_key). */
+/* As tprov_open_sealed, with the key (see tprov_parse_response_with_key): mode 1 only. */
 tprov_status_t tprov_open_sealed_with_key(const char *sealed_b64, size_t sealed_len,
                                           const tprov_key_t *key, const char *device,
                                           uint64_t timestamp, const char *username,
                                           const char *host, char *out, size_t out_size);
+
+/* ------------------------------------------------------------------------------------------
+ * Answer keys: the public halves of the service's answer key, pinned in firmware. With them,
+ * every success answer (v1 in clear, or sealed in any mode) must carry an answer_signature that
+ * verifies under one of them, over (UTF-8, "\n" between the lines, none after the last):
+ *   thinger-provisioner answer v1
+ *   <lowercase hex SHA-256 of the request body as sent>
+ *   <username> <device> <host>            (one line each)
+ *   <"credential" or "sealed"> <its value, as in the answer> <"true" or "false": created>
+ * ECDSA P-256 with SHA-256, r || s in base64. Without them, v1 and mode 1 (hmac) answers are
+ * accepted as before (mode 1 cannot be forged without the device key), but claim (mode 2) and ECDH
+ * (mode 3) envelopes are refused: TPROV_ERR_ANSWER_KEY_REQUIRED. */
+
+/* Returns 0 when signature (r || s, 32 bytes each, big-endian) is a valid ECDSA P-256 signature
+ * of digest under public_key (an uncompressed point): a secure element's verify
+ * (atcab_verify_extern), or NULL in tprov_answer_keys_t for mbedTLS. */
+typedef int (*tprov_verify_fn)(void *ctx, const unsigned char public_key[TPROV_P256_POINT_LEN],
+                               const unsigned char digest[32],
+                               const unsigned char signature[TPROV_ECDSA_P256_SIGNATURE_LEN]);
+
+typedef struct {
+    const unsigned char *keys[TPROV_ANSWER_KEYS_MAX]; /* each TPROV_P256_POINT_LEN bytes */
+    size_t count;           /* 1 or TPROV_ANSWER_KEYS_MAX (old and new key during a rotation);
+                               0: none pinned */
+    tprov_verify_fn verify; /* NULL: mbedTLS (mbedtls_ecdsa_verify) */
+    void *verify_ctx;
+} tprov_answer_keys_t;
+
+/* Decodes a pinned answer key as `thinger-provisioner answer-key show` prints it: exactly
+ * TPROV_ANSWER_KEY_B64_LEN characters of base64 (then a NUL) of an uncompressed point on P-256.
+ * Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_KEY (point is wiped), TPROV_ERR_CRYPTO. */
+tprov_status_t tprov_answer_key_from_base64(const char *b64,
+                                            unsigned char point[TPROV_P256_POINT_LEN]);
+
+/* The SHA-256 of a request body, for a body built without tprov_request_options_t.request_hash
+ * (tprov_build_request_body) or elsewhere. Errors: TPROV_ERR_ARGUMENT, TPROV_ERR_CRYPTO. */
+tprov_status_t tprov_hash_request(const char *body, size_t len,
+                                  unsigned char hash[TPROV_REQUEST_HASH_LEN]);
+
+/* Parses the answer to one request and checks it came from the service. key NULL: a v1 answer,
+ * the credential in clear (as tprov_parse_response); else a sealed (v2) one, opened with the key
+ * (as tprov_parse_response_with_key; timestamp is the one the request was signed with).
+ * answer_keys NULL or count 0: nothing pinned (see above); else request_hash is the SHA-256 of
+ * the request body as sent (tprov_request_options_t.request_hash) and every success answer must
+ * verify under a pinned key before anything is opened. Error answers are not signed: they are
+ * parsed as before (a party in the middle can always make a device fail, not succeed).
+ * Errors as tprov_parse_response_with_key, TPROV_ERR_ANSWER_SIGNATURE and
+ * TPROV_ERR_ANSWER_KEY_REQUIRED; on failure *out is wiped. */
+tprov_status_t tprov_parse_answer(const char *body, size_t len, const char *expected_device,
+                                  uint64_t timestamp, const tprov_key_t *key,
+                                  const tprov_answer_keys_t *answer_keys,
+                                  const unsigned char request_hash[TPROV_REQUEST_HASH_LEN],
+                                  tprov_response_t *out);
 
 /* The seconds to add to this device's clock to get the service's: server_time - now, saturated
  * to [-INT64_MAX, INT64_MAX] so that any pair of clocks, however wrong, gives a defined value. */

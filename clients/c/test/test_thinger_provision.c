@@ -996,15 +996,16 @@ static void test_status_names_are_distinct(void)
     int a;
     int b;
 
-    for (a = TPROV_OK; a <= TPROV_ERR_REQUEST_OPTION; a++) {
+    for (a = TPROV_OK; a <= TPROV_ERR_ANSWER_KEY_REQUIRED; a++) {
         CHECK(strncmp(tprov_status_name((tprov_status_t)a), "TPROV_", 6) == 0);
         CHECK(strcmp(tprov_status_name((tprov_status_t)a), "TPROV_UNKNOWN") != 0);
-        for (b = a + 1; b <= TPROV_ERR_REQUEST_OPTION; b++) {
+        for (b = a + 1; b <= TPROV_ERR_ANSWER_KEY_REQUIRED; b++) {
             CHECK(strcmp(tprov_status_name((tprov_status_t)a),
                          tprov_status_name((tprov_status_t)b)) != 0);
         }
     }
     CHECK(strcmp(tprov_status_name(TPROV_ERR_KEY), "TPROV_ERR_KEY") == 0);
+    CHECK(strcmp(tprov_status_name(TPROV_ERR_ANSWER_SIGNATURE), "TPROV_ERR_ANSWER_SIGNATURE") == 0);
     CHECK(strcmp(tprov_status_name((tprov_status_t)999), "TPROV_UNKNOWN") == 0);
 }
 
@@ -1228,6 +1229,576 @@ static void vector_p256_key(tprov_key_t *key, tprov_p256_key_t *storage)
     }
 }
 
+/* --- answer signatures (docs/protocol.md, Answer signatures) --- */
+
+/* The answer key of the test vector: d = SHA-256("thinger-provisioner test answer key"). */
+static const unsigned char ANSWER_D[TPROV_P256_SCALAR_LEN] = {
+    0x60, 0x2a, 0x81, 0x20, 0xa9, 0xe8, 0x2d, 0xc1, 0x6d, 0x2c, 0x08, 0xd1, 0x62, 0x20, 0xa0, 0x0b,
+    0xd7, 0xb8, 0x0a, 0x54, 0xa3, 0xe1, 0x67, 0x43, 0x5d, 0x20, 0x35, 0x54, 0x94, 0xa0, 0xdd, 0x2c
+};
+static const unsigned char ANSWER_KEY[TPROV_P256_POINT_LEN] = {
+    0x04, 0x46, 0xe4, 0xbe, 0xbb, 0x09, 0x55, 0x38, 0x80, 0x34, 0x69, 0xf7, 0xf6, 0x60, 0xce, 0xad,
+    0x05, 0x97, 0x8f, 0xdd, 0x65, 0xdf, 0xa6, 0x21, 0x15, 0x53, 0x0f, 0x58, 0x22, 0x40, 0x00, 0xdd,
+    0xd2, 0x99, 0x66, 0x2a, 0x39, 0x56, 0x8c, 0xa7, 0x4d, 0xa7, 0xed, 0x36, 0x97, 0x6f, 0x5f, 0x97,
+    0xad, 0xee, 0xaf, 0x13, 0xd5, 0xc5, 0xd7, 0xbc, 0xca, 0x0a, 0xb0, 0x92, 0xc6, 0x95, 0x6f, 0xa5,
+    0xf6
+};
+#define ANSWER_KEY_B64 \
+    "BEbkvrsJVTiANGn39mDOrQWXj91l36YhFVMPWCJAAN3SmWYqOVaMp02n7TaXb1+Xre6vE9XF17zKCrCSxpVvpfY="
+/* Another deployment's key (or the next one, during a rotation): SHA-256("thinger-provisioner
+ * other answer key"). */
+static const unsigned char OTHER_ANSWER_D[TPROV_P256_SCALAR_LEN] = {
+    0x64, 0xc2, 0x19, 0xed, 0xd0, 0x35, 0xf6, 0x19, 0x6e, 0xd7, 0xde, 0x83, 0x82, 0x4f, 0x28, 0x42,
+    0xce, 0x12, 0x4b, 0x89, 0xfc, 0x32, 0x03, 0x36, 0xfb, 0x5c, 0xdd, 0x36, 0x84, 0x28, 0xf6, 0xbc
+};
+/* The request of the sealing vector (125 bytes) and its SHA-256. */
+#define REQUEST_BODY_V2                                                                  \
+    "{\"device\":\"esp32_a1b2c3d4e5f6\",\"timestamp\":1764150000,"                       \
+    "\"signature\":\"zXIu2qxo13N67KGnC7D8mv6F38HGNbJlsBOSSrKLmdA=\",\"version\":2}"
+static const unsigned char g_request_hash[TPROV_REQUEST_HASH_LEN] = {
+    0xa5, 0xd5, 0x79, 0x4b, 0x07, 0x47, 0x69, 0x89, 0xa2, 0xec, 0x44, 0x1f, 0x40, 0x5d, 0x03, 0x74,
+    0x1a, 0xc3, 0xe5, 0x7e, 0x60, 0x6e, 0x95, 0xc6, 0xbd, 0x16, 0x0c, 0x3d, 0x58, 0x33, 0x17, 0x27
+};
+/* One valid signature of the vector's answer (ECDSA is randomized: any valid one verifies). */
+#define ANSWER_SIGNATURE_B64 \
+    "K1joCV2F7+XW5XfREMrm12yi/vh62Hjhfbauoi/VW9OWP/veELAdPewKVrxzmX/Qf2iqvCYnHIjX+EeSTfe8Ow=="
+#define SIGNED_SEALED_BODY SEALED_BODY "answer_signature=" ANSWER_SIGNATURE_B64 "\n"
+
+static const tprov_answer_keys_t g_pinned = { { ANSWER_KEY, NULL }, 1, NULL, NULL };
+
+/* The answer's signed message, written by the test itself (not the core's code). */
+static size_t answer_message(char *out, size_t out_size, const unsigned char request_hash[32],
+                             const char *username, const char *device, const char *host,
+                             const char *field, const char *value, int created)
+{
+    char hex[65];
+    size_t i;
+    int n;
+
+    for (i = 0; i < 32; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", request_hash[i]);
+    }
+    n = snprintf(out, out_size, "thinger-provisioner answer v1\n%s\n%s\n%s\n%s\n%s\n%s\n%s", hex,
+                 username, device, host, field, value, created ? "true" : "false");
+    if (n < 0 || (size_t)n >= out_size) {
+        fprintf(stderr, "answer message too long in a test\n");
+        exit(2);
+    }
+    return (size_t)n;
+}
+
+/* The public point of d. */
+static void p256_public(const unsigned char d[32], unsigned char point[TPROV_P256_POINT_LEN])
+{
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_point q;
+    mbedtls_mpi scalar;
+    size_t len = 0;
+    int rc;
+
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_ecp_point_init(&q);
+    mbedtls_mpi_init(&scalar);
+    rc = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+    rc = rc != 0 ? rc : mbedtls_mpi_read_binary(&scalar, d, 32);
+    rc = rc != 0 ? rc : mbedtls_ecp_mul(&grp, &q, &scalar, &grp.G, test_rng, NULL);
+    rc = rc != 0 ? rc : mbedtls_ecp_point_write_binary(&grp, &q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len,
+                                                       point, TPROV_P256_POINT_LEN);
+    mbedtls_mpi_free(&scalar);
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&grp);
+    if (rc != 0 || len != TPROV_P256_POINT_LEN) {
+        fprintf(stderr, "cannot compute a public key in a test\n");
+        exit(2);
+    }
+}
+
+/* Writes a text success answer with these fields, and, when d is not NULL, the service's
+ * answer_signature made with d over request_hash, as the service makes it. */
+static void signed_answer(char *out, size_t out_size, const char *username, const char *device,
+                          const char *host, const char *field, const char *value, int created,
+                          const unsigned char request_hash[32], const unsigned char *d)
+{
+    char message[1024];
+    size_t message_len = answer_message(message, sizeof message, request_hash, username, device,
+                                        host, field, value, created);
+    unsigned char digest[32];
+    unsigned char signature[64];
+    char signature_b64[100] = "";
+    size_t b64_len = 0;
+    mbedtls_ecp_group grp;
+    mbedtls_mpi scalar;
+    mbedtls_mpi r;
+    mbedtls_mpi s;
+    int rc = 0;
+    int n;
+
+    if (d != NULL) {
+        mbedtls_ecp_group_init(&grp);
+        mbedtls_mpi_init(&scalar);
+        mbedtls_mpi_init(&r);
+        mbedtls_mpi_init(&s);
+        rc = mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+                        (const unsigned char *)message, message_len, digest);
+        rc = rc != 0 ? rc : mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+        rc = rc != 0 ? rc : mbedtls_mpi_read_binary(&scalar, d, 32);
+        rc = rc != 0 ? rc : mbedtls_ecdsa_sign(&grp, &r, &s, &scalar, digest, 32, test_rng, NULL);
+        rc = rc != 0 ? rc : mbedtls_mpi_write_binary(&r, signature, 32);
+        rc = rc != 0 ? rc : mbedtls_mpi_write_binary(&s, signature + 32, 32);
+        rc = rc != 0 ? rc : mbedtls_base64_encode((unsigned char *)signature_b64,
+                                                  sizeof signature_b64, &b64_len, signature, 64);
+        mbedtls_mpi_free(&s);
+        mbedtls_mpi_free(&r);
+        mbedtls_mpi_free(&scalar);
+        mbedtls_ecp_group_free(&grp);
+    }
+    n = snprintf(out, out_size, "username=%s\ndevice=%s\n%s=%s\nhost=%s\ncreated=%s\n%s%s%s",
+                 username, device, field, value, host, created ? "true" : "false",
+                 d != NULL ? "answer_signature=" : "", signature_b64, d != NULL ? "\n" : "");
+    if (rc != 0 || n < 0 || (size_t)n >= out_size) {
+        fprintf(stderr, "cannot sign an answer in a test\n");
+        exit(2);
+    }
+}
+
+/* tprov_parse_answer for the vector's device and timestamp, over the vector's request hash. */
+static tprov_status_t parse_answer(const char *body, const tprov_key_t *key,
+                                   const tprov_answer_keys_t *pinned, tprov_response_t *out)
+{
+    return tprov_parse_answer(body, strlen(body), DEVICE_ID, TIMESTAMP, key, pinned,
+                              g_request_hash, out);
+}
+
+static void device_key(tprov_key_t *key, tprov_hmac_key_t *storage)
+{
+    if (tprov_key_from_device_key(key, storage, DEVICE_KEY_B64) != TPROV_OK) {
+        fprintf(stderr, "the vector's device key was refused\n");
+        exit(2);
+    }
+}
+
+static void test_answer_signature_vector_verifies(void)
+{
+    unsigned char hash[TPROV_REQUEST_HASH_LEN];
+    unsigned char built_hash[TPROV_REQUEST_HASH_LEN];
+    unsigned char point[TPROV_P256_POINT_LEN];
+    char message[1024];
+    char body[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_request_options_t options = { NULL, 0, true, NULL };
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    CHECK(strlen(REQUEST_BODY_V2) == 125);
+    CHECK_STATUS(tprov_hash_request(REQUEST_BODY_V2, strlen(REQUEST_BODY_V2), hash), TPROV_OK);
+    CHECK(memcmp(hash, g_request_hash, sizeof hash) == 0);
+    /* The builder hashes the body it wrote. */
+    options.request_hash = built_hash;
+    CHECK_STATUS(tprov_build_request_body_with(DEVICE_ID, TIMESTAMP, DEVICE_KEY_B64, &options, body,
+                                               sizeof body, &len),
+                 TPROV_OK);
+    CHECK(strcmp(body, REQUEST_BODY_V2) == 0);
+    CHECK(memcmp(built_hash, g_request_hash, sizeof built_hash) == 0);
+    CHECK(answer_message(message, sizeof message, g_request_hash, "acme", DEVICE_ID,
+                         "backend.thinger.io", "sealed", SEALED_B64, 1) == 222);
+    CHECK_STATUS(tprov_answer_key_from_base64(ANSWER_KEY_B64, point), TPROV_OK);
+    CHECK(memcmp(point, ANSWER_KEY, sizeof point) == 0);
+    p256_public(ANSWER_D, point);
+    CHECK(memcmp(point, ANSWER_KEY, sizeof point) == 0);
+
+    device_key(&key, &storage);
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &g_pinned, &r), TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_SUCCESS && strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK(strcmp(r.username, "acme") == 0 && strcmp(r.host, "backend.thinger.io") == 0 && r.created);
+    /* Old parsers ignore the line. */
+    CHECK_STATUS(tprov_parse_sealed_response(SIGNED_SEALED_BODY, strlen(SIGNED_SEALED_BODY),
+                                             DEVICE_ID, SEAL_KEY, &r),
+                 TPROV_OK);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_every_changed_byte_of_a_signed_answer_is_refused(void)
+{
+    const char *body = SIGNED_SEALED_BODY;
+    size_t len = strlen(body);
+    char changed[TPROV_RESPONSE_MAX_LEN + 1];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+    size_t line_start = 0;
+    size_t i;
+
+    device_key(&key, &storage);
+    for (i = 0; i < len; i++) {
+        const char *equals;
+        tprov_status_t status;
+
+        if (body[i] == '\n') {
+            line_start = i + 1;
+            continue;
+        }
+        equals = strchr(body + line_start, '=');
+        if (body + i <= equals) {
+            continue; /* the key: renaming it is a missing field, tested elsewhere */
+        }
+        memcpy(changed, body, len + 1);
+        /* Another character of the same alphabet, so that the line still parses. */
+        changed[i] = body[i] == 'A' ? 'B' : 'A';
+        /* No expected device: the signature, not the device check, must refuse it. */
+        status = tprov_parse_answer(changed, len, NULL, TIMESTAMP, &key, &g_pinned,
+                                    g_request_hash, &r);
+        if (strncmp(body + line_start, "created=", 8) == 0) {
+            CHECK(status == TPROV_ERR_RESPONSE_VALUE); /* "trAe" */
+        } else {
+            CHECK(status == TPROV_ERR_ANSWER_SIGNATURE);
+        }
+        CHECK(is_all_zero(&r, sizeof r));
+        if (g_case_failures > 0) {
+            fprintf(stderr, "  changed byte %zu (%s)\n", i, tprov_status_name(status));
+            break;
+        }
+    }
+    /* created, turned into the other valid value. */
+    {
+        char flipped[TPROV_RESPONSE_MAX_LEN + 1];
+        const char *created = strstr(body, "created=true\n");
+
+        memcpy(flipped, body, (size_t)(created - body));
+        snprintf(flipped + (created - body), sizeof flipped - (size_t)(created - body),
+                 "created=false\n%s", created + strlen("created=true\n"));
+        CHECK_STATUS(parse_answer(flipped, &key, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    }
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_an_answer_to_another_request_is_refused(void)
+{
+    unsigned char other_hash[TPROV_REQUEST_HASH_LEN];
+    char other_request[TPROV_REQUEST_BODY_MAX_LEN + 1];
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    size_t len = 0;
+    tprov_request_options_t options = { NULL, 0, true, NULL };
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    /* The vector's answer given to a later request of the same device. */
+    options.request_hash = other_hash;
+    CHECK_STATUS(tprov_build_request(DEVICE_ID, TIMESTAMP + 60u, &key, &options, NULL,
+                                     other_request, sizeof other_request, &len),
+                 TPROV_OK);
+    CHECK_STATUS(tprov_parse_answer(SIGNED_SEALED_BODY, strlen(SIGNED_SEALED_BODY), DEVICE_ID,
+                                    TIMESTAMP, &key, &g_pinned, other_hash, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK(is_all_zero(&r, sizeof r));
+    /* And an answer signed for that other request, given to the vector's. */
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", SEALED_B64,
+                  1, other_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", SEALED_B64,
+                  1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_OK);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_an_answer_signed_by_another_key_is_refused(void)
+{
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_p256_key_t p256_storage;
+    tprov_key_t p256_key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    vector_p256_key(&p256_key, &p256_storage);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", SEALED_B64,
+                  1, g_request_hash, OTHER_ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "credential",
+                  CREDENTIAL, 1, g_request_hash, OTHER_ANSWER_D);
+    CHECK_STATUS(parse_answer(body, NULL, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    /* The device's own key is not the service's either. */
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed",
+                  ECDH_SEALED_B64, 1, g_request_hash, X509_DEVICE_D);
+    CHECK_STATUS(parse_answer(body, &p256_key, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK(is_all_zero(&r, sizeof r));
+    tprov_memzero(&storage, sizeof storage);
+    tprov_memzero(&p256_storage, sizeof p256_storage);
+}
+
+static void test_with_pinned_keys_every_success_answer_must_be_signed(void)
+{
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_p256_key_t p256_storage;
+    tprov_key_t p256_key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    vector_p256_key(&p256_key, &p256_storage);
+    /* Unsigned: v1, mode 1, mode 3. */
+    CHECK_STATUS(parse_answer(SUCCESS_BODY, NULL, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(parse_answer(SEALED_BODY, &key, &g_pinned, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(ECDH_SEALED_BODY, &p256_key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    /* Empty, short, long or not base64. */
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=\n", &key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=K1joCV2F7+XW5XfREMrm12yi/vh62Hjhfbauoi/"
+                                          "VW9OWP/veELAdPewKVrxzmX/Qf2iqvCYnHIjX+EeSTfe8O\n",
+                              &key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY "x=1\n" /* still valid: an unknown key */, &key,
+                              &g_pinned, &r),
+                 TPROV_OK);
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=" ANSWER_SIGNATURE_B64 "AAAA\n", &key,
+                              &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=K1joCV2F7+XW5XfREMrm12yi/vh62Hjhfbauoi/"
+                                          "VW9OWP/veELAdPewKVrxzmX/Qf2iqvCYnHIjX+EeSTfe8O*=\n",
+                              &key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    /* r = 0 and s = 0 (the all-zero signature) and r = s = n: outside [1, n-1]. */
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                                          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n",
+                              &key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=/////wAAAAD//////////7zm+q2nF56E87nKwvxj"
+                                          "JVH/////AAAAAP//////////vOb6racXnoTzucrC/GMlUQ==\n",
+                              &key, &g_pinned, &r),
+                 TPROV_ERR_ANSWER_SIGNATURE);
+    /* A second signature line is refused like any known key twice. */
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY "answer_signature=" ANSWER_SIGNATURE_B64 "\n", &key,
+                              &g_pinned, &r),
+                 TPROV_ERR_RESPONSE_DUPLICATE);
+    /* A v1 answer signed by the service is accepted. */
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "credential",
+                  CREDENTIAL, 0, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, NULL, &g_pinned, &r), TPROV_OK);
+    CHECK(strcmp(r.credential, CREDENTIAL) == 0 && !r.created);
+    /* Signed as "sealed" but carrying "credential": the field's name is signed too. */
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "credential",
+                  SEALED_B64, 1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_RESPONSE_NOT_SEALED);
+    /* Error answers are not signed, and parse as before. */
+    CHECK_STATUS(parse_answer("error=clock_skew\nserver_time=1764150301\n", &key, &g_pinned, &r),
+                 TPROV_OK);
+    CHECK(r.kind == TPROV_RESPONSE_ERROR && r.has_server_time);
+    tprov_memzero(&storage, sizeof storage);
+    tprov_memzero(&p256_storage, sizeof p256_storage);
+}
+
+#define CLAIM_SEALED_B64 "AQIAAQIDBAUGBwgJCguh/f7sv85TRWnDUn3B+dYycgg5e2UNcdOFJCfLo/y0Ocwqbe+c/K4W"
+
+static void test_claim_and_ecdh_envelopes_need_a_pinned_key(void)
+{
+    static const char claim_body[] = "username=acme\ndevice=ws_kit0001\nsealed=" CLAIM_SEALED_B64
+                                     "\nhost=backend.thinger.io\ncreated=true\n";
+    static const tprov_answer_keys_t none = { { NULL, NULL }, 0, NULL, NULL };
+    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_p256_key_t p256_storage;
+    tprov_key_t p256_key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    vector_p256_key(&p256_key, &p256_storage);
+    CHECK_STATUS(parse_answer(ECDH_SEALED_BODY, &p256_key, NULL, &r), TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(parse_answer(ECDH_SEALED_BODY, &p256_key, &none, &r),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK_STATUS(tprov_parse_answer(claim_body, strlen(claim_body), "ws_kit0001", TIMESTAMP, &key,
+                                    NULL, NULL, &r),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK_STATUS(tprov_parse_sealed_response(claim_body, strlen(claim_body), "ws_kit0001",
+                                             SEAL_KEY, &r),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK_STATUS(tprov_open_sealed(CLAIM_SEALED_B64, strlen(CLAIM_SEALED_B64), SEAL_KEY, "acme",
+                                   "ws_kit0001", "backend.thinger.io", credential,
+                                   sizeof credential),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK(is_all_zero(credential, sizeof credential));
+    tprov_memzero(&storage, sizeof storage);
+    tprov_memzero(&p256_storage, sizeof p256_storage);
+}
+
+static void test_v1_and_mode_1_answers_need_no_pinned_key(void)
+{
+    static const tprov_answer_keys_t none = { { NULL, NULL }, 0, NULL, NULL };
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    CHECK_STATUS(parse_answer(SUCCESS_BODY, NULL, NULL, &r), TPROV_OK);
+    CHECK(strcmp(r.credential, CREDENTIAL) == 0);
+    CHECK_STATUS(parse_answer(SEALED_BODY, &key, NULL, &r), TPROV_OK);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    CHECK_STATUS(parse_answer(SEALED_BODY, &key, &none, &r), TPROV_OK);
+    /* A signature is ignored when nothing is pinned, even a broken one. */
+    CHECK_STATUS(parse_answer(SEALED_BODY "answer_signature=not-base64\n", &key, NULL, &r),
+                 TPROV_OK);
+    CHECK_STATUS(tprov_parse_answer(SUCCESS_BODY, strlen(SUCCESS_BODY), DEVICE_ID, 0, NULL, NULL,
+                                    NULL, &r),
+                 TPROV_OK);
+    /* And the entry points from before answer signatures, as before. */
+    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
+                                               TIMESTAMP, &key, &r),
+                 TPROV_OK);
+    CHECK_STATUS(tprov_parse_response(SUCCESS_BODY, strlen(SUCCESS_BODY), DEVICE_ID, &r), TPROV_OK);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+/* Whatever a party in the middle changes in a signed answer, nothing but the signed fields is ever
+ * accepted: a success always carries the service's username, host, credential and created. */
+static void test_mutated_signed_answers_yield_the_signed_fields_or_nothing(void)
+{
+    static const char seed[] = SIGNED_SEALED_BODY;
+    char body[TPROV_RESPONSE_MAX_LEN + 16];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+    int successes = 0;
+    int i;
+
+    device_key(&key, &storage);
+    for (i = 0; i < 1500; i++) {
+        size_t len = strlen(seed);
+        int edits;
+        tprov_status_t status;
+
+        memcpy(body, seed, len);
+        for (edits = 1 + (int)(next_random() % 3u); edits > 0; edits--) {
+            size_t at = next_random() % len;
+            uint32_t what = next_random() % 4u;
+
+            if (what == 0) {
+                body[at] = (char)(next_random() & 0xFFu);
+            } else if (what == 1) {
+                body[at] = "AB+/=\n"[next_random() % 6u];
+            } else if (what == 2 && len > 1) {
+                len = at + 1;
+            } else if (len + 8 < sizeof body) {
+                memmove(body + at + 8, body + at, len - at);
+                memcpy(body + at, "x=1\nAAAA", 8);
+                len += 8;
+            }
+        }
+        status = tprov_parse_answer(body, len, DEVICE_ID, TIMESTAMP, &key, &g_pinned,
+                                    g_request_hash, &r);
+        if (status == TPROV_OK && r.kind == TPROV_RESPONSE_SUCCESS) {
+            successes++;
+            CHECK(strcmp(r.username, "acme") == 0 && strcmp(r.host, "backend.thinger.io") == 0);
+            CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0 && r.created);
+        } else if (status != TPROV_OK) {
+            CHECK(is_all_zero(&r, sizeof r));
+        }
+        if (g_case_failures > 0) {
+            fprintf(stderr, "  iteration %d\n", i);
+            break;
+        }
+    }
+    /* Some mutations leave the signed fields intact (an unknown line, a cut after the signature). */
+    CHECK(successes > 0);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static int g_verify_calls;
+
+static int counting_verify(void *ctx, const unsigned char public_key[TPROV_P256_POINT_LEN],
+                           const unsigned char digest[32], const unsigned char signature[64])
+{
+    (void)digest;
+    (void)signature;
+    g_verify_calls++;
+    /* A secure element that knows the key of the test vector only. */
+    return ctx == NULL && memcmp(public_key, ANSWER_KEY, TPROV_P256_POINT_LEN) == 0 ? 0 : 1;
+}
+
+static void test_the_second_pinned_key_verifies_during_a_rotation(void)
+{
+    unsigned char next_key[TPROV_P256_POINT_LEN];
+    tprov_answer_keys_t both = { { NULL, NULL }, 2, NULL, NULL };
+    tprov_answer_keys_t next_only = { { NULL, NULL }, 1, NULL, NULL };
+    tprov_answer_keys_t callback = { { NULL, NULL }, 2, counting_verify, NULL };
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    device_key(&key, &storage);
+    p256_public(OTHER_ANSWER_D, next_key);
+    /* Firmware pins the new key first and the old one second: the old one still answers. */
+    both.keys[0] = next_key;
+    both.keys[1] = ANSWER_KEY;
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &both, &r), TPROV_OK);
+    CHECK(strcmp(r.credential, SEALED_CREDENTIAL) == 0);
+    /* Then the service switches to the new key. */
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", SEALED_B64,
+                  1, g_request_hash, OTHER_ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &both, &r), TPROV_OK);
+    /* Firmware that dropped the old key refuses the old key's answers. */
+    next_only.keys[0] = next_key;
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &next_only, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    CHECK_STATUS(parse_answer(body, &key, &next_only, &r), TPROV_OK);
+    /* A verify callback does the check instead of mbedTLS, key by key. */
+    callback.keys[0] = next_key;
+    callback.keys[1] = ANSWER_KEY;
+    g_verify_calls = 0;
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &callback, &r), TPROV_OK);
+    CHECK(g_verify_calls == 2);
+    callback.count = 1;
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &callback, &r), TPROV_ERR_ANSWER_SIGNATURE);
+    tprov_memzero(&storage, sizeof storage);
+}
+
+static void test_answer_keys_and_arguments_are_validated(void)
+{
+    unsigned char point[TPROV_P256_POINT_LEN];
+    unsigned char off_curve[TPROV_P256_POINT_LEN];
+    char b64[TPROV_ANSWER_KEY_B64_LEN + 8];
+    size_t b64_len = 0;
+    tprov_answer_keys_t three = { { ANSWER_KEY, ANSWER_KEY }, 3, NULL, NULL };
+    tprov_answer_keys_t hole = { { NULL, ANSWER_KEY }, 2, NULL, NULL };
+    tprov_hmac_key_t storage;
+    tprov_key_t key;
+    tprov_response_t r;
+
+    CHECK_STATUS(tprov_answer_key_from_base64(ANSWER_KEY_B64, point), TPROV_OK);
+    CHECK_STATUS(tprov_answer_key_from_base64(ANSWER_KEY_B64 "\n", point), TPROV_ERR_KEY);
+    CHECK(is_all_zero(point, sizeof point));
+    CHECK_STATUS(tprov_answer_key_from_base64(ANSWER_KEY_B64 + 1, point), TPROV_ERR_KEY);
+    CHECK_STATUS(tprov_answer_key_from_base64("", point), TPROV_ERR_KEY);
+    CHECK_STATUS(tprov_answer_key_from_base64(NULL, point), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_answer_key_from_base64(ANSWER_KEY_B64, NULL), TPROV_ERR_ARGUMENT);
+    /* Off the curve, and a compressed prefix on a valid point. */
+    memcpy(off_curve, ANSWER_KEY, sizeof off_curve);
+    off_curve[64] ^= 0x01u;
+    mbedtls_base64_encode((unsigned char *)b64, sizeof b64, &b64_len, off_curve, sizeof off_curve);
+    CHECK_STATUS(tprov_answer_key_from_base64(b64, point), TPROV_ERR_KEY);
+    memcpy(off_curve, ANSWER_KEY, sizeof off_curve);
+    off_curve[0] = 0x02u;
+    mbedtls_base64_encode((unsigned char *)b64, sizeof b64, &b64_len, off_curve, sizeof off_curve);
+    CHECK_STATUS(tprov_answer_key_from_base64(b64, point), TPROV_ERR_KEY);
+
+    device_key(&key, &storage);
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &three, &r), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(parse_answer(SIGNED_SEALED_BODY, &key, &hole, &r), TPROV_ERR_ARGUMENT);
+    CHECK_STATUS(tprov_parse_answer(SIGNED_SEALED_BODY, strlen(SIGNED_SEALED_BODY), DEVICE_ID,
+                                    TIMESTAMP, &key, &g_pinned, NULL, &r),
+                 TPROV_ERR_ARGUMENT);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(tprov_hash_request(NULL, 1, point), TPROV_ERR_ARGUMENT);
+    tprov_memzero(&storage, sizeof storage);
+}
+
 static void test_device_key_behind_a_callback_signs_the_vector(void)
 {
     tprov_hmac_key_t storage;
@@ -1331,46 +1902,53 @@ static void test_x509_vector_answer_opens_with_ecdh(void)
     tprov_hmac_key_t hmac_storage;
     tprov_key_t hmac_key;
     tprov_response_t r;
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
     char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
 
     vector_p256_key(&key, &storage);
-    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
-                                            DEVICE_ID, TIMESTAMP, "acme", "backend.thinger.io",
-                                            credential, sizeof credential),
-                 TPROV_OK);
-    CHECK(strcmp(credential, SEALED_CREDENTIAL) == 0);
-    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
-                                               DEVICE_ID, TIMESTAMP, &key, &r),
-                 TPROV_OK);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed",
+                  ECDH_SEALED_B64, 1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_OK);
     CHECK(r.kind == TPROV_RESPONSE_SUCCESS && strcmp(r.credential, SEALED_CREDENTIAL) == 0);
     CHECK(r.created && strcmp(r.host, "backend.thinger.io") == 0);
 
-    /* Another timestamp, host or username: the seal key or the associated data differ. */
-    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
-                                            DEVICE_ID, TIMESTAMP + 1u, "acme",
-                                            "backend.thinger.io", credential, sizeof credential),
+    /* Signed, yet another timestamp or host: the seal key or the associated data differ. */
+    CHECK_STATUS(tprov_parse_answer(body, strlen(body), DEVICE_ID, TIMESTAMP + 1u, &key, &g_pinned,
+                                    g_request_hash, &r),
                  TPROV_ERR_SEALED);
-    CHECK(is_all_zero(credential, sizeof credential));
-    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
-                                            DEVICE_ID, TIMESTAMP, "acme", "evil.example.com",
-                                            credential, sizeof credential),
-                 TPROV_ERR_SEALED);
+    CHECK(is_all_zero(&r, sizeof r));
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "evil.example.com", "sealed",
+                  ECDH_SEALED_B64, 1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_SEALED);
     /* Each key opens its own mode only, and a seal key in hand never opens ECDH envelopes. */
-    CHECK_STATUS(tprov_parse_response_with_key(SEALED_BODY, strlen(SEALED_BODY), DEVICE_ID,
-                                               TIMESTAMP, &key, &r),
-                 TPROV_ERR_SEALED);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", SEALED_B64,
+                  1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_SEALED);
     CHECK_STATUS(tprov_key_from_device_key(&hmac_key, &hmac_storage, DEVICE_KEY_B64), TPROV_OK);
-    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
-                                               DEVICE_ID, TIMESTAMP, &hmac_key, &r),
-                 TPROV_ERR_SEALED);
-    CHECK_STATUS(tprov_open_sealed(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), SEAL_KEY, "acme",
-                                   DEVICE_ID, "backend.thinger.io", credential, sizeof credential),
-                 TPROV_ERR_SEALED);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed",
+                  ECDH_SEALED_B64, 1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &hmac_key, &g_pinned, &r), TPROV_ERR_SEALED);
     /* A credential in clear is a downgrade for a P-256 key too. */
     CHECK_STATUS(tprov_parse_response_with_key(SUCCESS_BODY, strlen(SUCCESS_BODY), DEVICE_ID,
                                                TIMESTAMP, &key, &r),
                  TPROV_ERR_RESPONSE_NOT_SEALED);
+    /* Without a pinned answer key no entry point opens an ECDH envelope: it is made from the
+     * certificate's public key alone (issue 17, finding 3). */
+    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
+                                               DEVICE_ID, TIMESTAMP, &key, &r),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK(is_all_zero(&r, sizeof r));
+    CHECK_STATUS(tprov_open_sealed_with_key(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), &key,
+                                            DEVICE_ID, TIMESTAMP, "acme", "backend.thinger.io",
+                                            credential, sizeof credential),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK(is_all_zero(credential, sizeof credential));
+    CHECK_STATUS(tprov_open_sealed(ECDH_SEALED_B64, strlen(ECDH_SEALED_B64), SEAL_KEY, "acme",
+                                   DEVICE_ID, "backend.thinger.io", credential, sizeof credential),
+                 TPROV_ERR_ANSWER_KEY_REQUIRED);
+    CHECK_STATUS(parse_answer(ECDH_SEALED_BODY, &key, NULL, &r), TPROV_ERR_ANSWER_KEY_REQUIRED);
     tprov_memzero(&storage, sizeof storage);
+    tprov_memzero(&hmac_storage, sizeof hmac_storage);
 }
 
 static void test_every_changed_byte_of_an_ecdh_envelope_is_refused(void)
@@ -1378,11 +1956,12 @@ static void test_every_changed_byte_of_an_ecdh_envelope_is_refused(void)
     unsigned char envelope[400];
     unsigned char changed[400];
     char b64[600];
-    char credential[TPROV_CREDENTIAL_MAX_LEN + 1];
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
     size_t envelope_len = decode_b64(ECDH_SEALED_B64, envelope, sizeof envelope);
     size_t b64_len = 0;
     tprov_p256_key_t storage;
     tprov_key_t key;
+    tprov_response_t r;
     size_t i;
 
     vector_p256_key(&key, &storage);
@@ -1393,11 +1972,13 @@ static void test_every_changed_byte_of_an_ecdh_envelope_is_refused(void)
         memcpy(changed, envelope, envelope_len);
         changed[i] ^= 0x01u;
         mbedtls_base64_encode((unsigned char *)b64, sizeof b64, &b64_len, changed, envelope_len);
-        status = tprov_open_sealed_with_key(b64, b64_len, &key, DEVICE_ID, TIMESTAMP, "acme",
-                                            "backend.thinger.io", credential, sizeof credential);
+        /* Signed by the service's key: what is tested here is the envelope's own binding. */
+        signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed", b64, 1,
+                      g_request_hash, ANSWER_D);
+        status = parse_answer(body, &key, &g_pinned, &r);
         /* A changed point is off the curve (the callback refuses it) or another key (GCM does). */
         CHECK(status == TPROV_ERR_SEALED || status == TPROV_ERR_KEY_CALLBACK);
-        CHECK(credential[0] == '\0');
+        CHECK(is_all_zero(&r, sizeof r));
         if (g_case_failures > 0) {
             fprintf(stderr, "  changed byte %zu\n", i);
             return;
@@ -1630,12 +2211,13 @@ static void test_a_failing_key_agreement_stores_nothing(void)
     tprov_p256_key_t storage;
     tprov_key_t key;
     tprov_response_t r;
+    char body[TPROV_RESPONSE_MAX_LEN + 1];
 
     vector_p256_key(&key, &storage);
     key.ecdh = failing_ecdh;
-    CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
-                                               DEVICE_ID, TIMESTAMP, &key, &r),
-                 TPROV_ERR_KEY_CALLBACK);
+    signed_answer(body, sizeof body, "acme", DEVICE_ID, "backend.thinger.io", "sealed",
+                  ECDH_SEALED_B64, 1, g_request_hash, ANSWER_D);
+    CHECK_STATUS(parse_answer(body, &key, &g_pinned, &r), TPROV_ERR_KEY_CALLBACK);
     CHECK(is_all_zero(&r, sizeof r));
     CHECK_STATUS(tprov_parse_response_with_key(ECDH_SEALED_BODY, strlen(ECDH_SEALED_BODY),
                                                DEVICE_ID, TIMESTAMP, NULL, &r),
@@ -1705,6 +2287,16 @@ int main(void)
     RUN(test_x509_requests_refuse_combinations_the_protocol_refuses);
     RUN(test_p256_private_keys_outside_1_to_n_minus_1_are_refused);
     RUN(test_a_failing_key_agreement_stores_nothing);
+    RUN(test_answer_signature_vector_verifies);
+    RUN(test_every_changed_byte_of_a_signed_answer_is_refused);
+    RUN(test_an_answer_to_another_request_is_refused);
+    RUN(test_an_answer_signed_by_another_key_is_refused);
+    RUN(test_with_pinned_keys_every_success_answer_must_be_signed);
+    RUN(test_claim_and_ecdh_envelopes_need_a_pinned_key);
+    RUN(test_v1_and_mode_1_answers_need_no_pinned_key);
+    RUN(test_the_second_pinned_key_verifies_during_a_rotation);
+    RUN(test_mutated_signed_answers_yield_the_signed_fields_or_nothing);
+    RUN(test_answer_keys_and_arguments_are_validated);
 
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;

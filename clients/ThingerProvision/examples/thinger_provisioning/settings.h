@@ -16,6 +16,13 @@
 #define PROVISIONING_BASE_PATH ""
 // The fleet this firmware's devices join (docs/fleets.md); "" for the service's default fleet.
 #define PROVISIONING_FLEET ""
+// The service's answer key, public: the 88 characters `thinger-provisioner answer-key show` prints
+// for the stage. With it the device stores only answers the service signed for its own request;
+// a party in the middle (a TLS proxy, a stolen server certificate) can then make it accept none.
+// Required with PROVISIONING_X509, whose sealed answers anyone could make from the certificate.
+// During a rotation (docs/operations.md), the other key in PROVISIONING_ANSWER_KEY_NEXT.
+#define PROVISIONING_ANSWER_KEY ""
+#define PROVISIONING_ANSWER_KEY_NEXT ""
 
 // Where the device key lives. By default in NVS, sent once over the serial port at the factory
 // (set-key). On an ESP32-S2, -S3, -C3, -C6 or -H2, define PROVISIONING_EFUSE_HMAC_KEY as the eFuse

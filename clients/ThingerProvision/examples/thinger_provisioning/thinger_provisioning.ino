@@ -48,6 +48,28 @@
 #include <sys/time.h>
 #include <time.h>
 
+// Settings files from before answer signatures pin no answer key.
+#ifndef PROVISIONING_ANSWER_KEY
+#define PROVISIONING_ANSWER_KEY ""
+#endif
+#ifndef PROVISIONING_ANSWER_KEY_NEXT
+#define PROVISIONING_ANSWER_KEY_NEXT ""
+#endif
+static_assert(sizeof PROVISIONING_ANSWER_KEY == 1 ||
+                  sizeof PROVISIONING_ANSWER_KEY == TPROV_ANSWER_KEY_B64_LEN + 1,
+              "PROVISIONING_ANSWER_KEY is \"\" or the 88 characters `thinger-provisioner answer-key show` prints");
+static_assert(sizeof PROVISIONING_ANSWER_KEY_NEXT == 1 ||
+                  (sizeof PROVISIONING_ANSWER_KEY_NEXT == TPROV_ANSWER_KEY_B64_LEN + 1 &&
+                   sizeof PROVISIONING_ANSWER_KEY == TPROV_ANSWER_KEY_B64_LEN + 1),
+              "PROVISIONING_ANSWER_KEY_NEXT is \"\" or, beside PROVISIONING_ANSWER_KEY, the 88 characters of the other key");
+#ifdef PROVISIONING_X509
+// Its answers are sealed to the certificate's public key: without a pinned answer key anyone in the
+// middle could make one, and the core refuses them (TPROV_ERR_ANSWER_KEY_REQUIRED) after the
+// service has already replaced the credential.
+static_assert(sizeof PROVISIONING_ANSWER_KEY == TPROV_ANSWER_KEY_B64_LEN + 1,
+              "PROVISIONING_X509 needs PROVISIONING_ANSWER_KEY in settings.h: the 88 characters `thinger-provisioner answer-key show` prints");
+#endif
+
 // A fleet powered on together spreads its first requests over this window.
 static const uint32_t FIRST_ATTEMPT_SPREAD_MS = 10000;
 // Transient failures (network, 429, 503): full-jitter backoff from 5 s up to 15 min.
@@ -134,6 +156,10 @@ static uint8_t g_auth_failures = 0;   // refused logins in a row (set from thing
 static uint32_t g_wifi_up_since_ms = 0;
 static char g_response_body[TPROV_RESPONSE_MAX_LEN];
 static tprov_response_t g_response;
+// The pinned answer keys, decoded and checked once at start (load_answer_keys).
+static unsigned char g_answer_key_points[TPROV_ANSWER_KEYS_MAX][TPROV_P256_POINT_LEN];
+static tprov_answer_keys_t g_answer_keys;
+static bool g_answer_keys_valid = false;
 static char g_request[REQUEST_HEAD_MAX_LEN + REQUEST_BODY_MAX_LEN + 1];
 static char *const g_request_body = g_request + REQUEST_HEAD_MAX_LEN;
 
@@ -359,7 +385,7 @@ static const char *check_request_fits(const char *device, size_t cert_len, size_
   tprov_key_t key;
   tprov_p256_key_t storage;
   tprov_certificate_t certificate = x509_certificate(cert_len, chain_len);
-  tprov_request_options_t options = { PROVISIONING_FLEET, 0, true };
+  tprov_request_options_t options = { PROVISIONING_FLEET, 0, true, nullptr };
   size_t body_len = 0;
 
   tprov_status_t status = open_p256_key(key, storage, d);
@@ -643,12 +669,34 @@ static bool parse_header_number(const char *text, uint32_t &out) {
   return true;
 }
 
+// PROVISIONING_ANSWER_KEY (and _NEXT) as points on P-256; false when one is not. Their text is
+// checked here, at start: a typo must not become a device that refuses every answer unexplained.
+static bool load_answer_keys() {
+  const char *const texts[TPROV_ANSWER_KEYS_MAX] = { PROVISIONING_ANSWER_KEY, PROVISIONING_ANSWER_KEY_NEXT };
+
+  g_answer_keys = tprov_answer_keys_t();
+  for (size_t i = 0; i < TPROV_ANSWER_KEYS_MAX; i++) {
+    if (texts[i][0] == '\0') {
+      continue;
+    }
+    if (tprov_answer_key_from_base64(texts[i], g_answer_key_points[g_answer_keys.count]) != TPROV_OK) {
+      g_answer_keys.count = 0;
+      return false;
+    }
+    g_answer_keys.keys[g_answer_keys.count] = g_answer_key_points[g_answer_keys.count];
+    g_answer_keys.count++;
+  }
+  return true;
+}
+
 // POSTs the body_len bytes at g_request_body to the service and parses the answer into
 // g_response. HTTP/1.1 with Connection: close; the body is read up to Content-Length or the end of the stream (a chunked
 // answer is refused: the service sends Content-Length).
 // The key opens the sealed credential of the answer (protocol v2, docs/protocol.md); timestamp
-// is the one the request was signed with.
-static void https_post(size_t body_len, uint64_t timestamp, const tprov_key_t &key, Exchange &ex) {
+// is the one the request was signed with; with pinned answer keys the answer must be signed for
+// the request whose SHA-256 is request_hash.
+static void https_post(size_t body_len, uint64_t timestamp, const tprov_key_t &key,
+                       const unsigned char request_hash[TPROV_REQUEST_HASH_LEN], Exchange &ex) {
   WiFiClientSecure client;
   char head[REQUEST_HEAD_MAX_LEN + 1];
   char line[128];
@@ -739,8 +787,8 @@ static void https_post(size_t body_len, uint64_t timestamp, const tprov_key_t &k
   } else if (content_length >= 0 && (long)len < content_length) {
     ex.parse_status = TPROV_ERR_RESPONSE_TRUNCATED;
   } else {
-    ex.parse_status = tprov_parse_response_with_key(g_response_body, len, g_device_id, timestamp,
-                                                    &key, &g_response);
+    ex.parse_status = tprov_parse_answer(g_response_body, len, g_device_id, timestamp, &key,
+                                         &g_answer_keys, request_hash, &g_response);
   }
   tprov_memzero(g_response_body, sizeof g_response_body);
 }
@@ -758,6 +806,12 @@ static void provision() {
   const tprov_certificate_t *cert = nullptr;
 #endif
 
+  if (!g_answer_keys_valid) {
+    Serial.println("[PROVISION] PROVISIONING_ANSWER_KEY in settings.h is not an answer key: copy it "
+                   "from `thinger-provisioner answer-key show`");
+    schedule_attempt(REFUSED_PARK_MS);
+    return;
+  }
   if (!open_device_key(key, storage, key_version)) {
     Serial.printf("[PROVISION] the stored device key is unusable: %s\n", KEY_FIX);
     schedule_attempt(REFUSED_PARK_MS);
@@ -767,11 +821,12 @@ static void provision() {
   for (;;) {
     time_t now = time(nullptr);
     size_t body_len = 0;
+    unsigned char request_hash[TPROV_REQUEST_HASH_LEN];
     Exchange ex;
 
     uint64_t timestamp = now > 0 ? (uint64_t)now : 0;
     // sealed: the credential comes encrypted to this device's key, so a replayed request is worthless.
-    tprov_request_options_t options = { PROVISIONING_FLEET, key_version, true };
+    tprov_request_options_t options = { PROVISIONING_FLEET, key_version, true, request_hash };
     tprov_status_t status = tprov_build_request(g_device_id, timestamp, &key, &options, cert,
                                                 g_request_body, REQUEST_BODY_MAX_LEN + 1, &body_len);
     if (status != TPROV_OK) {
@@ -782,7 +837,7 @@ static void provision() {
       break;
     }
     Serial.printf("[PROVISION] provisioning %s\n", g_device_id);
-    https_post(body_len, timestamp, key, ex); // wipes the request
+    https_post(body_len, timestamp, key, request_hash, ex); // wipes the request
 
     tprov_next_t next = tprov_next_step(ex.http_status, ex.parse_status, &g_response);
     if (next == TPROV_NEXT_RETRY_WITH_SERVER_TIME && !resynced) {
@@ -815,6 +870,12 @@ static void provision() {
                                                 : tprov_status_name(ex.parse_status));
       schedule_attempt(tprov_retry_delay_ms(g_failures, RETRY_BASE_MS, RETRY_CAP_MS,
                                             has_retry_after, retry_after_secs, esp_random()));
+    } else if (ex.parse_status == TPROV_ERR_ANSWER_SIGNATURE ||
+               ex.parse_status == TPROV_ERR_ANSWER_KEY_REQUIRED) {
+      // Not the service's answer: someone in the middle, or another deployment's. Nothing stored.
+      Serial.printf("[PROVISION] refused an answer not signed by the pinned answer key (HTTP %ld, %s)\n",
+                    ex.http_status, tprov_status_name(ex.parse_status));
+      schedule_attempt(REFUSED_PARK_MS + esp_random() % REFUSED_PARK_JITTER_MS);
     } else {
       Serial.printf("[PROVISION] refused (HTTP %ld, %s)\n", ex.http_status,
                     ex.parse_status == TPROV_OK ? g_response.error
@@ -949,6 +1010,13 @@ void setup() {
   g_key_state = g_have_key ? "present" : "absent";
 #endif
   load_credentials();
+  g_answer_keys_valid = load_answer_keys();
+  if (!g_answer_keys_valid) {
+    Serial.println("[PROVISION] PROVISIONING_ANSWER_KEY is not an answer key: nothing will be provisioned");
+  } else if (g_answer_keys.count == 0) {
+    Serial.println("[PROVISION] no answer key pinned: answers are not checked to come from the service "
+                   "(set PROVISIONING_ANSWER_KEY)");
+  }
 #ifdef PROVISIONING_X509
   Serial.printf("[PROVISION] device %s, key %s, certificate %s%s%s, credentials %s\n",
                 g_device_id[0] != '\0' ? g_device_id : "(none)", g_key_state, g_cert_state,
