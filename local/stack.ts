@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { answerPublicPoint, generateAnswerKey, parseAnswerKey } from '../lib/attestation/answer-signature.js'
 import { loadConfig } from '../lib/config.js'
@@ -61,7 +61,7 @@ export interface LocalStackOptions {
   env?: Record<string, string>
   /** Receives every line serverless-offline prints; default: this process's stdout. */
   onOutput?: (chunk: string) => void
-  /** Where to write the answer key's public half (a base64 line) for the device player, relative to the project; default: nowhere. */
+  /** Where to write the answer key's public half (a base64 line) for the device player, relative to the project or absolute; default: nowhere. */
   answerKeyFile?: string
   /** Stops a start under way (Ctrl+C while serverless-offline builds): everything started so far is stopped again. */
   signal?: AbortSignal
@@ -155,7 +155,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }, options.onOutput ?? ((chunk) => process.stdout.write(chunk)))
     const url = `http://127.0.0.1:${httpPort}`
     await waitUntilServing(`${url}/v1/provision`, offline, httpPort, options.signal)
-    if (options.answerKeyFile !== undefined && answerPublicKey !== undefined) writeFileSync(join(PROJECT_DIR, options.answerKeyFile), `${answerPublicKey}\n`)
+    if (options.answerKeyFile !== undefined && answerPublicKey !== undefined) writeFileSync(resolve(PROJECT_DIR, options.answerKeyFile), `${answerPublicKey}\n`)
     const running = offline
     const ownFolder = buildFolder
     return {

@@ -44,7 +44,8 @@ function isAlive(pid: number): boolean {
 try {
   stack = await startLocalStack({
     signal: starting.signal,
-    answerKeyFile: LOCAL_ANSWER_KEY_FILE,
+    // The same setting tells `npm run device` where to find it.
+    answerKeyFile: process.env.ANSWER_KEY_FILE || LOCAL_ANSWER_KEY_FILE,
     httpPort: readPort(PORT_SETTINGS.httpPort.name, PORT_SETTINGS.httpPort.fallback),
     lambdaPort: readPort(PORT_SETTINGS.lambdaPort.name, PORT_SETTINGS.lambdaPort.fallback),
     thingerPort: readPort(PORT_SETTINGS.thingerPort.name, PORT_SETTINGS.thingerPort.fallback),
@@ -82,7 +83,7 @@ thinger-provisioner local stack is up
   Thinger.io emulator    ${stack.thinger.url}
   local SSM              ${stack.ssmEndpoint}
   answer public key      ${stack.answerPublicKey}
-                         (new at each start, in ${LOCAL_ANSWER_KEY_FILE}: what firmware pins, docs/protocol.md)
+                         (new at each start, in ${process.env.ANSWER_KEY_FILE || LOCAL_ANSWER_KEY_FILE}, which npm run device pins; docs/protocol.md)
 
 Provision a device (in another terminal):
 ${examples}

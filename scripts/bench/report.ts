@@ -134,7 +134,8 @@ export function formatReport(results: BenchResults, checks: Check[]): string[] {
     `own p50: time outside the Thinger calls (in fetch until the answer's headers). Handler overhead at p50: ${fixed(handlerOverheadMs(warm))} ms; ` +
       `p50 - ${fixed(warm.newDevices.thingerCallsPerDevice)} x ${warm.thingerLatencyMs} ms configured = ${fixed(overheadOverConfiguredLatencyMs(warm))} ms. ` +
       `Sealing (v2): own p50 ${fixed(warm.newDevicesSealed.ownWork?.p50Ms ?? Number.NaN)} ms against ${fixed(warm.newDevices.ownWork?.p50Ms ?? Number.NaN)} ms in clear; ` +
-      `sealing one answer alone (device key, seal key, AES-256-GCM) takes ${fixed(warm.sealingCrypto.p50Us, 1)} µs at p50, ${fixed(warm.sealingCrypto.p99Us, 1)} µs at p99`,
+      `sealing one answer alone (device key, seal key, AES-256-GCM) takes ${fixed(warm.sealingCrypto.p50Us, 1)} µs at p50, ${fixed(warm.sealingCrypto.p99Us, 1)} µs at p99; ` +
+      `signing it (SHA-256 of the body, ECDSA P-256, the key parsed once per container) ${fixed(warm.signingCrypto.p50Us, 1)} µs at p50, ${fixed(warm.signingCrypto.p99Us, 1)} µs at p99`,
   ])
 
   const x509 = results.x509Path

@@ -1,3 +1,4 @@
+import { generateAnswerKey } from '../../lib/attestation/answer-signature.js'
 import { LOCAL_FLEET_KEY, LOCAL_REGION, LOCAL_THINGER_TOKEN, LOCAL_USERNAME, parameterNames } from '../../local/defaults.js'
 import { type LocalSsm, startLocalSsm } from '../../local/ssm-server.js'
 import { startThingerEmulator, type ThingerEmulator } from '../../local/thinger-emulator.js'
@@ -21,7 +22,7 @@ export interface BenchStack {
 
 /** Starts the Thinger.io emulator and the local SSM on free loopback ports, seeded as for stage `bench`. */
 export async function startBenchStack(): Promise<BenchStack> {
-  const { thingerTokenParam, fleetKeyParam } = parameterNames(BENCH_STAGE)
+  const { thingerTokenParam, fleetKeyParam, answerKeyParam } = parameterNames(BENCH_STAGE)
   const thinger = await startThingerEmulator({
     port: 0,
     accounts: [{
@@ -41,6 +42,8 @@ export async function startBenchStack(): Promise<BenchStack> {
       parameters: [
         { name: thingerTokenParam, value: LOCAL_THINGER_TOKEN, type: 'SecureString' },
         { name: fleetKeyParam, value: LOCAL_FLEET_KEY, type: 'SecureString' },
+        // Every answer signed, as in a deployment with its answer key: signing is part of what is measured.
+        { name: answerKeyParam, value: generateAnswerKey(), type: 'SecureString' },
       ],
     })
   } catch (error) {

@@ -1,4 +1,5 @@
 import type { ProvisionHandler } from '../../functions/provision.js'
+import { generateAnswerKey, parseAnswerKey, requestBodyDigest, signAnswer } from '../../lib/attestation/answer-signature.js'
 import { deriveDeviceKey } from '../../lib/attestation/keys.js'
 import { deriveHmacSealKey, sealAnswer } from '../../lib/attestation/seal.js'
 import { generateCredential } from '../../lib/provisioning/credential.js'
@@ -44,6 +45,8 @@ export interface WarmPathResult {
   newDevicesSealed: WarmPhase
   /** What sealing one answer costs the handler alone (derive the device key and the seal key, encrypt). */
   sealingCrypto: { answers: number; p50Us: number; p99Us: number }
+  /** What signing one answer costs the handler alone (hash the body, ECDSA P-256 with the key parsed once per container). */
+  signingCrypto: { answers: number; p50Us: number; p99Us: number }
   /** A create call like the handler's, sent straight to the emulator: what one Thinger call costs here. */
   rawCreates: WarmPhase
   /** SSM requests over the whole section: the warm-up request's fetch and any refresh. */
@@ -104,6 +107,7 @@ async function measureWarmPath(stack: BenchStack, options: WarmPathOptions): Pro
     newDevicesConcurrent,
     newDevicesSealed,
     sealingCrypto: measureSealingCrypto(stack.fleetKey, options.devices),
+    signingCrypto: measureSigningCrypto(options.devices),
     rawCreates,
     ssmCalls: stack.ssm.calls().length,
     containers: 1,
@@ -120,6 +124,22 @@ function measureSealingCrypto(fleetKey: Buffer, answers: number): WarmPathResult
     const started = performance.now()
     const sealKey = deriveHmacSealKey(deriveDeviceKey(fleetKey, device), device, timestamp)
     sealAnswer({ username: 'bench', device, credential: generateCredential(), host: 'backend.thinger.io', created: true }, sealKey)
+    timesMs.push(performance.now() - started)
+  }
+  const summary = summarizeLatency(timesMs)
+  return { answers, p50Us: summary.p50Ms * 1000, p99Us: summary.p99Ms * 1000 }
+}
+
+/** The work the answer signature adds to a request, timed alone as sealing is. */
+function measureSigningCrypto(answers: number): WarmPathResult['signingCrypto'] {
+  const answerKey = parseAnswerKey(generateAnswerKey(), 'bench')
+  const timesMs: number[] = []
+  for (let index = 0; index < answers; index++) {
+    const device = `warm_sign_crypto_${index}`
+    const body = JSON.stringify({ device, timestamp: 1764150000 + index, signature: 'x'.repeat(44), version: 2 })
+    const answer = { username: 'bench', device, sealed: 'A'.repeat(52), host: 'backend.thinger.io', created: true }
+    const started = performance.now()
+    signAnswer(answer, requestBodyDigest(body), answerKey)
     timesMs.push(performance.now() - started)
   }
   const summary = summarizeLatency(timesMs)

@@ -198,12 +198,15 @@ describeEachVariant('Fleets and profiles (local stack over HTTP, local/fleets.ym
     const device = newDeviceId('ws')
 
     // Act
-    const workshop = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', device, '--fleet', 'workshop', '--claim', '--meta', 'site=lab_9', '--url', url, '--emulator', thingerUrl])
-    const fallback = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', newDeviceId(), '--url', url, '--emulator', thingerUrl])
+    // With --url the player pins no key of its own: the stack's, as the banner prints it (a claim answer needs one).
+    const answerKey = ['--answer-key', inject('answerPublicKey')]
+    const workshop = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', device, '--fleet', 'workshop', '--claim', '--meta', 'site=lab_9', '--url', url, '--emulator', thingerUrl, ...answerKey])
+    const fallback = await run(process.execPath, ['--import', 'tsx', 'local/device.ts', newDeviceId(), '--url', url, '--emulator', thingerUrl, ...answerKey])
 
     // Assess
     expect(workshop.stdout).toContain('HTTP 201')
     expect(workshop.stdout).toContain('login check: the emulator accepts')
+    expect(workshop.stdout).toContain('answer signature: verified under the pinned answer key')
     expect(fallback.stdout).toContain('HTTP 201')
     expect(profileOf(await snapshot(), device).properties?.provisioning).toMatchObject({ meta: { site: 'lab_9' } })
   })

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto'
+import { GetParametersCommand } from '@aws-sdk/client-ssm'
 import { createRequire } from 'node:module'
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -54,8 +55,10 @@ beforeEach(() => {
 const secrets = new Set<string>([TOKEN, FLEET_KEY, CLAIM, ANSWER_KEY])
 const capturedOutput = captureOutputOfEachTest(secrets)
 
-function handlerWith(ssm: Record<string, string> = { [ANSWER_KEY_PARAM]: ANSWER_KEY }): ProvisionHandler {
-  const client = ssmHolding({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [CLAIM_PARAM]: CLAIM, ...ssm }).client
+function handlerWith(ssm: Record<string, string> = { [ANSWER_KEY_PARAM]: ANSWER_KEY }, onSsm?: (held: ReturnType<typeof ssmHolding>) => void): ProvisionHandler {
+  const held = ssmHolding({ [TOKEN_PARAM]: TOKEN, [FLEET_KEY_PARAM]: FLEET_KEY, [CLAIM_PARAM]: CLAIM, ...ssm })
+  onSsm?.(held)
+  const client = held.client
   return createProvisionHandler({ env: { STAGE: 'prod', THINGER_API_URL: emulator.url, THINGER_USERNAME: USERNAME, THINGER_DEVICE_HOST: HOST, THINGER_TOKEN_PARAM: TOKEN_PARAM }, fleets: FLEETS, ssmClient: client, now: () => NOW_MS })
 }
 
@@ -158,9 +161,10 @@ describe('Function: provision handler, answer signatures', () => {
     expect(JSON.stringify(answer.fields)).not.toContain('answerSignature')
   })
 
-  it('answers unsigned without the answer key, and warns answer_key_missing once per container', async () => {
+  it('answers unsigned without the answer key, and warns answer_key_missing once per container, still in one SSM request', async () => {
     // Prepare
-    const handler = handlerWith({})
+    let ssm: ReturnType<typeof ssmHolding> | undefined
+    const handler = handlerWith({}, (held) => (ssm = held))
 
     // Act
     const first = await invoke(handler, apiEvent(signedBody('esp32_0000000a0005')))
@@ -173,6 +177,7 @@ describe('Function: provision handler, answer signatures', () => {
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatchObject({ level: 'WARN', setting: 'ANSWER_KEY_PARAM', parameter: ANSWER_KEY_PARAM })
     expect(logLines().filter((line) => line.message === 'provision').map((line) => line.answerSigned)).toEqual([false, false])
+    expect(ssm!.mock.commandCalls(GetParametersCommand)).toHaveLength(1)
   })
 
   it.each([

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest'
+import { parseAnswerPublicKey } from '../../lib/attestation/answer-signature.js'
 import { freePort } from '../support/ports.js'
 import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
 
@@ -115,6 +116,29 @@ describe('Program: npm start', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
     expect(hasStackTrace(run.stderr)).toBe(false)
   })
 
+  it('prints the public half of its answer key and writes it where the device player pins it from', async () => {
+    // Prepare
+    const env = { ...(await freePorts()), ANSWER_KEY_FILE: join(mkdtempSync(join(tmpdir(), 'answer-key-')), 'answer-key.pub') }
+    const child = spawn(process.execPath, ['--import', 'tsx', START], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    onTestFinished(() => void (child.exitCode === null && child.kill('SIGTERM')))
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    while (!output.includes('Stop with Ctrl+C') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 100))
+
+    // Act
+    const played = await runProgram('local/device.ts', ['esp32_a1b2c3d4e5f6'], env)
+    child.kill('SIGINT')
+    await once(child, 'exit')
+
+    // Assess
+    const publicKey = readFileSync(env.ANSWER_KEY_FILE, 'utf8').trim()
+    expect(() => parseAnswerPublicKey(publicKey)).not.toThrow()
+    expect(output).toContain(`answer public key      ${publicKey}`)
+    expect(played.stdout).toContain('answer signature: verified under the pinned answer key')
+    expect(played.code).toBe(0)
+  })
+
   it('stops everything it started, serverless-offline included, on Ctrl+C during the start', async () => {
     // Prepare
     const env = await freePorts()
@@ -144,7 +168,7 @@ describe('Program: npm start with a fleets file of ones own', () => {
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     const fleetsFile = join(dir, 'fleets.yml')
     writeFileSync(fleetsFile, "version: 1\nfleets:\n  lab:\n    proof: [hmac]\n    keyParam: /thinger-provisioner/local/lab/fleet-key\n    devicePattern: 'lab_[a-z0-9]{4}'\n")
-    const env: Record<string, string> = { ...(await freePorts()), FLEETS_FILE: fleetsFile }
+    const env: Record<string, string> = { ...(await freePorts()), FLEETS_FILE: fleetsFile, ANSWER_KEY_FILE: join(dir, 'answer-key.pub') }
     const child = spawn(process.execPath, ['--import', 'tsx', START], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     onTestFinished(() => killGroupsOnPorts(child.pid!, env))
     let output = ''
@@ -189,7 +213,8 @@ describe('Program: npm start, stopped every way', () => {
   it.each(STOPS)('leaves nothing behind after $way ($signal)', async ({ command, signal, to }) => {
     // Prepare: a stack that is up
     const env = await freePorts()
-    const options = { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], detached: true }
+    const answerKeyFile = join(mkdtempSync(join(tmpdir(), 'answer-key-')), 'answer-key.pub')
+    const options = { env: { ...process.env, ...env, ANSWER_KEY_FILE: answerKeyFile }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], detached: true }
     const child =
       command === 'npm'
         ? spawn('npm', ['start', '--silent'], options)

@@ -4,7 +4,7 @@
 # integers. libFuzzer mutates from these; what it finds on top goes to a corpus of its own.
 set -eu
 out=${1:?usage: seeds.sh DIR}
-mkdir -p "$out/parse" "$out/sealed" "$out/open" "$out/clock"
+mkdir -p "$out/parse" "$out/sealed" "$out/open" "$out/clock" "$out/answer"
 
 sealed_hmac='AQEAAQIDBAUGBwgJCgvAbgqIbyh2XhGXWg3ZDzbAaRCewti+w3wMslflAGzlPfBBqmJ3DL2K'
 sealed_claim='AQIAAQIDBAUGBwgJCguh/f7sv85TRWnDUn3B+dYycgg5e2UNcdOFJCfLo/y0Ocwqbe+c/K4W'
@@ -36,6 +36,36 @@ for dir in parse sealed; do
     answer "$out/$dir/sealed-claim" username=acme device=ws_kit0001 sealed=$sealed_claim host=$host created=true
 done
 cp "$out/parse/success" "$out/parse/clock-skew" "$out/parse/unavailable" "$out/sealed/"
+
+# answer: a flags byte (0: the vector's request hash), then the body. The spec's signed answer
+# (docs/protocol.md, Answer signatures), and the same fields in clear (v1) and sealed in mode 3,
+# signed once with the test vector's answer key (a test key, never a stack's).
+sig_hmac='K1joCV2F7+XW5XfREMrm12yi/vh62Hjhfbauoi/VW9OWP/veELAdPewKVrxzmX/Qf2iqvCYnHIjX+EeSTfe8Ow=='
+sig_v1='8EHU6hZctbSkWvarxVZoRkiHQv1WtQ++7y0OLIAeQzoep1pT2BAX92izsJjWO2vMacNzfpLed6lPNqI9uuRCYw=='
+sig_ecdh='4YP/TieJP67k9hzR27CVKUzrR6jqQ0HpQ02nFw5IVNdoCGEFNWhrsR/WYOqH4erGP6cmr7daS8P/DzAZ2Dd9dg=='
+request_hash='\245\325\171\113\007\107\151\211\242\354\104\037\100\135\003\164\032\303\345\176\140\156\225\306\275\026\014\075\130\063\027\047'
+# $1 file, $2 flags and hash (printf format), then the lines of the answer
+flagged() {
+    file=$1
+    printf "$2" >"$file"
+    shift 2
+    printf '%s\n' "$@" >>"$file"
+}
+flagged "$out/answer/signed-hmac" '\000' username=acme device=$device sealed=$sealed_hmac host=$host \
+    created=true answer_signature=$sig_hmac
+flagged "$out/answer/signed-hmac-hash" "\\001$request_hash" username=acme device=$device \
+    sealed=$sealed_hmac host=$host created=true answer_signature=$sig_hmac
+flagged "$out/answer/signed-v1" '\000' username=acme device=$device \
+    credential=Xq3kP9vL2mN8rT5wY7zA1bC4 host=$host created=true answer_signature=$sig_v1
+flagged "$out/answer/signed-ecdh" '\000' username=acme device=$device sealed=$sealed_ecdh host=$host \
+    created=true answer_signature=$sig_ecdh
+# the other values of created and host, signed by nothing (only the accepting callback passes it)
+flagged "$out/answer/existed-port" '\000' username=acme device=$device \
+    credential=Xq3kP9vL2mN8rT5wY7zA1bC4 host=127.0.0.1:18090 created=false request_id=c0ffee \
+    answer_signature=$sig_v1
+flagged "$out/answer/clock-skew" '\000' error=clock_skew server_time=1764150412 request_id=c0ffee
+printf '\000%s' BEbkvrsJVTiANGn39mDOrQWXj91l36YhFVMPWCJAAN3SmWYqOVaMp02n7TaXb1+Xre6vE9XF17zKCrCSxpVvpfY= \
+    >"$out/answer/answer-key"
 
 # open: the output buffer's size less one (0xff: 256 bytes), then sealed, username, device, host
 envelope() {
