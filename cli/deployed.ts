@@ -2,6 +2,7 @@ import type { IAMClient } from '@aws-sdk/client-iam'
 import type { LambdaClient } from '@aws-sdk/client-lambda'
 import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
+import { regionOf } from './region.js'
 
 const AWS_MAX_ATTEMPTS = 3
 
@@ -34,8 +35,8 @@ export interface DeployedPort {
  * as for any AWS tool (`AWS_ENDPOINT_URL_LAMBDA`, `AWS_ENDPOINT_URL_IAM` or `AWS_ENDPOINT_URL` for moto).
  */
 export function createDeployedPort(env: NodeJS.ProcessEnv, options: { lambda?: Pick<LambdaClient, 'send'>; iam?: Pick<IAMClient, 'send'> } = {}): DeployedPort {
-  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION
-  const clientOptions = { maxAttempts: AWS_MAX_ATTEMPTS, ...(region ? { region } : {}) }
+  const region = regionOf(env)
+  const clientOptions = { maxAttempts: AWS_MAX_ATTEMPTS, region }
   const call = async <T>(action: string, target: string, operation: () => Promise<T>): Promise<T> => {
     try {
       return await operation()

@@ -69,7 +69,13 @@ export async function loadFleetCa(context: CliContext, fleet: Fleet, place: Flee
   const keyId = await kms.findAlias(place.alias)
   const pem = await readCaCertificatePem(context, place)
   if (keyId === undefined || pem === undefined) {
-    throw new CliError('not_found', `fleet "${fleet.name}" has no CA yet (${keyId === undefined ? `no KMS alias ${place.alias}` : 'no CA certificate'}); create it with \`ca create --fleet ${fleet.name}\``)
+    if (keyId !== undefined) {
+      throw new CliError('not_found', `fleet "${fleet.name}" has a CA key (KMS alias ${place.alias}) but no CA certificate; \`ca create --fleet ${fleet.name}\` makes one with that key`)
+    }
+    if (pem !== undefined) {
+      throw new CliError('not_found', `fleet "${fleet.name}" has a CA certificate but no KMS alias ${place.alias} (another stage, region or account?); run this with that one's settings, or see \`ca create --fleet ${fleet.name}\` to start over`)
+    }
+    throw new CliError('not_found', `fleet "${fleet.name}" has no CA yet; create it with \`ca create --fleet ${fleet.name}\``)
   }
   const body = PEM.exec(pem)?.[1]
   if (body === undefined) throw new CliError('config', `the CA certificate of fleet "${fleet.name}" is not PEM`)

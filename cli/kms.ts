@@ -1,6 +1,7 @@
 import type { KMSClient } from '@aws-sdk/client-kms'
 import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
+import { regionOf } from './region.js'
 
 const KMS_MAX_ATTEMPTS = 3
 /** What KMS `Sign` accepts with `MessageType: RAW`; a to-be-signed certificate is far smaller. */
@@ -24,12 +25,12 @@ export interface KmsPort {
  * the to-be-signed bytes itself (moto 5.2.1 mishandles `DIGEST`).
  */
 export function createKmsPort(env: NodeJS.ProcessEnv, options: { client?: Pick<KMSClient, 'send'> } = {}): KmsPort {
-  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION
+  const region = regionOf(env)
   let loading: Promise<{ client: Pick<KMSClient, 'send'>; sdk: typeof import('@aws-sdk/client-kms') }> | undefined
   const load = () =>
     (loading ??= import('@aws-sdk/client-kms').then((sdk) => ({
       sdk,
-      client: options.client ?? new sdk.KMSClient({ maxAttempts: KMS_MAX_ATTEMPTS, ...(region ? { region } : {}) }),
+      client: options.client ?? new sdk.KMSClient({ maxAttempts: KMS_MAX_ATTEMPTS, region }),
     })))
   const call = async <T>(action: string, target: string, operation: (client: Pick<KMSClient, 'send'>, sdk: typeof import('@aws-sdk/client-kms')) => Promise<T>): Promise<T> => {
     const { client, sdk } = await load()

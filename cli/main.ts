@@ -22,7 +22,7 @@ const SETTINGS_HELP = `
 Settings come from the environment, as for the deployed function: STAGE, FLEETS_FILE (or
 FLEET_KEY_PARAM, FLEET_KEY_VERSIONS, DENY_LIST_PARAM, DEVICE_ID_PATTERN without one),
 THINGER_API_URL, THINGER_USERNAME, THINGER_TOKEN_PARAM, SSM_CACHE_SECONDS; AWS credentials and
-AWS_REGION as for any AWS tool; AWS_ENDPOINT_URL_SSM for another SSM endpoint (moto, the local stack),
+AWS_REGION (else us-east-1, as the deploy); AWS_ENDPOINT_URL_SSM for another SSM endpoint (moto, the local stack),
 AWS_ENDPOINT_URL_KMS for another KMS endpoint (moto).
 Exit codes: 0 done, 1 failed, 2 usage or configuration error, 130 interrupted.
 See docs/operations.md.`

@@ -7,6 +7,10 @@ import { CliError } from './errors.js'
 // Commands that never call Thinger.io (fleet-key, keys, sign) run on factory stations without an
 // account name; loadConfig requires one, so they get a stand-in that no request ever carries.
 const STAND_IN_USERNAME = 'not-used-by-this-command'
+/** True for the stand-in account name of a command run without THINGER_USERNAME: never shown as an account. */
+export function isStandInUsername(username: string): boolean {
+  return username === STAND_IN_USERNAME
+}
 const THINGER_DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
 
 const { loadFleets } = createRequire(import.meta.url)('../deploy/fleets.cjs') as {

@@ -1,6 +1,7 @@
 import type { SSMClient } from '@aws-sdk/client-ssm'
 import { awsErrorName, describeAwsError } from './aws-errors.js'
 import { CliError } from './errors.js'
+import { regionOf } from './region.js'
 
 const SSM_MAX_ATTEMPTS = 3
 
@@ -36,13 +37,13 @@ export interface PutParameterInput {
  * as for any AWS tool (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL_SSM` for moto or the local SSM).
  */
 export function createSsmPort(env: NodeJS.ProcessEnv, options: { client?: Pick<SSMClient, 'send'> } = {}): SsmPort {
-  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION
+  const region = regionOf(env)
   // Loaded on first use: commands that never reach SSM (sign, an air-gapped keys derive) start faster without it.
   let loading: Promise<{ client: Pick<SSMClient, 'send'>; sdk: typeof import('@aws-sdk/client-ssm') }> | undefined
   const load = () =>
     (loading ??= import('@aws-sdk/client-ssm').then((sdk) => ({
       sdk,
-      client: options.client ?? new sdk.SSMClient({ maxAttempts: SSM_MAX_ATTEMPTS, ...(region ? { region } : {}) }),
+      client: options.client ?? new sdk.SSMClient({ maxAttempts: SSM_MAX_ATTEMPTS, region }),
     })))
   return {
     async getParameter(name) {

@@ -30,7 +30,8 @@ const validate = new Ajv({ allErrors: true, strict: true, strictRequired: false,
 
 class FleetsFileError extends Error {
   constructor(file, problems) {
-    super(`fleets file ${file} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    // A problem of several lines (the YAML parser's, with the lines around the error) stays one item.
+    super(`fleets file ${file} is invalid:\n${problems.map((p) => `  - ${p.replace(/\n/g, '\n    ').replace(/[ \t]+$/gm, '')}`).join('\n')}`)
     this.name = 'FleetsFileError'
   }
 }
@@ -45,7 +46,7 @@ function fleetsFilePath(env = process.env) {
 /** Parses and validates a fleets file's text; returns the fleets with defaults applied. */
 function parseFleets(text, file = 'fleets.yml', baseDir = dirname(resolve(PROJECT_DIR, file)), options = {}) {
   const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true })
-  if (document.errors.length > 0) throw new FleetsFileError(file, document.errors.map((e) => e.message.split('\n')[0]))
+  if (document.errors.length > 0) throw new FleetsFileError(file, document.errors.map((e) => e.message.trimEnd()))
   const data = document.toJS()
   if (!validate(data)) throw new FleetsFileError(file, validate.errors.map(describeSchemaError).filter(Boolean))
   const problems = []

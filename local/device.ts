@@ -1,11 +1,13 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import type { KeyObject } from 'node:crypto'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { buildCertificate, CLIENT_AUTH, readIssuer } from '../cli/certificates.js'
 import { AnswerKeyError, MAX_PINNED_ANSWER_KEYS, parseAnswerPublicKey, requestBodyDigest, type SignedAnswer, verifyAnswerSignature } from '../lib/attestation/answer-signature.js'
-import { decodeFleetKey, deriveDeviceKey, signRequest } from '../lib/attestation/keys.js'
-import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealKey } from '../lib/attestation/seal.js'
+import { decodeFleetKey, deriveDeviceKey, signedMessage, signRequest } from '../lib/attestation/keys.js'
+import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealBinding, type SealKey } from '../lib/attestation/seal.js'
+import { openEcdhSealed } from '../lib/attestation/seal-ecdh.js'
 import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_ANSWER_KEY_FILE, LOCAL_FLEET_KEY, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
 import { LocalSettingError, readPort } from './settings.js'
 
@@ -19,7 +21,13 @@ const DEVICE_KEY_BYTES = 32
 const MAX_RETRY_AFTER_SECONDS = 60
 const PROVISION_PATH = '/v1/provision'
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
+// The local stack's fleets that trust its dev CA (local/fleets.yml): the player issues itself a
+// certificate of that CA for them, so `--fleet factory` needs nothing else.
+const LOCAL_X509_FLEETS = new Set(['factory'])
 const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
+const LOCAL_CA_DIR = join(PROJECT_DIR, 'local', 'x509')
+const LOCAL_CERTIFICATE_DAYS = 1
+const DAY_MS = 86_400_000
 
 const USAGE = `Usage: npm run device -- <deviceId> [options]
 
@@ -34,6 +42,10 @@ Options:
   --meta KEY=VALUE     a meta value for the fleet's profile templates (repeatable)
   --device-key KEY     the device's own key, base64 (default: derived from --fleet-key)
   --fleet-key KEY      fleet key, base64 (default: the local stack's development key of --fleet)
+  --cert FILE          prove with this X.509 device certificate (PEM or DER; its CN is the device
+                       ID for a fleet with deviceId: cn) and sign with --key; for --fleet factory
+                       the player issues itself one of the local dev CA (local/x509) when not given
+  --key FILE           the certificate's private key (PEM: P-256 for sealed answers, or RSA)
   --emulator URL       Thinger.io emulator for the login check (default: the host the answer names
                        when it is local, else http://127.0.0.1:$THINGER_EMULATOR_PORT, ${DEFAULT_THINGER_PORT})
   --no-login-check     skip the login check (for a deployed service against real Thinger.io)
@@ -44,8 +56,9 @@ Options:
   --answer-key KEY     the service's answer public key to pin, base64 as \`answer-key show\` prints
                        it, or a file holding it; twice for a rotation (default, without --url: the
                        key \`npm start\` wrote to $ANSWER_KEY_FILE, ${LOCAL_ANSWER_KEY_FILE}). Every
-                       answer must carry a valid signature under it; without one, claim answers are
-                       refused (whoever saw the request could have sealed them)
+                       answer must carry a valid signature under it; without one, claim and
+                       certificate answers are refused (whoever saw the request, or the
+                       certificate, could have sealed them)
   -h, --help           this help
 
 Exit codes: 0 provisioned (and logged in), 1 refused or failed, 2 usage or configuration error.`
@@ -69,7 +82,7 @@ interface Answer {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const options = parseOptions(argv)
+  const options = await parseOptions(argv)
   if (options === 'help') {
     console.log(USAGE)
     return 0
@@ -109,10 +122,10 @@ async function main(argv: string[]): Promise<number> {
   console.log(answer.text.trimEnd())
   if (answer.status < 200 || answer.status > 299) return EXIT_FAILURE
   const fields = answer.fields ?? {}
-  const sealKey = options.sealKey(signedAt)
+  const opener = options.opener(signedAt)
   // Before anything of the answer is opened or used: only the service can have signed it.
-  checkAnswerSignature(fields, sentBody, options.answerKeys, sealKey)
-  if (sealKey !== undefined) fields.credential = openCredential(fields, sealKey)
+  checkAnswerSignature(fields, sentBody, options.answerKeys, opener)
+  if (opener !== undefined) fields.credential = openCredential(fields, opener)
   const credentials = ['username', 'device', 'credential', 'host'].map((name) => fields[name])
   if (!credentials.every((value) => typeof value === 'string' && value !== '')) {
     throw new PlayerError(`the answer holds no credentials (username, device, credential, host): not a provisioning service at ${endpoint}?`)
@@ -132,12 +145,25 @@ interface PlayerOptions {
   loginCheck: boolean
   /** The service's answer public keys the player pins (none: unsigned v1 and device-key answers are accepted, as the C core does). */
   answerKeys: KeyObject[]
-  /** The key that opens the answer to a request signed at `timestamp`; undefined for protocol v1 (--unsealed). */
-  sealKey(timestamp: number): SealKey | undefined
+  /** What opens the answer to a request signed at `timestamp`; undefined for protocol v1 (--unsealed). */
+  opener(timestamp: number): Opener | undefined
   body(timestamp: number): string
 }
 
-function parseOptions(argv: string[]): PlayerOptions | 'help' {
+/** Opens a sealed credential, and says with what. */
+interface Opener {
+  mode: SealKey['mode']
+  open(sealed: string, binding: SealBinding): string
+  says: string
+}
+
+/** A device's certificate and the private key that signs for it. */
+interface CertificateIdentity {
+  der: Buffer
+  privateKey: KeyObject
+}
+
+async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
   let parsed
   try {
     parsed = parseArgs({
@@ -151,6 +177,8 @@ function parseOptions(argv: string[]): PlayerOptions | 'help' {
         meta: { type: 'string', multiple: true, default: [] },
         'device-key': { type: 'string' },
         'fleet-key': { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
         emulator: { type: 'string' },
         'no-login-check': { type: 'boolean', default: false },
         timestamp: { type: 'string' },
@@ -182,7 +210,16 @@ function parseOptions(argv: string[]): PlayerOptions | 'help' {
     timestamp = Number(values.timestamp)
   }
   const claim = values.claim || values['claim-secret'] !== undefined ? (values['claim-secret'] ?? LOCAL_WORKSHOP_CLAIM_SECRET) : undefined
-  const deviceKey = claim === undefined ? readDeviceKey(device, values['device-key'], values['fleet-key'] ?? LOCAL_FLEET_KEYS[values.fleet ?? 'default'] ?? LOCAL_FLEET_KEY) : undefined
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new PlayerError('--cert and --key come together: the certificate and its private key', EXIT_USAGE, true)
+  const wantsCertificate = values.cert !== undefined || (LOCAL_X509_FLEETS.has(values.fleet ?? '') && claim === undefined && values['device-key'] === undefined && values['fleet-key'] === undefined)
+  if (wantsCertificate && (claim !== undefined || values['device-key'] !== undefined || values['fleet-key'] !== undefined)) {
+    throw new PlayerError('--cert proves with a certificate: not with --claim, --device-key or --fleet-key', EXIT_USAGE, true)
+  }
+  const certificate = !wantsCertificate ? undefined : values.cert === undefined ? await issueLocalCertificate(device) : readCertificateIdentity(values.cert, values.key!)
+  const deviceKey =
+    claim === undefined && certificate === undefined
+      ? readDeviceKey(device, values['device-key'], values['fleet-key'] ?? LOCAL_FLEET_KEYS[values.fleet ?? 'default'] ?? LOCAL_FLEET_KEY)
+      : undefined
   const baseUrl = values.url === undefined ? `http://127.0.0.1:${readPort('HTTP_PORT', DEFAULT_HTTP_PORT)}` : readUrl('--url', values.url)
   const emulator = values.emulator === undefined ? undefined : readUrl('--emulator', values.emulator)
   const version = values.unsealed ? 1 : 2
@@ -197,12 +234,27 @@ function parseOptions(argv: string[]): PlayerOptions | 'help' {
     emulator,
     loginCheck: !values['no-login-check'],
     answerKeys,
-    sealKey: (signedAt) =>
-      version === 1 ? undefined : deviceKey === undefined ? deriveClaimSealKey(claim!, device) : deriveHmacSealKey(deviceKey, device, signedAt),
+    opener: (signedAt) => {
+      if (version === 1) return undefined
+      if (certificate !== undefined) {
+        return {
+          mode: 'ecdh',
+          open: (sealed, binding) => openEcdhSealed(sealed, certificate.privateKey, device, signedAt, binding),
+          says: "sealed: opened with the certificate's private key; whoever replays this request gets only what they cannot open",
+        }
+      }
+      return deviceKey === undefined
+        ? sealedWith(deriveClaimSealKey(claim!, device), 'sealed: opened with the claim secret (every holder of it could: docs/protocol.md)')
+        : sealedWith(deriveHmacSealKey(deviceKey, device, signedAt), 'sealed: opened with the device key; whoever replays this request gets only what they cannot open')
+    },
     body: (signedAt) =>
       JSON.stringify({
         device,
-        ...(deviceKey === undefined ? { claim } : { timestamp: signedAt, signature: signRequest(deviceKey, device, signedAt, version) }),
+        ...(certificate !== undefined
+          ? { timestamp: signedAt, certificate: certificate.der.toString('base64'), signature: signWithCertificate(certificate.privateKey, device, signedAt, version) }
+          : deviceKey === undefined
+            ? { claim }
+            : { timestamp: signedAt, signature: signRequest(deviceKey, device, signedAt, version) }),
         ...(version === 2 ? { version } : {}),
         ...(values.fleet ? { fleet: values.fleet } : {}),
         ...(values.meta.length > 0 ? { meta } : {}),
@@ -235,10 +287,14 @@ function readAnswerKeys(given: string[], localStack: boolean): KeyObject[] {
  * keys, the answer must carry a signature over its fields and this exact request body that one of
  * them verifies; without, only answers nobody in the middle can forge (v1 in clear, mode 1) pass.
  */
-function checkAnswerSignature(fields: Record<string, unknown>, requestBody: string, answerKeys: KeyObject[], sealKey: SealKey | undefined): void {
+function checkAnswerSignature(fields: Record<string, unknown>, requestBody: string, answerKeys: KeyObject[], opener: Opener | undefined): void {
   if (answerKeys.length === 0) {
-    if (sealKey?.mode === 'claim') {
+    if (opener?.mode === 'claim') {
       throw new PlayerError('refused: a sealed claim answer is trusted only under a pinned answer key (--answer-key, from `answer-key show`): whoever saw the request could have sealed it')
+    }
+    // As the C core: a certificate's key is public, so anyone could have sealed to it.
+    if (opener?.mode === 'ecdh') {
+      throw new PlayerError("refused: an answer sealed to a certificate's key is trusted only under a pinned answer key (--answer-key, from `answer-key show`): the certificate is public, anyone could have sealed it")
     }
     console.log('answer signature: not checked (no answer key pinned: --answer-key)')
     return
@@ -253,23 +309,89 @@ function checkAnswerSignature(fields: Record<string, unknown>, requestBody: stri
   console.log('answer signature: verified under the pinned answer key')
 }
 
-/** Opens the sealed credential of a v2 answer with the key of the request that got it. */
-function openCredential(fields: Record<string, unknown>, sealKey: SealKey): string {
+/** Opens the sealed credential of a v2 answer with what the request that got it holds. */
+function openCredential(fields: Record<string, unknown>, opener: Opener): string {
   if (typeof fields.sealed !== 'string') {
     throw new PlayerError('the answer carries no sealed credential: a service from before sealing? (try --unsealed)')
   }
   let credential: string
   try {
-    credential = openSealed(fields.sealed, sealKey, { username: String(fields.username), device: String(fields.device), host: String(fields.host) })
+    credential = opener.open(fields.sealed, { username: String(fields.username), device: String(fields.device), host: String(fields.host) })
   } catch (error) {
     throw new PlayerError(`the sealed credential does not open: ${(error as Error).message} (a wrong key, or the answer was changed on the way)`)
   }
-  console.log(
-    sealKey.mode === 'claim'
-      ? 'sealed: opened with the claim secret (every holder of it could: docs/protocol.md)'
-      : 'sealed: opened with the device key; whoever replays this request gets only what they cannot open',
-  )
+  console.log(opener.says)
   return credential
+}
+
+function sealedWith(sealKey: SealKey, says: string): Opener {
+  return { mode: sealKey.mode, open: (sealed, binding) => openSealed(sealed, sealKey, binding), says }
+}
+
+/** The signature a device with a certificate sends (docs/protocol.md): P-256 as r‖s, RSA as PKCS#1 v1.5. */
+function signWithCertificate(privateKey: KeyObject, device: string, timestamp: number, version: 1 | 2): string {
+  const message = Buffer.from(signedMessage(device, timestamp, version), 'utf8')
+  return sign('sha256', message, privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey).toString('base64')
+}
+
+/**
+ * A fresh P-256 key and a certificate for it, CN = the device ID, issued in memory by the local
+ * stack's dev CA (local/x509, LOCAL DEV ONLY): what a factory would have flashed.
+ */
+async function issueLocalCertificate(device: string): Promise<CertificateIdentity> {
+  const ca = createPrivateKey(readFileSync(join(LOCAL_CA_DIR, 'ca.key.pem')))
+  const caDer = pemToDer(readFileSync(join(LOCAL_CA_DIR, 'ca.pem'), 'utf8'))
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+  const now = Date.now()
+  const der = await buildCertificate(
+    {
+      subject: { commonName: device },
+      issuer: readIssuer(caDer),
+      publicKey: publicKey.export({ type: 'spki', format: 'der' }),
+      notBefore: new Date(now - DAY_MS),
+      notAfter: new Date(now + LOCAL_CERTIFICATE_DAYS * DAY_MS),
+      ca: false,
+      keyUsage: ['digitalSignature', 'keyAgreement'],
+      extKeyUsage: [CLIENT_AUTH],
+    },
+    { algorithm: 'ecdsa-sha256', sign: async (tbs) => sign('sha256', tbs, ca) },
+  )
+  console.log(`certificate: CN=${device}, P-256, issued just now by the local dev CA (local/x509, LOCAL DEV ONLY); --cert/--key for your own`)
+  return { der, privateKey }
+}
+
+function readCertificateIdentity(certFile: string, keyFile: string): CertificateIdentity {
+  const read = (file: string, option: string) => {
+    try {
+      return readFileSync(file)
+    } catch (error) {
+      throw new PlayerError(`${option} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_USAGE)
+    }
+  }
+  const certText = read(certFile, '--cert')
+  const der = certText.toString('latin1').includes('-----BEGIN CERTIFICATE-----') ? pemToDer(certText.toString('utf8')) : certText
+  let publicKey: Buffer
+  try {
+    publicKey = readIssuer(der).publicKey
+  } catch {
+    throw new PlayerError(`--cert ${certFile} is not an X.509 certificate (PEM or DER)`, EXIT_USAGE)
+  }
+  let privateKey: KeyObject
+  try {
+    privateKey = createPrivateKey(read(keyFile, '--key'))
+  } catch (error) {
+    if (error instanceof PlayerError) throw error
+    throw new PlayerError(`--key ${keyFile} is not a private key in PEM (unencrypted PKCS#8, SEC1 or PKCS#1)`, EXIT_USAGE)
+  }
+  if (!createPublicKey(privateKey).export({ type: 'spki', format: 'der' }).equals(publicKey)) {
+    throw new PlayerError(`--key ${keyFile} is not the key of the certificate in --cert ${certFile}`, EXIT_USAGE)
+  }
+  return { der, privateKey }
+}
+
+function pemToDer(pem: string): Buffer {
+  const match = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(pem)
+  return Buffer.from((match?.[1] ?? '').replace(/\s/g, ''), 'base64')
 }
 
 function readDeviceKey(device: string, deviceKey: string | undefined, fleetKey: string): Buffer {

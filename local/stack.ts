@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -26,8 +26,9 @@ import {
   parameterNames,
 } from './defaults.js'
 import { LocalSettingError, PORT_SETTINGS } from './settings.js'
+import { keyVersionParam } from '../lib/fleets/fleet.js'
 import { requiredActionsOf } from '../lib/thinger/policy.js'
-import { type LocalSsm, startLocalSsm } from './ssm-server.js'
+import { type LocalSsm, type SsmParameterSeed, startLocalSsm } from './ssm-server.js'
 import { startThingerEmulator, type ThingerEmulator } from './thinger-emulator.js'
 
 // What the workshop fleet's profile expects an operator to have made beforehand.
@@ -42,6 +43,10 @@ const PROJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
 // Each stack builds the function into a folder of its own here: `osls package` cleans `.esbuild/`
 // (its default work folder) and would pull the bundle from under a running stack.
 const BUILD_ROOT = '.local-stack'
+// A taken port's message suggests a free one this far up, trying a few.
+const SUGGESTION_STEP = 100
+const SUGGESTION_TRIES = 20
+const MAX_PORT = 65_535
 
 export interface LocalStackOptions {
   httpPort?: number
@@ -64,6 +69,10 @@ export interface LocalStackOptions {
 
 export interface LocalStack {
   url: string
+  /** The fleets file served, as given (relative to the project), or null for none. */
+  fleetsFile: string | null
+  /** SSM parameters the fleets need that the project's own SSM was not seeded with (devices of those fleets get 500 until they exist). */
+  unseededParameters: string[]
   /** The folder, relative to the project, the function is built into; removed by `close`. */
   buildFolder: string
   thinger: ThingerEmulator
@@ -91,7 +100,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     thingerPort: options.thingerPort ?? DEFAULT_THINGER_PORT,
     ssmPort: options.ssmEndpoint === undefined ? (options.ssmPort ?? DEFAULT_SSM_PORT) : 0,
   }
-  for (const [key, port] of Object.entries(ports) as [keyof typeof PORT_SETTINGS, number][]) await checkPortFree(port, PORT_SETTINGS[key].name)
+  await checkPortsFree(Object.entries(ports).map(([key, port]) => ({ port, setting: PORT_SETTINGS[key as keyof typeof PORT_SETTINGS].name })))
   const fleetsFile = options.fleetsFile === undefined ? LOCAL_FLEETS_FILE : options.fleetsFile
   const config = checkFunctionSettings({ ...process.env, STAGE: LOCAL_STAGE, THINGER_USERNAME: LOCAL_USERNAME, THINGER_API_URL: 'http://127.0.0.1', FLEETS_FILE: fleetsFile ?? '', ...options.env })
   // The function's token holds exactly what `thinger-provisioner token-policy` prints for the
@@ -105,6 +114,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   thinger.seed(LOCAL_USERNAME, LOCAL_WORKSHOP_FIXTURES)
   let buildFolder: string | undefined
   let ssm: LocalSsm | undefined
+  let seeded: SsmParameterSeed[] | undefined
   let offline: ChildProcess | undefined
   let answerPublicKey: string | undefined
   try {
@@ -115,7 +125,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ssm = await startLocalSsm({
         port: ports.ssmPort,
         region: LOCAL_REGION,
-        parameters: [
+        parameters: seeded = [
           { name: thingerTokenParam, value: LOCAL_THINGER_TOKEN, type: 'SecureString' },
           { name: fleetKeyParam, value: LOCAL_FLEET_KEY, type: 'SecureString' },
           { name: answerKeyParam, value: answerKey, type: 'SecureString' },
@@ -129,6 +139,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const ssmEndpoint = options.ssmEndpoint ?? ssm!.url
     const { httpPort, lambdaPort } = ports
     mkdirSync(join(PROJECT_DIR, BUILD_ROOT), { recursive: true })
+    removeFoldersOfEndedStacks()
     // Named after this process, so that a folder left by a killed stack says whose it was.
     buildFolder = relative(PROJECT_DIR, mkdtempSync(join(PROJECT_DIR, BUILD_ROOT, `build-${process.pid}-`)))
     offline = spawnOffline(httpPort, lambdaPort, {
@@ -149,6 +160,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const ownFolder = buildFolder
     return {
       url,
+      fleetsFile,
+      unseededParameters: seeded === undefined ? [] : requiredParameters(config).filter((name) => !seeded!.some((parameter) => parameter.name === name)),
       buildFolder: ownFolder,
       thinger,
       ssm,
@@ -168,9 +181,67 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 }
 
-/** Fails before anything starts when a port is taken: a second stack must not answer for the first. */
-async function checkPortFree(port: number, setting: string): Promise<void> {
-  if (port === 0) return
+/** The SSM parameters without which a fleet answers 500: the token, key versions, claim secrets and CA parameters (a deny list may be missing). */
+function requiredParameters(config: ReturnType<typeof loadConfig>): string[] {
+  const names = new Set<string>([config.thingerTokenParam])
+  for (const fleet of config.fleets.values()) {
+    names.add(fleet.thinger.tokenParam)
+    if (fleet.keyParam !== undefined) for (const version of fleet.keyVersions ?? [1]) names.add(keyVersionParam(fleet.keyParam, version))
+    if (fleet.claimParam !== undefined) names.add(fleet.claimParam)
+    if (fleet.x509?.caParam !== undefined) names.add(fleet.x509.caParam)
+  }
+  return [...names].sort()
+}
+
+/** Removes the build folders a stack that ended without cleaning up left (killed with SIGKILL, a machine that went down). */
+function removeFoldersOfEndedStacks(): void {
+  for (const folder of readdirSync(join(PROJECT_DIR, BUILD_ROOT))) {
+    const pid = /^build-(\d+)-/.exec(folder)?.[1]
+    if (pid !== undefined && !isRunning(Number(pid))) rmSync(join(PROJECT_DIR, BUILD_ROOT, folder), { recursive: true, force: true })
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Fails before anything starts when a port is taken: a second stack must not answer for the first.
+ * Names every taken port at once, with a free one for each setting, so one more try is enough.
+ */
+async function checkPortsFree(ports: { port: number; setting: string }[]): Promise<void> {
+  const taken: { port: number; setting: string; code: string }[] = []
+  for (const { port, setting } of ports) {
+    if (port === 0) continue
+    const code = await openFailure(port)
+    if (code !== undefined) taken.push({ port, setting, code })
+  }
+  if (taken.length === 0) return
+  const avoid = new Set(ports.map(({ port }) => port))
+  const suggested: string[] = []
+  for (const { port, setting } of taken) {
+    const free = await nearbyFreePort(port, avoid)
+    if (free === undefined) break
+    avoid.add(free)
+    suggested.push(`${setting}=${free}`)
+  }
+  const example = suggested.length === taken.length ? `, for example: ${suggested.join(' ')} npm start` : ''
+  const why = (code: string) => (code === 'EADDRINUSE' ? 'is already in use' : `cannot be opened (${code})`)
+  if (taken.length === 1) {
+    const [{ port, setting, code }] = taken as [(typeof taken)[number]]
+    throw new LocalSettingError(`port ${port} ${why(code)}${code === 'EADDRINUSE' ? ' (another `npm start`?)' : ''}: set ${setting} to a free port${example}`)
+  }
+  const list = taken.map(({ port, setting, code }) => `${port} (${setting}) ${why(code)}`).join(', ')
+  throw new LocalSettingError(`${taken.length} ports are taken (another \`npm start\`?): ${list}; set ${taken.map(({ setting }) => setting).join(', ')} to free ports${example}`)
+}
+
+/** Why the port cannot be listened on (an errno code), or undefined when it is free. */
+async function openFailure(port: number): Promise<string | undefined> {
   // No host: the dual-stack wildcard conflicts with a listener on 127.0.0.1, ::1 or localhost alike.
   const server = createServer()
   const failure = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
@@ -179,10 +250,19 @@ async function checkPortFree(port: number, setting: string): Promise<void> {
   })
   if (failure === undefined) {
     await new Promise((resolve) => server.close(resolve))
-    return
+    return undefined
   }
-  const why = failure.code === 'EADDRINUSE' ? 'is already in use (another `npm start`?)' : `cannot be opened (${failure.code ?? failure.message})`
-  throw new LocalSettingError(`port ${port} ${why}: set ${setting} to a free port`)
+  return failure.code ?? failure.message
+}
+
+/** A free port near a taken one (100 up, then 200, ...), for the example command. */
+async function nearbyFreePort(port: number, avoid: Set<number>): Promise<number | undefined> {
+  for (let step = 1; step <= SUGGESTION_TRIES; step++) {
+    const candidate = port + step * SUGGESTION_STEP
+    if (candidate > MAX_PORT) return undefined
+    if (!avoid.has(candidate) && (await openFailure(candidate)) === undefined) return candidate
+  }
+  return undefined
 }
 
 /** The function's own settings check, run here so a bad value stops `npm start` at once instead of failing every request. */

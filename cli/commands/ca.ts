@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, createPublicKey } from 'node:crypto'
 import type { Command } from 'commander'
 import { buildCertificate, toPem } from '../certificates.js'
 import type { CliContext } from '../context.js'
@@ -45,16 +45,30 @@ async function createCa(context: CliContext, options: CaCreateOptions): Promise<
   const fleet = findFleet(config, options.fleet)
   const place = fleetCaPlace(context, config, fleet)
   const where = place.certificate.kind === 'ssm' ? `SSM parameter ${place.certificate.name}` : place.certificate.path
-  if ((await readCaCertificatePem(context, place)) !== undefined) throw new CliError('already_exists', `fleet "${fleet.name}" already has a CA certificate at ${where}; it was left as it is`)
   const kms = kmsOf(context)
-  if ((await kms.findAlias(place.alias)) !== undefined) throw new CliError('already_exists', `KMS alias ${place.alias} already exists; it was left as it is`)
-
-  const keyId = await kms.createSigningKey({
-    alias: place.alias,
-    description: `thinger-provisioner: CA of fleet ${fleet.name} (stage ${context.env.STAGE || 'dev'})`,
-    tags: { 'thinger-provisioner:fleet': fleet.name, 'thinger-provisioner:stage': context.env.STAGE || 'dev' },
-  })
+  const existingKey = await kms.findAlias(place.alias)
+  if ((await readCaCertificatePem(context, place)) !== undefined) {
+    const remove = place.certificate.kind === 'ssm' ? `aws ssm delete-parameter --name ${place.certificate.name}` : `rm ${place.certificate.path}`
+    throw new CliError(
+      'already_exists',
+      existingKey === undefined
+        ? `fleet "${fleet.name}" has a CA certificate at ${where} but no KMS alias ${place.alias} (another stage, region or account?); it was left as it is. To start over with a new CA: ${remove}, then ca create again`
+        : `fleet "${fleet.name}" already has a CA certificate at ${where}; it was left as it is`,
+    )
+  }
+  // The alias without a certificate (SSM emptied, as a fresh local stack's is; the parameter deleted):
+  // the key under the alias signs a new CA certificate, so that `certs issue` can go on.
+  const keyId =
+    existingKey ??
+    (await kms.createSigningKey({
+      alias: place.alias,
+      description: `thinger-provisioner: CA of fleet ${fleet.name} (stage ${context.env.STAGE || 'dev'})`,
+      tags: { 'thinger-provisioner:fleet': fleet.name, 'thinger-provisioner:stage': context.env.STAGE || 'dev' },
+    }))
   const publicKey = await kms.publicKey(keyId)
+  if (existingKey !== undefined && createPublicKey({ key: publicKey, format: 'der', type: 'spki' }).asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new CliError('config', `KMS alias ${place.alias} names a key that is not ECC_NIST_P256; it was left as it is: point the alias at a P-256 signing key, or delete it, and ca create again`)
+  }
   const now = context.now()
   const subject = { commonName: options.commonName ?? `${fleet.name} device CA`, ...(options.organization ? { organization: options.organization } : {}) }
   const der = await buildCertificate(
@@ -65,7 +79,7 @@ async function createCa(context: CliContext, options: CaCreateOptions): Promise<
   context.stdout.write(
     [
       `created the CA of fleet "${fleet.name}"`,
-      `  KMS key ${keyId} (${place.alias}): ECC_NIST_P256, sign only, its private key never leaves KMS`,
+      `  KMS key ${keyId} (${place.alias}): ECC_NIST_P256, sign only, its private key never leaves KMS${existingKey === undefined ? '' : '; the key the alias already named (it had no CA certificate), not a new one'}`,
       `  certificate CN=${subject.commonName}, valid ${days} days, sha256 ${createHash('sha256').update(der).digest('hex')}`,
       `  stored at ${where}${place.certificate.kind === 'ssm' ? ' (the function reads it within SSM_CACHE_SECONDS)' : ' (compiled in at the next deployment)'}`,
       `next: certs sign --fleet ${fleet.name} --csr DIR --out DIR, or certs issue --fleet ${fleet.name} --csv FILE --out DIR`,

@@ -18,6 +18,7 @@ import { loadDenyList } from '../deny-list.js'
 import { legacyFingerprintEntries } from '../../lib/fleets/deny-list.js'
 import { CliError, EXIT_INTERRUPTED } from '../errors.js'
 import { findFleet, loadSettings } from '../settings.js'
+import { regionOf } from '../region.js'
 
 const PROBE_PREFIX = 'tp_doctor_'
 // What `osls package` (and `osls deploy`) writes: the template whose role the function runs with.
@@ -66,7 +67,7 @@ export function registerDoctor(program: Command, context: CliContext): void {
     .description(
       'check everything the function needs, against the real account and AWS, without provisioning a real device: ' +
         `the SSM parameters, the token's actions (harmless calls), a probe device (${PROBE_PREFIX}<random>: create, duplicate, read, ` +
-        'credential, property, delete; always removed), and the endpoint; prints each check with the fix of each failure. ' +
+        'credential, property, delete; left disabled, and named, when no token given may delete it: --cleanup-token-param), and the endpoint; prints each check with the fix of each failure. ' +
         'Exit codes: 0 all passed (warnings allowed), 1 a check failed, 2 usage or configuration error',
     )
     .option('--fleet <name>', 'only this fleet (default: every fleet of the deployment)')
@@ -199,7 +200,7 @@ const FUNCTION_SETTINGS: ReadonlyArray<readonly [setting: string, variable: stri
  */
 async function checkDeployed(context: CliContext, functionName: string, needed: string[], add: Add): Promise<void> {
   const port = context.deployed?.() ?? createDeployedPort(context.env)
-  const region = context.env.AWS_REGION || context.env.AWS_DEFAULT_REGION || 'the default region'
+  const region = regionOf(context.env)
   let deployed: Awaited<ReturnType<typeof port.describe>>
   try {
     deployed = await port.describe(functionName)
@@ -323,7 +324,7 @@ async function checkFleetSecrets(ssm: ReturnType<CliContext['ssm']>, fleets: Fle
   }
 }
 
-/** The token's actions, probed one by one, and the probe device's life; the probe is always removed. */
+/** The token's actions, probed one by one, and the probe device's life; the probe is deleted, or disabled when the token may not delete it. */
 async function checkThinger(apiUrl: string, username: string, token: string, cleanupToken: string, fleets: Fleet[], report: DoctorReport, add: Add): Promise<void> {
   const base = `${apiUrl.replace(/\/+$/, '')}`
   const user = `/users/${encodeURIComponent(username)}`

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { PROVISIONING_PROPERTY } from '../../lib/provisioning/provision.js'
+import type { Proof } from '../../lib/fleets/fleet.js'
 import type { CliContext } from '../context.js'
 import { loadDenyList } from '../deny-list.js'
 import { legacyFingerprintEntries } from '../../lib/fleets/deny-list.js'
@@ -74,11 +75,14 @@ async function status(context: CliContext, options: StatusOptions): Promise<void
     provisioning: record === undefined ? null : record.value,
   }
   // What a device sent (meta) and what Thinger.io holds are shown, never interpreted by the terminal.
-  context.stdout.write(options.json ? `${escapeUnprintable(JSON.stringify(result))}\n` : describe(result))
+  context.stdout.write(options.json ? `${escapeUnprintable(JSON.stringify(result))}\n` : describe(result, fleet.proof))
 }
 
-function describe(status: DeviceStatus): string {
-  const versions = status.keyVersions.map((v) => (status.retiredKeyVersions.includes(v) ? `${v} (retired)` : String(v))).join(', ') || 'none (claim only)'
+function describe(status: DeviceStatus, proof: Proof[]): string {
+  // A fleet without device keys proves otherwise: say how, not "claim only" for a certificate fleet.
+  const otherProofs = proof.filter((each) => each !== 'hmac').map((each) => ({ claim: 'the claim secret', x509: 'certificates of its CA' })[each])
+  const versions =
+    status.keyVersions.map((v) => (status.retiredKeyVersions.includes(v) ? `${v} (retired)` : String(v))).join(', ') || `none (the fleet takes ${otherProofs.join(' and ')})`
   const device = status.thinger as { type?: string; enabled?: boolean; name?: string; created?: number } | null
   const lines = [
     `device        ${status.device} (fleet "${status.fleet}")`,

@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import { requiredActionsOf, tokenPolicy } from '../../lib/thinger/policy.js'
 import { groupByTarget } from '../../lib/thinger/targets.js'
 import type { CliContext } from '../context.js'
-import { findFleet, loadSettings } from '../settings.js'
+import { findFleet, isStandInUsername, loadSettings } from '../settings.js'
 
 interface TokenPolicyOptions {
   fleet?: string
@@ -34,19 +34,21 @@ async function printTokenPolicy(context: CliContext, options: TokenPolicyOptions
     // One target: the policy itself, ready to paste; several: one entry per token.
     const json = groups.length === 1
       ? groups[0]!.policy
-      : groups.map(({ target, fleets: members, policy }) => ({ ...target, fleets: members.map((fleet) => fleet.name), ...policy }))
+      : groups.map(({ target, fleets: members, policy }) => ({ ...target, ...(isStandInUsername(target.username) ? { username: null } : {}), fleets: members.map((fleet) => fleet.name), ...policy }))
     context.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
     return
   }
   for (const { target, fleets: members, required, policy } of groups) {
     const width = Math.max(...required.map(({ action }) => action.length))
+    // Without THINGER_USERNAME the account is not known here: name the setting, not a stand-in.
+    const account = isStandInUsername(target.username) ? 'the account of THINGER_USERNAME (not set here)' : `account "${target.username}"`
     context.stdout.write(
       [
-        `# Thinger.io token for account "${target.username}" at ${target.apiUrl}, fleets ${members.map((fleet) => `"${fleet.name}"`).join(', ')}`,
+        `# Thinger.io token for ${account} at ${target.apiUrl}, fleets ${members.map((fleet) => `"${fleet.name}"`).join(', ')}`,
         JSON.stringify(policy, null, 2),
         '',
         'Checklist:',
-        `1. Thinger.io console of ${target.apiUrl}, Access Tokens, Add: a token for account "${target.username}"; paste the JSON above as its permissions.`,
+        `1. Thinger.io console of ${target.apiUrl}, Access Tokens, Add: a token for ${account}; paste the JSON above as its permissions.`,
         `2. Store it as a SecureString: aws ssm put-parameter --name ${target.tokenParam} --type SecureString --value file://thinger-token.txt`,
         '3. Each action, and why the function needs it:',
         ...required.map(({ action, reason }) => `   ${action.padEnd(width)}  ${reason}`),

@@ -400,6 +400,23 @@ describe('Command: status', () => {
     expect(text.stdout).toContain('"lastTimestamp":1764150000')
   })
 
+  it.each([
+    ['factory', 'none (the fleet takes certificates of its CA)'],
+    ['workshop', '1'],
+  ])('says how fleet %s proves itself in its key versions line', async (fleet, line) => {
+    // Prepare
+    const ssm = new MemorySsm()
+    ssm.seed(TOKEN_PARAM, TOKEN)
+
+    // Act
+    const text = await run(['status', '--fleet', fleet, '--device', fleet === 'factory' ? 'x5_kit0001' : 'ws_kit0001'], { env: { ...ENV, FLEETS_FILE: 'local/fleets.yml' }, ssm, thinger: new MemoryThinger() })
+
+    // Assess
+    expect(text.stderr).toBe('')
+    expect(text.stdout).toContain(`key versions  ${line}\n`)
+    expect(text.stdout).not.toContain('claim only')
+  })
+
   it('shows a device revoked in another fleet, which the function refuses whichever fleet asks', async () => {
     // Prepare: fleets whose IDs overlap (test/e2e/fixtures/security-fleets.yml)
     const ssm = new MemorySsm()

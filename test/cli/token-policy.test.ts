@@ -23,6 +23,17 @@ describe('Command: token-policy', () => {
     expect(JSON.parse(result.stdout)).toEqual({ allow: { Device: { '*': ['CreateDevice', 'ReadDeviceStatus', 'UpdateDevice'] } } })
   })
 
+  it('names the setting, not a stand-in account, when THINGER_USERNAME is not set', async () => {
+    // Act
+    const text = await run(['token-policy'], { env: { FLEETS_FILE: 'local/fleets.yml', STAGE: 'prod' } })
+
+    // Assess
+    expect(text.code).toBe(0)
+    expect(text.stdout).not.toContain('not-used-by-this-command')
+    expect(text.stdout).toContain('# Thinger.io token for the account of THINGER_USERNAME (not set here) at https://backend.thinger.io')
+    expect(text.stdout).toContain('Add: a token for the account of THINGER_USERNAME (not set here); paste')
+  })
+
   it('adds what a fleet profile needs, and explains each action in a checklist', async () => {
     // Act
     const result = await run(['token-policy', '--fleet', 'workshop'], { env: LOCAL_FLEETS })

@@ -148,6 +148,23 @@ fleets:
     expect(Date.now() - started).toBeLessThan(30_000)
   })
 
+  it('shows a YAML error with the lines around it, as the parser gives them', () => {
+    // Act
+    const problems = problemsOf('version: 1\nfleets:\n  a:\n    proof: [hmac]\n   keyParam: /k\n')
+
+    // Assess: the place, and the snippet under it with its caret, not a sentence ending in a colon
+    expect(problems).toBe(
+      [
+        'fleets file test.yml is invalid:',
+        '  - All mapping items must start at the same column at line 5, column 1:',
+        '',
+        '        proof: [hmac]',
+        '       keyParam: /k',
+        '    ^',
+      ].join('\n'),
+    )
+  })
+
   it('reads no file when FLEETS_FILE is unset and there is no fleets.yml', () => {
     expect(existsSync('fleets.yml') ? 'skip' : loadFleets({})).toBe(existsSync('fleets.yml') ? 'skip' : null)
   })

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
+import { DeleteParameterCommand, GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildCertificateRequest } from '../../cli/certificate-requests.js'
 import { answerPublicPoint, generateAnswerKey, parseAnswerKey } from '../../lib/attestation/answer-signature.js'
@@ -92,6 +92,27 @@ describe.skipIf(!motoInstalled)('X.509 against moto’s KMS and the local stack:
     const [anchor] = parseTrustAnchors(stored?.Value, CA_PARAM)
     expect(anchor?.cert.verify(anchor.cert.publicKey)).toBe(true)
     expect(anchor?.pathLength).toBe(0)
+  })
+
+  it('gets out of the circle when the CA parameter is gone but the KMS alias is not: certs issue names ca create, which signs a new certificate with the same key', async () => {
+    // Prepare: what a fresh local SSM (or a deleted parameter) leaves
+    const before = (await ssm.send(new GetParameterCommand({ Name: CA_PARAM }))).Parameter!.Value!
+    await ssm.send(new DeleteParameterCommand({ Name: CA_PARAM }))
+    writeFileSync(join(dir, 'one.csv'), 'device\nkx_circle\n')
+
+    // Act
+    const refused = await cli('certs', 'issue', '--fleet', FLEET, '--csv', join(dir, 'one.csv'), '--out', join(dir, 'circle'))
+    const created = await cli('ca', 'create', '--fleet', FLEET)
+
+    // Assess
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain(`but no CA certificate; \`ca create --fleet ${FLEET}\` makes one with that key`)
+    expect(created.code).toBe(0)
+    expect(created.stdout).toContain('the key the alias already named (it had no CA certificate), not a new one')
+    const after = (await ssm.send(new GetParameterCommand({ Name: CA_PARAM }))).Parameter!.Value!
+    const [old] = parseTrustAnchors(before, CA_PARAM)
+    const [renewed] = parseTrustAnchors(after, CA_PARAM)
+    expect(renewed!.cert.publicKey.export({ type: 'spki', format: 'der' })).toEqual(old!.cert.publicKey.export({ type: 'spki', format: 'der' }))
   })
 
   it('issues a key and a certificate per device of a CSV, reports the rate, and resumes without redoing any', async () => {

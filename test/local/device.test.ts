@@ -1,10 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { generateKeyPairSync, verify, X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest'
 import { answerPublicPoint, generateAnswerKey, parseAnswerKey, requestBodyDigest, signAnswer, type SignedAnswer } from '../../lib/attestation/answer-signature.js'
+import { signedMessage } from '../../lib/attestation/keys.js'
 import { freePort } from '../support/ports.js'
 import { hasStackTrace, PROGRAM_TEST_LIMIT_MS, runProgram } from '../support/program.js'
 
@@ -81,6 +83,56 @@ describe('Program: npm run device', { timeout: PROGRAM_TEST_LIMIT_MS }, () => {
     expect(run.stderr).toMatch(/^Usage: npm run device -- <deviceId>/m)
     expect(hasStackTrace(run.stderr)).toBe(false)
     expect(run.stdout).toBe('')
+  })
+
+  it.each([
+    ['--cert without --key', ['--cert', 'local/x509/ca.pem'], 'device: --cert and --key come together: the certificate and its private key'],
+    ['--cert with --claim', ['--cert', 'local/x509/ca.pem', '--key', 'local/x509/ca.key.pem', '--claim'], 'device: --cert proves with a certificate: not with --claim, --device-key or --fleet-key'],
+    ['a --cert that is not a certificate', ['--cert', 'local/x509/ca.key.pem', '--key', 'local/x509/ca.key.pem'], 'device: --cert local/x509/ca.key.pem is not an X.509 certificate (PEM or DER)'],
+    ['a --cert that does not exist', ['--cert', 'no-such.pem', '--key', 'local/x509/ca.key.pem'], 'device: --cert no-such.pem: ENOENT'],
+  ])('exits 2 with one line for %s', async (_name, args, message) => {
+    // Act
+    const run = await runProgram(PLAYER, ['x5_test01', ...args], { HTTP_PORT: String(emptyPort) })
+
+    // Assess
+    expect(run.code).toBe(2)
+    expect(run.stderr.split('\n')[0]).toBe(message)
+    expect(hasStackTrace(run.stderr)).toBe(false)
+  })
+
+  it('exits 2 when --key is not the key of --cert, quoting neither', async () => {
+    // Prepare: the local CA's certificate with a key of its own
+    const dir = mkdtempSync(join(tmpdir(), 'player-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    writeFileSync(join(dir, 'other.pem'), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
+
+    // Act
+    const run = await runProgram(PLAYER, ['x5_test01', '--cert', 'local/x509/ca.pem', '--key', join(dir, 'other.pem')], { HTTP_PORT: String(emptyPort) })
+
+    // Assess
+    expect(run.code).toBe(2)
+    expect(run.stderr.trim()).toBe(`device: --key ${join(dir, 'other.pem')} is not the key of the certificate in --cert local/x509/ca.pem`)
+    expect(run.stderr).not.toContain('PRIVATE KEY')
+  })
+
+  it('proves with a certificate of the local dev CA for --fleet factory, CN the device ID, signed by its key', async () => {
+    // Prepare
+    const fake = await serve(() => ({ status: 403, body: { error: { code: 'proof_not_accepted', message: 'no' } } }))
+
+    // Act
+    const run = await runProgram(PLAYER, ['x5_test01', '--fleet', 'factory', '--url', `http://127.0.0.1:${fake.port}`])
+
+    // Assess: the request a device of the factory fleet sends, verified as the function does
+    expect(run.code).toBe(1)
+    expect(run.stdout).toContain('certificate: CN=x5_test01, P-256, issued just now by the local dev CA')
+    const body = JSON.parse(fake.requests[0]!.body) as { device: string; fleet: string; version: number; timestamp: number; certificate: string; signature: string }
+    expect(Object.keys(body).sort()).toEqual(['certificate', 'device', 'fleet', 'signature', 'timestamp', 'version'])
+    expect(body).toMatchObject({ device: 'x5_test01', fleet: 'factory', version: 2 })
+    const certificate = new X509Certificate(Buffer.from(body.certificate, 'base64'))
+    expect(certificate.subject).toBe('CN=x5_test01')
+    expect(certificate.verify(new X509Certificate(readFileSync('local/x509/ca.pem')).publicKey)).toBe(true)
+    const message = Buffer.from(signedMessage('x5_test01', body.timestamp, 2), 'utf8')
+    expect(verify('sha256', message, { key: certificate.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(body.signature, 'base64'))).toBe(true)
   })
 
   it('exits 2 naming --fleet-key when it is not a fleet key, without quoting it', async () => {
