@@ -30,25 +30,31 @@ interface Answer {
   json: any
 }
 
+/** Starts a local stack on the given fleets file: 'started' (then stopped again), or the error it stopped with, and its output. */
+async function outcomeOfStarting(fleetsFile: string): Promise<{ outcome: string; output: string }> {
+  let output = ''
+  const started = startLocalStack({
+    httpPort: await freePort(),
+    lambdaPort: await freePort(),
+    thingerPort: 0,
+    ssmPort: 0,
+    fleetsFile,
+    onOutput: (chunk) => (output += chunk),
+  })
+  const outcome = await started.then(
+    async (stack) => {
+      await stack.close()
+      return 'started'
+    },
+    (error: Error) => error.message,
+  )
+  return { outcome, output }
+}
+
 describe('Finding 7: a devicePattern that backtracks catastrophically', () => {
   it('keeps the stack from starting, naming the fleet and the field', { timeout: 120_000 }, async () => {
     // Act
-    let output = ''
-    const started = startLocalStack({
-      httpPort: await freePort(),
-      lambdaPort: await freePort(),
-      thingerPort: 0,
-      ssmPort: 0,
-      fleetsFile: 'test/e2e/fixtures/redos-fleets.yml',
-      onOutput: (chunk) => (output += chunk),
-    })
-    const outcome = await started.then(
-      async (stack) => {
-        await stack.close()
-        return 'started'
-      },
-      (error: Error) => error.message,
-    )
+    const { outcome, output } = await outcomeOfStarting('test/e2e/fixtures/redos-fleets.yml')
 
     // Assess
     // npm start checks the function's settings before serverless-offline starts, so the refusal
@@ -59,22 +65,7 @@ describe('Finding 7: a devicePattern that backtracks catastrophically', () => {
 
   it('refuses a backreference at once, naming the fleet and the field, instead of hanging the checker', { timeout: 60_000 }, async () => {
     // Act
-    let output = ''
-    const started = startLocalStack({
-      httpPort: await freePort(),
-      lambdaPort: await freePort(),
-      thingerPort: 0,
-      ssmPort: 0,
-      fleetsFile: 'test/e2e/fixtures/redos-backreference-fleets.yml',
-      onOutput: (chunk) => (output += chunk),
-    })
-    const outcome = await started.then(
-      async (stack) => {
-        await stack.close()
-        return 'started'
-      },
-      (error: Error) => error.message,
-    )
+    const { outcome, output } = await outcomeOfStarting('test/e2e/fixtures/redos-backreference-fleets.yml')
 
     // Assess
     expect(outcome).not.toBe('started')
