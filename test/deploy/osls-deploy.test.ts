@@ -37,6 +37,8 @@ const STEP_TIMEOUT_MS = 180_000
 const TOKEN_PARAM = `/thinger-provisioner/${STAGE}/thinger-token`
 const FLEET_KEY_PARAM = `/thinger-provisioner/${STAGE}/fleet-key`
 const DENY_LIST_PARAM = `/thinger-provisioner/${STAGE}/revoked`
+// Not given in the settings: the stage's default answer-key path, which the role must read too.
+const ANSWER_KEY_PARAM = `/thinger-provisioner/${STAGE}/answer-key`
 
 // The settings the stage is deployed with: every one must arrive, none carries a secret.
 const SETTINGS: Record<string, string> = {
@@ -182,7 +184,7 @@ describe.skipIf(!motoInstalled)('Deployment: osls deploy, redeploy and remove ag
     })
   })
 
-  it('lets the role read exactly the token, both fleet key versions and the deny list, and decrypt only them through SSM', async () => {
+  it('lets the role read exactly the token, both fleet key versions, the deny list and the answer key, and decrypt only them through SSM', async () => {
     // Prepare
     const role = `${STACK}-${REGION}-lambdaRole`
     const { PolicyNames } = await clients.iam.send(new ListRolePoliciesCommand({ RoleName: role }))
@@ -192,7 +194,7 @@ describe.skipIf(!motoInstalled)('Deployment: osls deploy, redeploy and remove ag
     const statements = readPolicy(decodeURIComponent(PolicyDocument!)).Statement as { Action: string[]; Resource: string | string[]; Condition?: any }[]
 
     // Assess
-    const expected = [TOKEN_PARAM, FLEET_KEY_PARAM, `${FLEET_KEY_PARAM}-v2`, DENY_LIST_PARAM].map(parameterArn)
+    const expected = [TOKEN_PARAM, FLEET_KEY_PARAM, `${FLEET_KEY_PARAM}-v2`, DENY_LIST_PARAM, ANSWER_KEY_PARAM].map(parameterArn)
     const ssm = statements.find((s) => [s.Action].flat().includes('ssm:GetParameters'))!
     expect([ssm.Action].flat()).toEqual(['ssm:GetParameters'])
     expect([ssm.Resource].flat()).toEqual(expected)
@@ -222,7 +224,7 @@ describe.skipIf(!motoInstalled)('Deployment: osls deploy, redeploy and remove ag
     expect(deployed!.environment).toMatchObject({ THINGER_USERNAME: SETTINGS.THINGER_USERNAME, DENY_LIST_PARAM, REPLAY_PROTECTION: 'off', SEALING: 'optional' })
     expect(deployed!.roleArn).toMatch(new RegExp(`:role/${STACK}-${REGION}-lambdaRole$`))
     const readable = deployed!.statements.filter((s) => [s.Action].flat().includes('ssm:GetParameters')).flatMap((s) => [s.Resource].flat())
-    expect(readable).toEqual([TOKEN_PARAM, FLEET_KEY_PARAM, `${FLEET_KEY_PARAM}-v2`, DENY_LIST_PARAM].map(parameterArn))
+    expect(readable).toEqual([TOKEN_PARAM, FLEET_KEY_PARAM, `${FLEET_KEY_PARAM}-v2`, DENY_LIST_PARAM, ANSWER_KEY_PARAM].map(parameterArn))
     expect(missing).toBeUndefined()
   })
 

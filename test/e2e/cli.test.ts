@@ -203,7 +203,8 @@ describe.skipIf(!motoInstalled)('Command line: fleet keys, factory keys, revocat
     expect(stack.thinger.checkLogin(LOCAL_USERNAME, v1Devices[0]!, answer.json.credential)).toEqual({ ok: true })
   })
 
-  it('provisions sealed through the body `sign --sealed` prints, and `open` checks the answer signature and reads the credential with the device key', async () => {
+  // Three command-line processes in a row (sign, open, open): a bound for a shared machine, not a speed assertion.
+  it('provisions sealed through the body `sign --sealed` prints, and `open` checks the answer signature and reads the credential with the device key', { timeout: 120_000 }, async () => {
     // Prepare
     const device = v1Devices[2]!
     const signed = await cli('sign', '--device', device, '--device-key', keysOf.get(`${device}/v1`)!, '--fleet', FLEET, '--sealed', '--timestamp', String(++clock))
