@@ -1,3 +1,4 @@
+import { cpus } from 'node:os'
 import type { FaultRule } from '../../local/thinger-emulator.js'
 import { deviceIds, type GatewayAnswer, LambdaPool, signedRequestBody, startContainerWorker } from './lambda.js'
 import type { BenchStack } from './stack.js'
@@ -12,9 +13,8 @@ const MAX_RESIGNS = 2
 const RETRY_BASE_MS = 1000
 const RETRY_CAP_MS = 30_000
 const THINGER_RETRY_AFTER_SECONDS = 1
-// Containers run below the emulator and the local SSM, which stand for services on machines of
-// their own: a burst of cold starts on two cores must not slow Thinger.io or SSM down.
-const CONTAINER_NICENESS = 10
+// Containers that start at once, per CPU of this machine (lambda.ts, LambdaPool).
+const STARTS_PER_CPU = 2
 
 /** The share of all Thinger calls that each fault answers. */
 export interface FaultShares {
@@ -85,6 +85,7 @@ export interface BootStormResult {
   invocationLatency: LatencySummary
   /** The containers' starts: a worker thread and the import of the bundle. */
   containerStartLatency: LatencySummary
+  containersStartingAtOnce: number
   attemptsPerDevice: { mean: number; p50: number; p99: number; max: number }
   provisionedAfterMs: { p50: number; p90: number; p99: number; max: number }
   timeToProvisionAllMs: number
@@ -128,8 +129,9 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
   // instances on one event loop would wait for each other's cold starts (ten seconds and more for
   // a hundred copies of the bundled AWS SDK), and their SSM requests would time out in the harness.
   const pool = new LambdaPool(
-    () => startContainerWorker(options.containerWorkerPath, options.bundlePath, { niceness: CONTAINER_NICENESS, onLog: (line) => countHandlerError(line, handlerErrors) }),
+    () => startContainerWorker(options.containerWorkerPath, options.bundlePath, { onLog: (line) => countHandlerError(line, handlerErrors) }),
     options.concurrency,
+    STARTS_PER_CPU * cpus().length,
   )
   const answerStatuses: number[] = []
   const invoke = async (body: string): Promise<GatewayAnswer> => {
@@ -201,6 +203,7 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
     ssmCallsByStatus: countBy(ssmCalls, (call) => (call.status === null ? 'no answer' : String(call.status))),
     invocationLatency: summarizeLatency(pool.durationsMs),
     containerStartLatency: summarizeLatency(pool.initDurationsMs),
+    containersStartingAtOnce: STARTS_PER_CPU * cpus().length,
     attemptsPerDevice: { mean: mean(attempts), p50: percentile(attempts, 50), p99: percentile(attempts, 99), max: attempts.at(-1) ?? 0 },
     provisionedAfterMs: {
       p50: percentile(finishedMs, 50),

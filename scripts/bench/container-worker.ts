@@ -1,4 +1,3 @@
-import { setPriority } from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { ProvisionHandler } from '../../functions/provision.js'
@@ -7,8 +6,6 @@ import { invokeHandler } from './lambda.js'
 /** What the storm's main thread hands one container (lambda.ts, startContainerWorker). */
 export interface ContainerWorkerData {
   bundlePath: string
-  /** Added to this thread's nice value: the emulator and SSM stand for services on their own machines. */
-  niceness: number
 }
 
 /** Messages from a container to the main thread. */
@@ -22,9 +19,7 @@ export type ContainerMessage =
 async function serve(): Promise<void> {
   const port = parentPort
   if (port === null) throw new Error('container-worker runs as a worker thread')
-  const { bundlePath, niceness } = workerData as ContainerWorkerData
-  // On Linux a thread's priority is its own: this lowers the container, not the emulator.
-  setPriority(niceness)
+  const { bundlePath } = workerData as ContainerWorkerData
   const log: string[] = []
   const sink = ((chunk: unknown, encodingOrCallback?: unknown, callback?: unknown) => {
     const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8')

@@ -38,9 +38,9 @@ export interface ContainerHandle {
  * `workerScript`): its own event loop, module instance and AWS SDK, as each Lambda container is
  * its own process. The handler's log lines go to `onLog`. Resolves once the bundle is imported.
  */
-export function startContainerWorker(workerScript: string, bundlePath: string, options: { niceness: number; onLog: (line: string) => void }): Promise<ContainerHandle> {
+export function startContainerWorker(workerScript: string, bundlePath: string, options: { onLog: (line: string) => void }): Promise<ContainerHandle> {
   const worker = new Worker(workerScript, {
-    workerData: { bundlePath, niceness: options.niceness } satisfies ContainerWorkerData,
+    workerData: { bundlePath } satisfies ContainerWorkerData,
     // Plain JavaScript: the bench's TypeScript loader would cost every container a start of its own.
     execArgv: [],
     stdout: true,
@@ -115,6 +115,9 @@ export async function invokeHandler(handler: ProvisionHandler, body: string): Pr
 export class LambdaPool {
   readonly #load: (containerId: string) => Promise<ContainerHandle>
   readonly #maxContainers: number
+  readonly #maxStarting: number
+  #starting = 0
+  readonly #waitingToStart: Array<() => void> = []
   readonly #idle: Container[] = []
   readonly #containers: Container[] = []
   #busy = 0
@@ -124,12 +127,19 @@ export class LambdaPool {
   /** Invocations that ran longer than the Lambda timeout: a deployed function would have been stopped. */
   overTimeout = 0
   readonly durationsMs: number[] = []
-  /** Each container's start (the import of the bundle), before its first invocation. */
+  /** Each container's start (its turn to start, then the import of the bundle), before its first invocation. */
   readonly initDurationsMs: number[] = []
 
-  constructor(load: (containerId: string) => Promise<ContainerHandle>, maxContainers: number) {
+  /**
+   * `maxStarting` bounds the containers that start at once. In Lambda every container starts on a
+   * CPU of its own; on a machine of two, a hundred imports at once would each take the time of a
+   * hundred, and none would serve before all were done. Started a few at a time, each start takes
+   * about what it takes alone, and the first containers serve while the others start.
+   */
+  constructor(load: (containerId: string) => Promise<ContainerHandle>, maxContainers: number, maxStarting = Number.POSITIVE_INFINITY) {
     this.#load = load
     this.#maxContainers = maxContainers
+    this.#maxStarting = maxStarting
   }
 
   /** How many containers were started (each one a cold start). */
@@ -162,7 +172,14 @@ export class LambdaPool {
         // Counted before the import, so concurrent requests see the slot taken.
         const starting: Container = { handle: undefined, invocations: 0, successes: 0 }
         this.#containers.push(starting)
-        starting.handle = await this.#load(id)
+        if (this.#starting >= this.#maxStarting) await new Promise<void>((resolve) => this.#waitingToStart.push(resolve))
+        this.#starting++
+        try {
+          starting.handle = await this.#load(id)
+        } finally {
+          this.#starting--
+          this.#waitingToStart.shift()?.()
+        }
         this.initDurationsMs.push(performance.now() - started)
         container = starting
       }
