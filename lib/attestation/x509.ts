@@ -51,6 +51,8 @@ const verifiedIssuances = new Set<string>()
 // node:crypto's view of a certificate, made only where the DER reader's own checks do not decide
 // (every CA once, for its strict parse; a chain whose names or key identifiers it does not compare).
 const nodeViews = new WeakMap<ParsedCertificate, X509Certificate>()
+// Keys imported as P-256 coordinates: their kind is known without asking OpenSSL for their details.
+const p256Keys = new WeakSet<KeyObject>()
 
 /** How a fleet binds a device ID to its certificate: the subject's common name, or a DNS name among the SANs. */
 export type DeviceIdSource = 'cn' | 'dns'
@@ -234,7 +236,9 @@ function readPublicKey(publicKeyInfoDer: Buffer, algorithm: DerElement | undefin
     ) {
       const x = point.subarray(1, 1 + P256_COORDINATE_BYTES).toString('base64url')
       const y = point.subarray(1 + P256_COORDINATE_BYTES).toString('base64url')
-      return createPublicKey({ key: { kty: 'EC', crv: 'P-256', x, y }, format: 'jwk' })
+      const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x, y }, format: 'jwk' })
+      p256Keys.add(key)
+      return key
     }
     return createPublicKey({ key: publicKeyInfoDer, format: 'der', type: 'spki' })
   } catch {
@@ -454,6 +458,7 @@ function hasKeyUsage(certificate: ParsedCertificate, bit: number): boolean {
 /** The keys this service accepts: P-256 and RSA for devices, P-384 too for CAs. */
 function keyKind(key: KeyObject | undefined): 'ec-p256' | 'ec-p384' | 'rsa' | undefined {
   if (key === undefined) return undefined
+  if (p256Keys.has(key)) return 'ec-p256'
   const details = key.asymmetricKeyDetails
   if (key.asymmetricKeyType === 'ec') {
     if (details?.namedCurve === 'prime256v1') return 'ec-p256'
