@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runBootStorm } from './bench/boot-storm.js'
-import { buildHandlerBundle, packageHandler } from './bench/bundle.js'
+import { buildContainerWorker, buildHandlerBundle, packageHandler } from './bench/bundle.js'
 import { measureColdStart } from './bench/cold-start.js'
 import { runForumBaseline } from './bench/forum-baseline.js'
 import { print, progress } from './bench/output.js'
@@ -193,8 +193,9 @@ async function measureSections(
   progress(`baseline: ${options.n} new devices the forum sketch's way`)
   const baseline = await timed('baseline', () => runForumBaseline(stack, { devices: options.n, thingerLatencyMs: options.latencyMs }))
   progress(`boot storm: ${options.storm} devices, concurrency ${options.concurrency}, device waits x ${options.timeScale}`)
-  const storm = await timed('boot storm', () => runBootStorm(stack, {
+  const storm = await timed('boot storm', async () => runBootStorm(stack, {
     bundlePath: bundle.path,
+    containerWorkerPath: await buildContainerWorker(PROJECT_DIR, join(workDir, 'storm')),
     devices: options.storm,
     concurrency: options.concurrency,
     thingerLatencyMs: options.latencyMs,

@@ -1,6 +1,6 @@
-import { createHash, type KeyObject, verify as verifySignatureBytes, X509Certificate, constants as cryptoConstants } from 'node:crypto'
+import { createHash, createPublicKey, type KeyObject, verify as verifySignatureBytes, X509Certificate, constants as cryptoConstants } from 'node:crypto'
 import { AttestationError, CertificateError, ConfigError } from '../errors.js'
-import { DER_TAG, DerError, type DerElement, encodeElement, expectTag, oidToString, readChildren, readTime, readUnsignedHex, readWhole } from './der.js'
+import { DER_TAG, DerError, type DerElement, encodeElement, expectTag, oidToString, readChildren, readElement, readTime, readUnsignedHex, readWhole } from './der.js'
 
 // At most one intermediate between the device certificate and a trusted CA (docs/protocol.md).
 const MAX_INTERMEDIATES = 1
@@ -25,7 +25,21 @@ const OID = {
 // Critical extensions this service understands (RFC 5280 6.1.4: refuse a certificate with any other).
 const UNDERSTOOD_CRITICAL = new Set<string>([OID.subjectKeyIdentifier, OID.keyUsage, OID.subjectAltName, OID.basicConstraints, OID.certificatePolicies, OID.authorityKeyIdentifier, OID.extKeyUsage])
 // ecdsa-with-SHA256/384/512 and sha256/384/512WithRSAEncryption: nothing with SHA-1 or MD5.
-const ALLOWED_SIGNATURE_ALGORITHMS = new Set(['1.2.840.10045.4.3.2', '1.2.840.10045.4.3.3', '1.2.840.10045.4.3.4', '1.2.840.113549.1.1.11', '1.2.840.113549.1.1.12', '1.2.840.113549.1.1.13'])
+const SIGNATURE_ALGORITHMS = new Map<string, { hash: string; keyType: 'ec' | 'rsa' }>([
+  ['1.2.840.10045.4.3.2', { hash: 'sha256', keyType: 'ec' }],
+  ['1.2.840.10045.4.3.3', { hash: 'sha384', keyType: 'ec' }],
+  ['1.2.840.10045.4.3.4', { hash: 'sha512', keyType: 'ec' }],
+  ['1.2.840.113549.1.1.11', { hash: 'sha256', keyType: 'rsa' }],
+  ['1.2.840.113549.1.1.12', { hash: 'sha384', keyType: 'rsa' }],
+  ['1.2.840.113549.1.1.13', { hash: 'sha512', keyType: 'rsa' }],
+])
+// id-ecPublicKey with the named curve P-256, and the uncompressed point's prefix and coordinate size.
+const EC_PUBLIC_KEY = '1.2.840.10045.2.1'
+const P256_CURVE = '1.2.840.10045.3.1.7'
+const UNCOMPRESSED_POINT = 0x04
+const P256_COORDINATE_BYTES = 32
+// The context-specific tags of AuthorityKeyIdentifier (RFC 5280 4.2.1.1).
+const AKI_KEY_IDENTIFIER = 0x80
 const KEY_USAGE_BIT = { digitalSignature: 0, keyCertSign: 5 } as const
 // CA certificates (trust anchors, intermediates) a container has parsed, by the SHA-256 of their
 // DER, and issuer signatures over them it has verified: a fleet's few CAs are parsed and checked
@@ -34,14 +48,33 @@ const KEY_USAGE_BIT = { digitalSignature: 0, keyCertSign: 5 } as const
 const MAX_CACHED_CAS = 64
 const parsedCas = new Map<string, ParsedCertificate>()
 const verifiedIssuances = new Set<string>()
+// node:crypto's view of a certificate, made only where the DER reader's own checks do not decide
+// (every CA once, for its strict parse; a chain whose names or key identifiers it does not compare).
+const nodeViews = new WeakMap<ParsedCertificate, X509Certificate>()
+// Keys imported as P-256 coordinates: their kind is known without asking OpenSSL for their details.
+const p256Keys = new WeakSet<KeyObject>()
 
 /** How a fleet binds a device ID to its certificate: the subject's common name, or a DNS name among the SANs. */
 export type DeviceIdSource = 'cn' | 'dns'
 
-/** The fields of a certificate the checks read; `cert` is node:crypto's view (signatures, public key). */
+/** The fields of a certificate the checks read, from its DER. */
 export interface ParsedCertificate {
   der: Buffer
-  cert: X509Certificate
+  /** Its subjectPublicKeyInfo as node:crypto reads it; undefined when node:crypto cannot. */
+  publicKey: KeyObject | undefined
+  /** The DER of the tbsCertificate: what the issuer signed. */
+  tbs: Buffer
+  /** The issuer's signature over `tbs`, as in the certificate's BIT STRING. */
+  signatureValue: Buffer
+  /** The signature algorithm outside the tbsCertificate is the one inside (RFC 5280 4.1.1.2). */
+  signatureAlgorithmsAgree: boolean
+  /** The DER of the issuer and subject names. */
+  issuerName: Buffer
+  subjectName: Buffer
+  subjectKeyIdentifier: Buffer | undefined
+  /** The authority key identifier's keyIdentifier, and whether it also names the issuer by name and serial. */
+  authorityKeyIdentifier: Buffer | undefined
+  authorityNamedByIssuerAndSerial: boolean
   /** Lowercase hex, without leading zero bytes. */
   serial: string
   /** SHA-256 of the DER, lowercase hex: one encoding of the certificate (an ECDSA signature has two). */
@@ -91,24 +124,27 @@ export interface CertificateIdentity {
 }
 
 /**
- * Parses one DER certificate strictly: node:crypto must read it and agree on its length, and the
- * fields it does not expose are read from the DER.
+ * Parses one DER certificate strictly with the DER reader, all of it and nothing after it. A CA
+ * certificate must also be read by node:crypto (once per container: it is kept); a device
+ * certificate is read once, from its DER only, and its issuer's signature is checked over the
+ * exact bytes of its tbsCertificate.
  * @throws CertificateError `certificate_malformed`.
  */
 export function parseCertificate(der: Buffer, what = 'the certificate'): ParsedCertificate {
   const fingerprint = createHash('sha256').update(der).digest('hex')
   const known = parsedCas.get(fingerprint)
   if (known !== undefined && known.der.equals(der)) return known
-  let cert: X509Certificate
+  let envelope: ReturnType<typeof readElement> | undefined
   try {
-    cert = new X509Certificate(der)
+    envelope = readElement(der)
   } catch {
-    throw new CertificateError('certificate_malformed', `${what} is not a DER X.509 certificate`)
+    envelope = undefined
   }
-  if (!cert.raw.equals(der)) throw new CertificateError('certificate_malformed', `${what} has bytes after its end`)
+  if (envelope?.tag !== DER_TAG.sequence) throw new CertificateError('certificate_malformed', `${what} is not a DER X.509 certificate`)
+  if (envelope.end !== der.length) throw new CertificateError('certificate_malformed', `${what} has bytes after its end`)
   let parsed: ParsedCertificate
   try {
-    parsed = { der, cert, fingerprint, ...readFields(der) }
+    parsed = { der, fingerprint, ...readFields(der) }
   } catch (error) {
     if (error instanceof DerError) throw new CertificateError('certificate_malformed', `${what} is malformed: ${error.message}`)
     throw error
@@ -116,22 +152,36 @@ export function parseCertificate(der: Buffer, what = 'the certificate'): ParsedC
   if (!parsed.isCa) return parsed
   // A copy: the cache outlives the request whose buffer this is.
   const kept = { ...parsed, der: Buffer.from(der) }
+  let view: X509Certificate
+  try {
+    view = new X509Certificate(kept.der)
+  } catch {
+    throw new CertificateError('certificate_malformed', `${what} is not a DER X.509 certificate`)
+  }
+  nodeViews.set(kept, view)
   if (parsedCas.size >= MAX_CACHED_CAS) parsedCas.clear()
   parsedCas.set(fingerprint, kept)
   return kept
 }
 
-function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fingerprint'> {
-  const [tbs, signatureAlgorithm] = readChildren(readWhole(der, DER_TAG.sequence))
+function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'fingerprint'> {
+  const parts = readChildren(readWhole(der, DER_TAG.sequence))
+  if (parts.length !== 3) throw new DerError('a certificate is a tbsCertificate, a signature algorithm and a signature')
+  const [tbs, signatureAlgorithm, signatureBits] = parts as [DerElement, DerElement, DerElement]
   const fields = readChildren(expectTag(tbs, DER_TAG.sequence, 'tbsCertificate').content)
   // The version is an explicit [0] before the serial; v1 certificates omit it.
   const offset = fields[0]?.tag === 0xa0 ? 1 : 0
   const serial = readUnsignedHex(fields[offset], 'serial number')
+  const innerSignatureAlgorithm = expectTag(fields[offset + 1], DER_TAG.sequence, 'signature')
+  const issuer = expectTag(fields[offset + 2], DER_TAG.sequence, 'issuer')
   const validity = readChildren(expectTag(fields[offset + 3], DER_TAG.sequence, 'validity').content)
   const subject = expectTag(fields[offset + 4], DER_TAG.sequence, 'subject')
   const publicKeyInfoElement = expectTag(fields[offset + 5], DER_TAG.sequence, 'subjectPublicKeyInfo')
   const publicKeyInfo = readChildren(publicKeyInfoElement.content)
   const publicKeyBits = expectTag(publicKeyInfo[1], DER_TAG.bitString, 'subjectPublicKey').content
+  const signatureValue = expectTag(signatureBits, DER_TAG.bitString, 'signature value').content
+  if (signatureValue[0] !== 0) throw new DerError('signature value: a bit string of whole octets expected')
+  const publicKeyInfoDer = encodeElement(publicKeyInfoElement)
   const extensionsField = fields.slice(offset + 6).find((field) => field.tag === 0xa3)
   const extensions = readExtensions(extensionsField)
   const basicConstraints = extensions.get(OID.basicConstraints)
@@ -141,10 +191,22 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
   const keyUsage = extensions.get(OID.keyUsage)
   const extKeyUsage = extensions.get(OID.extKeyUsage)
   const subjectAltName = extensions.get(OID.subjectAltName)
+  const subjectKeyIdentifier = extensions.get(OID.subjectKeyIdentifier)
+  const authorityKeyIdentifier = extensions.get(OID.authorityKeyIdentifier)
+  const authorityFields = authorityKeyIdentifier === undefined ? [] : readChildren(readWhole(authorityKeyIdentifier, DER_TAG.sequence))
   return {
+    publicKey: readPublicKey(publicKeyInfoDer, publicKeyInfo[0], publicKeyBits),
+    tbs: encodeElement(tbs),
+    signatureValue: signatureValue.subarray(1),
+    signatureAlgorithmsAgree: innerSignatureAlgorithm.content.equals(expectTag(signatureAlgorithm, DER_TAG.sequence, 'signature algorithm').content),
+    issuerName: encodeElement(issuer),
+    subjectName: encodeElement(subject),
+    subjectKeyIdentifier: subjectKeyIdentifier === undefined ? undefined : readWhole(subjectKeyIdentifier, DER_TAG.octetString),
+    authorityKeyIdentifier: authorityFields.find((field) => field.tag === AKI_KEY_IDENTIFIER)?.content,
+    authorityNamedByIssuerAndSerial: authorityFields.some((field) => field.tag !== AKI_KEY_IDENTIFIER),
     serial,
     serialOctets: (fields[offset] as DerElement).content.length,
-    keyId: createHash('sha256').update(encodeElement(publicKeyInfoElement)).digest('hex'),
+    keyId: createHash('sha256').update(publicKeyInfoDer).digest('hex'),
     notBefore: readTime(validity[0]),
     notAfter: readTime(validity[1]),
     isCa,
@@ -155,6 +217,33 @@ function readFields(der: Buffer): Omit<ParsedCertificate, 'der' | 'cert' | 'fing
     dnsNames: subjectAltName === undefined ? [] : readChildren(readWhole(subjectAltName, DER_TAG.sequence)).filter((name) => name.tag === 0x82).map((name) => name.content.toString('latin1')),
     publicKeyBits: publicKeyBits.subarray(1),
     signatureAlgorithm: oidToString(expectTag(readChildren(expectTag(signatureAlgorithm, DER_TAG.sequence, 'signature algorithm').content)[0], DER_TAG.oid, 'signature algorithm').content),
+  }
+}
+
+/**
+ * The certificate's key as node:crypto reads it. A P-256 point goes in as a JWK: OpenSSL checks it
+ * is on the curve either way, and importing the coordinates takes half the time of decoding the
+ * subjectPublicKeyInfo, the largest part of a device certificate's parse.
+ */
+function readPublicKey(publicKeyInfoDer: Buffer, algorithm: DerElement | undefined, bits: Buffer): KeyObject | undefined {
+  try {
+    const [type, curve] = readChildren(expectTag(algorithm, DER_TAG.sequence, 'key algorithm').content)
+    const point = bits.subarray(1)
+    if (
+      type?.tag === DER_TAG.oid && oidToString(type.content) === EC_PUBLIC_KEY &&
+      curve?.tag === DER_TAG.oid && oidToString(curve.content) === P256_CURVE &&
+      bits[0] === 0 && point.length === 1 + 2 * P256_COORDINATE_BYTES && point[0] === UNCOMPRESSED_POINT
+    ) {
+      const x = point.subarray(1, 1 + P256_COORDINATE_BYTES).toString('base64url')
+      const y = point.subarray(1 + P256_COORDINATE_BYTES).toString('base64url')
+      const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x, y }, format: 'jwk' })
+      p256Keys.add(key)
+      return key
+    }
+    return createPublicKey({ key: publicKeyInfoDer, format: 'der', type: 'spki' })
+  } catch {
+    // A key node:crypto cannot read is no key this service accepts (keyKind).
+    return undefined
   }
 }
 
@@ -208,7 +297,7 @@ export function parseTrustAnchors(pem: unknown, setting: string): TrustAnchor[] 
       throw new ConfigError(setting, `CA certificate ${anchors.length + 1}: ${(error as Error).message}`)
     }
     if (!anchor.isCa || !hasKeyUsage(anchor, KEY_USAGE_BIT.keyCertSign)) throw new ConfigError(setting, `CA certificate ${anchors.length + 1} is not a CA that may sign certificates`)
-    if (keyKind(anchor.cert.publicKey) === undefined) throw new ConfigError(setting, `CA certificate ${anchors.length + 1} has a key this service does not accept`)
+    if (keyKind(anchor.publicKey) === undefined) throw new ConfigError(setting, `CA certificate ${anchors.length + 1} has a key this service does not accept`)
     anchors.push(anchor)
   }
   if (anchors.length === 0) throw new ConfigError(setting, 'holds no PEM certificate')
@@ -244,7 +333,7 @@ export function verifyDeviceCertificate(
     if (!intermediate.isCa) throw new CertificateError('certificate_untrusted', 'the intermediate certificate is not a CA')
     if (!hasKeyUsage(intermediate, KEY_USAGE_BIT.keyCertSign)) throw new CertificateError('certificate_key_usage', 'the intermediate certificate may not sign certificates')
     // Checked before its key verifies anything, so a hostile key costs nothing.
-    if (keyKind(intermediate.cert.publicKey) === undefined) throw new CertificateError('certificate_key_not_allowed', 'the intermediate certificate has a key this service does not accept')
+    if (keyKind(intermediate.publicKey) === undefined) throw new CertificateError('certificate_key_not_allowed', 'the intermediate certificate has a key this service does not accept')
   }
   for (const certificateInPath of [leaf, ...intermediates]) {
     if (certificateInPath.serialOctets > MAX_SERIAL_OCTETS) {
@@ -264,8 +353,8 @@ export function verifyDeviceCertificate(
   if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(OID.clientAuth) && !leaf.extKeyUsage.includes(OID.anyExtendedKeyUsage)) {
     throw new CertificateError('certificate_key_usage', 'the certificate’s extended key usage does not allow client authentication')
   }
-  const keyType = keyKind(leaf.cert.publicKey)
-  if (keyType !== 'ec-p256' && keyType !== 'rsa') throw new CertificateError('certificate_key_not_allowed', `the certificate’s key must be ECDSA P-256 or RSA of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`)
+  const keyType = keyKind(leaf.publicKey)
+  if (leaf.publicKey === undefined || (keyType !== 'ec-p256' && keyType !== 'rsa')) throw new CertificateError('certificate_key_not_allowed', `the certificate’s key must be ECDSA P-256 or RSA of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`)
   const bound = options.deviceIdFrom === 'cn' ? leaf.commonNames.length === 1 && leaf.commonNames[0] === options.device : leaf.dnsNames.includes(options.device)
   if (!bound) {
     throw new CertificateError('certificate_device_mismatch', `the certificate is not this device’s (its ${options.deviceIdFrom === 'cn' ? 'subject common name' : 'DNS names'} must be the device ID)`)
@@ -275,7 +364,7 @@ export function verifyDeviceCertificate(
     ...intermediates.map((intermediate) => identityOf(intermediate, 'intermediate')),
     identityOf(anchor, 'ca'),
   ]
-  return { publicKey: leaf.cert.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint, keyId: leaf.keyId, path: identities }
+  return { publicKey: leaf.publicKey, point: leaf.publicKeyBits, keyType, serial: leaf.serial, fingerprint: leaf.fingerprint, keyId: leaf.keyId, path: identities }
 }
 
 function identityOf(certificate: ParsedCertificate, role: CertificateIdentity['role']): CertificateIdentity {
@@ -310,13 +399,36 @@ export function certificateDenyEntries(certificate: Pick<CertificateIdentity, 's
   return [`key:${certificate.keyId}`, `serial:${certificate.serial}`, `sha256:${certificate.fingerprint}`]
 }
 
+/**
+ * Whether `issuer` issued `child`: OpenSSL's X509_check_issued and X509_verify. When the names are
+ * the same bytes and the authority key identifier has no name and serial, the checks run on the
+ * DER as read (the names, the key identifiers, the issuer's key usage, the signature over the
+ * tbsCertificate with the issuer's key); otherwise node:crypto compares names its own way.
+ */
 function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
-  if (!ALLOWED_SIGNATURE_ALGORITHMS.has(child.signatureAlgorithm)) return false
+  const algorithm = SIGNATURE_ALGORITHMS.get(child.signatureAlgorithm)
+  if (algorithm === undefined) return false
   const issuance = `${child.fingerprint}>${issuer.fingerprint}`
   if (verifiedIssuances.has(issuance)) return true
   let issued: boolean
   try {
-    issued = child.cert.checkIssued(issuer.cert) && child.cert.verify(issuer.cert.publicKey)
+    if (child.issuerName.equals(issuer.subjectName) && !child.authorityNamedByIssuerAndSerial) {
+      issued =
+        child.signatureAlgorithmsAgree &&
+        (child.authorityKeyIdentifier === undefined || issuer.subjectKeyIdentifier === undefined || child.authorityKeyIdentifier.equals(issuer.subjectKeyIdentifier)) &&
+        hasKeyUsage(issuer, KEY_USAGE_BIT.keyCertSign) &&
+        issuer.publicKey?.asymmetricKeyType === algorithm.keyType &&
+        verifySignatureBytes(
+          algorithm.hash,
+          child.tbs,
+          algorithm.keyType === 'ec' ? { key: issuer.publicKey, dsaEncoding: 'der' } : { key: issuer.publicKey, padding: cryptoConstants.RSA_PKCS1_PADDING },
+          child.signatureValue,
+        )
+    } else {
+      const childView = nodeViewOf(child)
+      const issuerView = nodeViewOf(issuer)
+      issued = childView.checkIssued(issuerView) && childView.verify(issuerView.publicKey)
+    }
   } catch {
     return false
   }
@@ -327,6 +439,15 @@ function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolea
   return issued
 }
 
+function nodeViewOf(certificate: ParsedCertificate): X509Certificate {
+  let view = nodeViews.get(certificate)
+  if (view === undefined) {
+    view = new X509Certificate(certificate.der)
+    nodeViews.set(certificate, view)
+  }
+  return view
+}
+
 function hasKeyUsage(certificate: ParsedCertificate, bit: number): boolean {
   // No key usage extension: RFC 5280 leaves the key unrestricted.
   if (certificate.keyUsage === undefined) return true
@@ -335,7 +456,9 @@ function hasKeyUsage(certificate: ParsedCertificate, bit: number): boolean {
 }
 
 /** The keys this service accepts: P-256 and RSA for devices, P-384 too for CAs. */
-function keyKind(key: KeyObject): 'ec-p256' | 'ec-p384' | 'rsa' | undefined {
+function keyKind(key: KeyObject | undefined): 'ec-p256' | 'ec-p384' | 'rsa' | undefined {
+  if (key === undefined) return undefined
+  if (p256Keys.has(key)) return 'ec-p256'
   const details = key.asymmetricKeyDetails
   if (key.asymmetricKeyType === 'ec') {
     if (details?.namedCurve === 'prime256v1') return 'ec-p256'

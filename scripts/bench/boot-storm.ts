@@ -1,6 +1,6 @@
+import { cpus } from 'node:os'
 import type { FaultRule } from '../../local/thinger-emulator.js'
-import { deviceIds, type GatewayAnswer, LambdaPool, loadContainer, signedRequestBody } from './lambda.js'
-import { muteProcessOutput } from './output.js'
+import { deviceIds, type GatewayAnswer, LambdaPool, signedRequestBody, startContainerWorker } from './lambda.js'
 import type { BenchStack } from './stack.js'
 import { type LatencySummary, mean, percentile, summarizeLatency } from './stats.js'
 
@@ -13,6 +13,8 @@ const MAX_RESIGNS = 2
 const RETRY_BASE_MS = 1000
 const RETRY_CAP_MS = 30_000
 const THINGER_RETRY_AFTER_SECONDS = 1
+// Containers that start at once, per CPU of this machine (lambda.ts, LambdaPool).
+const STARTS_PER_CPU = 2
 
 /** The share of all Thinger calls that each fault answers. */
 export interface FaultShares {
@@ -23,6 +25,8 @@ export interface FaultShares {
 
 export interface BootStormOptions {
   bundlePath: string
+  /** The built `scripts/bench/container-worker.ts` (bundle.ts, buildContainerWorker). */
+  containerWorkerPath: string
   devices: number
   concurrency: number
   thingerLatencyMs: number
@@ -79,6 +83,9 @@ export interface BootStormResult {
   ssmCalls: number
   ssmCallsByStatus: Record<string, number>
   invocationLatency: LatencySummary
+  /** The containers' starts: a worker thread and the import of the bundle. */
+  containerStartLatency: LatencySummary
+  containersStartingAtOnce: number
   attemptsPerDevice: { mean: number; p50: number; p99: number; max: number }
   provisionedAfterMs: { p50: number; p90: number; p99: number; max: number }
   timeToProvisionAllMs: number
@@ -117,7 +124,15 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
   const faultRules = faultRulesFor(options.faults)
   thinger.setFaults(faultRules)
 
-  const pool = new LambdaPool((containerId) => loadContainer(options.bundlePath, `storm-${containerId}`), options.concurrency)
+  const handlerErrors: Record<string, number> = {}
+  // Each container is a worker thread, as each Lambda container is a process of its own: module
+  // instances on one event loop would wait for each other's cold starts (ten seconds and more for
+  // a hundred copies of the bundled AWS SDK), and their SSM requests would time out in the harness.
+  const pool = new LambdaPool(
+    () => startContainerWorker(options.containerWorkerPath, options.bundlePath, { onLog: (line) => countHandlerError(line, handlerErrors) }),
+    options.concurrency,
+    STARTS_PER_CPU * cpus().length,
+  )
   const answerStatuses: number[] = []
   const invoke = async (body: string): Promise<GatewayAnswer> => {
     const answer = await pool.invoke(body)
@@ -125,8 +140,6 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
     return answer
   }
 
-  const handlerErrors: Record<string, number> = {}
-  const unmute = muteProcessOutput((line) => countHandlerError(line, handlerErrors))
   const started = performance.now()
   let outcomes: DeviceOutcome[]
   try {
@@ -134,7 +147,7 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
       deviceIds('storm', options.devices).map((device) => provisionLikeFirmware(device, stack.fleetKey, invoke, options, started)),
     )
   } finally {
-    unmute()
+    await pool.close()
     thinger.setFaults([])
   }
 
@@ -189,6 +202,8 @@ export async function runBootStorm(stack: BenchStack, options: BootStormOptions)
     ssmCalls: ssmCalls.length,
     ssmCallsByStatus: countBy(ssmCalls, (call) => (call.status === null ? 'no answer' : String(call.status))),
     invocationLatency: summarizeLatency(pool.durationsMs),
+    containerStartLatency: summarizeLatency(pool.initDurationsMs),
+    containersStartingAtOnce: STARTS_PER_CPU * cpus().length,
     attemptsPerDevice: { mean: mean(attempts), p50: percentile(attempts, 50), p99: percentile(attempts, 99), max: attempts.at(-1) ?? 0 },
     provisionedAfterMs: {
       p50: percentile(finishedMs, 50),

@@ -1,7 +1,9 @@
 import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda'
 import type { ProvisionHandler } from '../../functions/provision.js'
 import { deriveDeviceKey, signRequest } from '../../lib/attestation/keys.js'
+import type { ContainerMessage, ContainerWorkerData } from './container-worker.js'
 
 const LAMBDA_TIMEOUT_MS = 10_000
 // API Gateway's own answer when a route is throttled: no Retry-After, no protocol body.
@@ -23,6 +25,65 @@ let requestCount = 0
 export async function loadContainer(bundlePath: string, containerId: string): Promise<ProvisionHandler> {
   const module = (await import(`${pathToFileURL(bundlePath).href}?container=${containerId}`)) as { handler: ProvisionHandler }
   return module.handler
+}
+
+/** One container as the pool drives it: a handler in this process, or one in a thread of its own. */
+export interface ContainerHandle {
+  invoke(body: string): Promise<GatewayAnswer>
+  close?(): Promise<void>
+}
+
+/**
+ * A container in a worker thread of its own (`scripts/bench/container-worker.ts`, built to
+ * `workerScript`): its own event loop, module instance and AWS SDK, as each Lambda container is
+ * its own process. The handler's log lines go to `onLog`. Resolves once the bundle is imported.
+ */
+export function startContainerWorker(workerScript: string, bundlePath: string, options: { onLog: (line: string) => void }): Promise<ContainerHandle> {
+  const worker = new Worker(workerScript, {
+    workerData: { bundlePath } satisfies ContainerWorkerData,
+    // Plain JavaScript: the bench's TypeScript loader would cost every container a start of its own.
+    execArgv: [],
+    stdout: true,
+    stderr: true,
+  })
+  const pending = new Map<number, (answer: GatewayAnswer) => void>()
+  let nextId = 0
+  let failure: Error | undefined
+  return new Promise((resolve, reject) => {
+    const fail = (error: Error): void => {
+      failure = error
+      reject(error)
+      for (const [, settle] of pending) settle({ statusCode: 502, headers: {}, body: `{"message":"${error.message}"}` })
+      pending.clear()
+    }
+    worker.on('error', fail)
+    worker.on('exit', (code) => {
+      if (failure === undefined && pending.size > 0) fail(new Error(`a storm container exited with code ${code}`))
+    })
+    worker.on('message', (message: ContainerMessage) => {
+      if (message.type === 'ready') {
+        resolve({
+          invoke: (body) => {
+            if (failure !== undefined) return Promise.reject(failure)
+            const id = ++nextId
+            return new Promise((settle) => {
+              pending.set(id, settle)
+              worker.postMessage({ id, body })
+            })
+          },
+          close: async () => {
+            await worker.terminate()
+          },
+        })
+      } else if (message.type === 'answer') {
+        for (const line of message.log) options.onLog(line)
+        pending.get(message.id)?.(message.answer)
+        pending.delete(message.id)
+      } else {
+        fail(new Error(message.message))
+      }
+    })
+  })
 }
 
 /** Device IDs `prefix_000001` …, inside the default DEVICE_ID_PATTERN. */
@@ -52,8 +113,11 @@ export async function invokeHandler(handler: ProvisionHandler, body: string): Pr
  * Gateway answers 429 without calling the function.
  */
 export class LambdaPool {
-  readonly #load: (containerId: string) => Promise<ProvisionHandler>
+  readonly #load: (containerId: string) => Promise<ContainerHandle>
   readonly #maxContainers: number
+  readonly #maxStarting: number
+  #starting = 0
+  readonly #waitingToStart: Array<() => void> = []
   readonly #idle: Container[] = []
   readonly #containers: Container[] = []
   #busy = 0
@@ -63,10 +127,19 @@ export class LambdaPool {
   /** Invocations that ran longer than the Lambda timeout: a deployed function would have been stopped. */
   overTimeout = 0
   readonly durationsMs: number[] = []
+  /** Each container's start (its turn to start, then the import of the bundle), before its first invocation. */
+  readonly initDurationsMs: number[] = []
 
-  constructor(load: (containerId: string) => Promise<ProvisionHandler>, maxContainers: number) {
+  /**
+   * `maxStarting` bounds the containers that start at once. In Lambda every container starts on a
+   * CPU of its own; on a machine of two, a hundred imports at once would each take the time of a
+   * hundred, and none would serve before all were done. Started a few at a time, each start takes
+   * about what it takes alone, and the first containers serve while the others start.
+   */
+  constructor(load: (containerId: string) => Promise<ContainerHandle>, maxContainers: number, maxStarting = Number.POSITIVE_INFINITY) {
     this.#load = load
     this.#maxContainers = maxContainers
+    this.#maxStarting = maxStarting
   }
 
   /** How many containers were started (each one a cold start). */
@@ -77,6 +150,11 @@ export class LambdaPool {
   /** Containers that served requests but never answered 2xx. */
   get containersWithoutSuccess(): number {
     return this.#containers.filter((container) => container.invocations > 0 && container.successes === 0).length
+  }
+
+  /** Stops every container (a worker thread's SSM cache timers would keep the process alive). */
+  async close(): Promise<void> {
+    await Promise.all(this.#containers.map((container) => container.handle?.close?.()))
   }
 
   async invoke(body: string): Promise<GatewayAnswer> {
@@ -92,18 +170,27 @@ export class LambdaPool {
       if (container === undefined) {
         const id = `pool-${this.#containers.length + 1}`
         // Counted before the import, so concurrent requests see the slot taken.
-        const starting: Container = { handler: undefined, invocations: 0, successes: 0 }
+        const starting: Container = { handle: undefined, invocations: 0, successes: 0 }
         this.#containers.push(starting)
-        starting.handler = await this.#load(id)
+        if (this.#starting >= this.#maxStarting) await new Promise<void>((resolve) => this.#waitingToStart.push(resolve))
+        this.#starting++
+        try {
+          starting.handle = await this.#load(id)
+        } finally {
+          this.#starting--
+          this.#waitingToStart.shift()?.()
+        }
+        this.initDurationsMs.push(performance.now() - started)
         container = starting
       }
       this.invocations++
       container.invocations++
-      const answer = await invokeHandler(container.handler as ProvisionHandler, body)
+      const invoked = performance.now()
+      const answer = await (container.handle as ContainerHandle).invoke(body)
       if (answer.statusCode >= 200 && answer.statusCode < 300) container.successes++
-      const durationMs = performance.now() - started
-      this.durationsMs.push(durationMs)
-      if (durationMs > LAMBDA_TIMEOUT_MS) this.overTimeout++
+      this.durationsMs.push(performance.now() - started)
+      // Lambda's timeout counts the invocation; the container's start has a limit of its own.
+      if (performance.now() - invoked > LAMBDA_TIMEOUT_MS) this.overTimeout++
       return answer
     } finally {
       this.#busy--
@@ -113,7 +200,7 @@ export class LambdaPool {
 }
 
 interface Container {
-  handler: ProvisionHandler | undefined
+  handle: ContainerHandle | undefined
   invocations: number
   successes: number
 }

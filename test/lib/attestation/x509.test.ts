@@ -1,9 +1,12 @@
+import { type KeyObject, sign, X509Certificate } from 'node:crypto'
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { buildCertificate, CLIENT_AUTH } from '../../../cli/certificates.js'
+import { DER_TAG, encodeElement, readChildren, readWhole } from '../../../lib/attestation/der.js'
 import { signedMessage } from '../../../lib/attestation/keys.js'
 import { parseCertificate, parseTrustAnchors, type TrustAnchor, verifyCertificateSignature, verifyDeviceCertificate } from '../../../lib/attestation/x509.js'
 import { CertificateError, ConfigError, ProvisionerError } from '../../../lib/errors.js'
-import { type Issued, issue, newCa, newKeyPair, signWithCertificateKey } from '../../support/pki.js'
+import { type Issued, issue, memorySigner, newCa, newKeyPair, signWithCertificateKey } from '../../support/pki.js'
 import { captureError } from '../capture-error.js'
 
 const DEVICE = 'x5_sensor_0001'
@@ -16,6 +19,20 @@ let device: Issued
 
 const verify = (leaf: Buffer, chain: Buffer[] = [], options: { device?: string; deviceIdFrom?: 'cn' | 'dns'; trusted?: TrustAnchor[] } = {}) =>
   verifyDeviceCertificate(leaf, chain, options.trusted ?? anchors, { device: options.device ?? DEVICE, deviceIdFrom: options.deviceIdFrom ?? 'cn', nowSeconds: nowSeconds() })
+
+// AlgorithmIdentifier DER: ecdsa-with-SHA256, and ecdsa-with-SHA1 (which the service refuses).
+const ECDSA_WITH_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex')
+const ECDSA_WITH_SHA1 = Buffer.from('300906072a8648ce3d0401', 'hex')
+const derOf = (tag: number, ...parts: Buffer[]) => encodeElement({ tag, content: Buffer.concat(parts) })
+
+/** `leaf` with the tbsCertificate's own signature algorithm replaced, signed again by `issuerKey` with ECDSA-SHA256. */
+function withInnerAlgorithm(leaf: Buffer, issuerKey: KeyObject, innerAlgorithm: Buffer): Buffer {
+  const [tbs, outerAlgorithm] = readChildren(readWhole(leaf, DER_TAG.sequence))
+  // version [0], serial, signature, ...
+  const fields = readChildren(tbs!.content).map((field, index) => (index === 2 ? innerAlgorithm : encodeElement(field)))
+  const signedPart = derOf(DER_TAG.sequence, ...fields)
+  return derOf(DER_TAG.sequence, signedPart, encodeElement(outerAlgorithm!), derOf(DER_TAG.bitString, Buffer.from([0]), sign('sha256', signedPart, issuerKey)))
+}
 
 const codeOf = (operation: () => unknown): string => {
   const error = captureError(operation)
@@ -184,6 +201,48 @@ describe('Function: verifyDeviceCertificate', () => {
 
     // Assess
     expect(code).toBe('certificate_untrusted')
+  })
+
+  it('decides whether the CA issued a certificate as node:crypto does, reading it from its DER only', async () => {
+    // Prepare: all signed by the trusted CA's key
+    const spki = (key: KeyObject) => key.export({ type: 'spki', format: 'der' }) as Buffer
+    const stranger = newKeyPair()
+    const template = { subject: { commonName: DEVICE }, publicKey: spki(newKeyPair().publicKey), notBefore: new Date(Date.now() - HOUR_MS), notAfter: new Date(Date.now() + HOUR_MS), ca: false, keyUsage: ['digitalSignature' as const], extKeyUsage: [CLIENT_AUTH] }
+    const cases: Array<[string, Buffer]> = [
+      ['issued as usual', device.der],
+      ['signed again with the same algorithm inside', withInnerAlgorithm(device.der, ca.privateKey, ECDSA_WITH_SHA256)],
+      ['SHA-1 named inside the tbsCertificate, SHA-256 outside', withInnerAlgorithm(device.der, ca.privateKey, ECDSA_WITH_SHA1)],
+      ['an authority key identifier of another key', await buildCertificate({ ...template, issuer: { subject: ca.subject, publicKey: spki(stranger.publicKey) } }, memorySigner(ca.privateKey))],
+      ['another issuer name', await buildCertificate({ ...template, issuer: { subject: { commonName: 'Another CA' }, publicKey: spki(ca.publicKey) } }, memorySigner(ca.privateKey))],
+      ['the signature of another key', (await issue({ ...ca, privateKey: stranger.privateKey }, DEVICE)).der],
+    ]
+    const caView = new X509Certificate(ca.der)
+
+    // Act
+    const verdicts = cases.map(([name, leaf]) => {
+      try {
+        verify(leaf)
+        return [name, 'accepted']
+      } catch (error) {
+        return [name, (error as ProvisionerError).code]
+      }
+    })
+    const nodeVerdicts = cases.map(([name, leaf]) => {
+      const view = new X509Certificate(leaf)
+      return [name, view.checkIssued(caView) && view.verify(caView.publicKey) ? 'accepted' : 'certificate_untrusted']
+    })
+
+    // Assess
+    expect(verdicts).toEqual([
+      ['issued as usual', 'accepted'],
+      ['signed again with the same algorithm inside', 'accepted'],
+      ['SHA-1 named inside the tbsCertificate, SHA-256 outside', 'certificate_untrusted'],
+      ['an authority key identifier of another key', 'certificate_untrusted'],
+      ['another issuer name', 'certificate_untrusted'],
+      ['the signature of another key', 'certificate_untrusted'],
+    ])
+    expect(verdicts).toEqual(nodeVerdicts)
+    expect(parseCertificate(device.der).publicKey?.equals(device.publicKey)).toBe(true)
   })
 
   it('answers only CertificateError for any byte of the certificate changed, removed or added', () => {
