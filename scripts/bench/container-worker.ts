@@ -2,6 +2,7 @@ import { pathToFileURL } from 'node:url'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { ProvisionHandler } from '../../functions/provision.js'
 import { invokeHandler } from './lambda.js'
+import { muteProcessOutput } from './output.js'
 
 /** What the storm's main thread hands one container (lambda.ts, startContainerWorker). */
 export interface ContainerWorkerData {
@@ -21,15 +22,8 @@ async function serve(): Promise<void> {
   if (port === null) throw new Error('container-worker runs as a worker thread')
   const { bundlePath } = workerData as ContainerWorkerData
   const log: string[] = []
-  const sink = ((chunk: unknown, encodingOrCallback?: unknown, callback?: unknown) => {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8')
-    for (const line of text.split('\n')) if (line !== '') log.push(line)
-    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback
-    if (typeof done === 'function') queueMicrotask(() => (done as () => void)())
-    return true
-  }) as typeof process.stdout.write
-  process.stdout.write = sink
-  process.stderr.write = sink
+  // The thread's output is the handler's log lines, handed back with each answer.
+  muteProcessOutput((line) => log.push(line))
   try {
     const started = performance.now()
     const { handler } = (await import(pathToFileURL(bundlePath).href)) as { handler: ProvisionHandler }
