@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { buildCertificate, CLIENT_AUTH, readIssuer } from '../cli/certificates.js'
 import { AnswerKeyError, MAX_PINNED_ANSWER_KEYS, parseAnswerPublicKey, requestBodyDigest, type SignedAnswer, verifyAnswerSignature } from '../lib/attestation/answer-signature.js'
-import { decodeFleetKey, deriveDeviceKey, signedMessage, signRequest } from '../lib/attestation/keys.js'
+import { decodeFleetKey, deriveDeviceKey, signRequest, signWithCertificateKey } from '../lib/attestation/keys.js'
 import { deriveClaimSealKey, deriveHmacSealKey, openSealed, type SealBinding, type SealKey } from '../lib/attestation/seal.js'
 import { openEcdhSealed } from '../lib/attestation/seal-ecdh.js'
+import { pemCertificates } from '../lib/attestation/x509.js'
 import { DEFAULT_HTTP_PORT, DEFAULT_THINGER_PORT, LOCAL_ANSWER_KEY_FILE, LOCAL_FLEET_KEY, LOCAL_WORKSHOP_CLAIM_SECRET, LOCAL_WORKSHOP_FLEET_KEY } from './defaults.js'
 import { LocalSettingError, readPort } from './settings.js'
 
@@ -251,7 +252,7 @@ async function parseOptions(argv: string[]): Promise<PlayerOptions | 'help'> {
       JSON.stringify({
         device,
         ...(certificate !== undefined
-          ? { timestamp: signedAt, certificate: certificate.der.toString('base64'), signature: signWithCertificate(certificate.privateKey, device, signedAt, version) }
+          ? { timestamp: signedAt, certificate: certificate.der.toString('base64'), signature: signWithCertificateKey(certificate.privateKey, device, signedAt, version) }
           : deviceKey === undefined
             ? { claim }
             : { timestamp: signedAt, signature: signRequest(deviceKey, device, signedAt, version) }),
@@ -329,18 +330,13 @@ function sealedWith(sealKey: SealKey, says: string): Opener {
 }
 
 /** The signature a device with a certificate sends (docs/protocol.md): P-256 as r‖s, RSA as PKCS#1 v1.5. */
-function signWithCertificate(privateKey: KeyObject, device: string, timestamp: number, version: 1 | 2): string {
-  const message = Buffer.from(signedMessage(device, timestamp, version), 'utf8')
-  return sign('sha256', message, privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey).toString('base64')
-}
-
 /**
  * A fresh P-256 key and a certificate for it, CN = the device ID, issued in memory by the local
  * stack's dev CA (local/x509, LOCAL DEV ONLY): what a factory would have flashed.
  */
 async function issueLocalCertificate(device: string): Promise<CertificateIdentity> {
   const ca = createPrivateKey(readFileSync(join(LOCAL_CA_DIR, 'ca.key.pem')))
-  const caDer = pemToDer(readFileSync(join(LOCAL_CA_DIR, 'ca.pem'), 'utf8'))
+  const caDer = firstPemCertificate(readFileSync(join(LOCAL_CA_DIR, 'ca.pem'), 'utf8'))
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
   const now = Date.now()
   const der = await buildCertificate(
@@ -369,7 +365,7 @@ function readCertificateIdentity(certFile: string, keyFile: string): Certificate
     }
   }
   const certText = read(certFile, '--cert')
-  const der = certText.toString('latin1').includes('-----BEGIN CERTIFICATE-----') ? pemToDer(certText.toString('utf8')) : certText
+  const der = certText.toString('latin1').includes('-----BEGIN CERTIFICATE-----') ? firstPemCertificate(certText.toString('utf8')) : certText
   let publicKey: Buffer
   try {
     publicKey = readIssuer(der).publicKey
@@ -389,9 +385,8 @@ function readCertificateIdentity(certFile: string, keyFile: string): Certificate
   return { der, privateKey }
 }
 
-function pemToDer(pem: string): Buffer {
-  const match = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(pem)
-  return Buffer.from((match?.[1] ?? '').replace(/\s/g, ''), 'base64')
+function firstPemCertificate(pem: string): Buffer {
+  return pemCertificates(pem)[0] ?? Buffer.alloc(0)
 }
 
 function readDeviceKey(device: string, deviceKey: string | undefined, fleetKey: string): Buffer {

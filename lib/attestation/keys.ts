@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, type KeyObject, randomBytes, sign, timingSafeEqual } from 'node:crypto'
 import { AttestationError, ConfigError } from '../errors.js'
 
 const MIN_FLEET_KEY_BYTES = 32
@@ -40,6 +40,12 @@ export function signedMessage(device: string, timestamp: number, version: Protoc
 /** Signs a provisioning request with a device key; returns the base64 signature a device sends. */
 export function signRequest(deviceKey: Buffer, device: string, timestamp: number, version: ProtocolVersion = 1): string {
   return requestMac(deviceKey, device, timestamp, version).toString('base64')
+}
+
+/** Signs a provisioning request with a certificate's private key, as a device does: P-256 as r‖s, RSA as PKCS#1 v1.5. */
+export function signWithCertificateKey(privateKey: KeyObject, device: string, timestamp: number, version: ProtocolVersion = 1): string {
+  const message = Buffer.from(signedMessage(device, timestamp, version), 'utf8')
+  return sign('sha256', message, privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey).toString('base64')
 }
 
 function requestMac(deviceKey: Buffer, device: string, timestamp: number, version: ProtocolVersion): Buffer {

@@ -281,6 +281,11 @@ function readCommonNames(subject: DerElement): string[] {
   return names
 }
 
+/** The DER of each `CERTIFICATE` block of PEM text, in order (none: an empty list). */
+export function pemCertificates(pem: string): Buffer[] {
+  return [...pem.matchAll(PEM_BLOCK)].map(([, body]) => Buffer.from((body as string).replace(/\s+/g, ''), 'base64'))
+}
+
 /**
  * Reads a fleet's trusted CA certificates (PEM, one or more): each must be a CA allowed to sign
  * certificates, with a key this service accepts.
@@ -289,10 +294,10 @@ function readCommonNames(subject: DerElement): string[] {
 export function parseTrustAnchors(pem: unknown, setting: string): TrustAnchor[] {
   if (typeof pem !== 'string') throw new ConfigError(setting, 'the CA certificates are not PEM text')
   const anchors: TrustAnchor[] = []
-  for (const [, body] of pem.matchAll(PEM_BLOCK)) {
+  for (const der of pemCertificates(pem)) {
     let anchor: ParsedCertificate
     try {
-      anchor = parseCertificate(Buffer.from((body as string).replace(/\s+/g, ''), 'base64'))
+      anchor = parseCertificate(der)
     } catch (error) {
       throw new ConfigError(setting, `CA certificate ${anchors.length + 1}: ${(error as Error).message}`)
     }

@@ -2,7 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject,
 import { readFileSync } from 'node:fs'
 import { buildCertificate, CLIENT_AUTH, type CertificateTemplate, toPem } from '../../cli/certificates.js'
 import { DER_TAG, encodeElement, readChildren, readWhole } from '../../lib/attestation/der.js'
-import { signedMessage } from '../../lib/attestation/keys.js'
+import { signWithCertificateKey } from '../../lib/attestation/keys.js'
 
 const HOUR_MS = 3600_000
 
@@ -67,11 +67,8 @@ export async function issue(
   return { ...keys, der, pem: toPem(der), subject }
 }
 
-/** The signature a device with a certificate key sends (docs/protocol.md): P-256 as r‖s, RSA as PKCS#1 v1.5. */
-export function signWithCertificateKey(privateKey: KeyObject, device: string, timestamp: number, version: 1 | 2 = 1): string {
-  const message = Buffer.from(signedMessage(device, timestamp, version), 'utf8')
-  return sign('sha256', message, privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey).toString('base64')
-}
+// The signature a device with a certificate key sends (docs/protocol.md): the device side's own, from lib/.
+export { signWithCertificateKey }
 
 /** The JSON body of a certificate request. */
 export function certificateBody(device: Issued & { device: string }, options: { timestamp?: number; version?: 2; fleet?: string; chain?: Buffer[] } = {}): Record<string, unknown> & { device: string; timestamp: number } {
